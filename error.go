@@ -1,0 +1,72 @@
+package ordercore
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes that a client may see. They are stable: clients switch on them, so a code is
+// never renamed; new situations get new codes. Each maps to one HTTP status in httpapi.
+const (
+	ECONFLICT          = "conflict"               // 409, generic state conflict
+	EINTERNAL          = "internal"               // 500, never carries internal detail
+	EINVALID           = "invalid_request"        // 422, generic validation failure
+	ENOTFOUND          = "not_found"              // 404
+	EOVERLOADED        = "overloaded"             // 503 with Retry-After
+	EInsufficientStock = "insufficient_stock"     // 409
+	EIllegalTransition = "illegal_transition"     // 409
+	EUnknownSKU        = "unknown_sku"            // 422
+	ESKUExists         = "sku_exists"             // 409
+	ECurrencyMismatch  = "currency_mismatch"      // 422
+	EAmountMismatch    = "amount_mismatch"        // 422
+	EInvalidQuantity   = "invalid_quantity"       // 422
+	ETooManyLines      = "too_many_lines"         // 422
+	EInvalidCurrency   = "invalid_currency"       // 422
+	EUnknownField      = "unknown_field"          // 422
+	EMalformedJSON     = "malformed_json"         // 400
+	EBodyTooLarge      = "body_too_large"         // 413
+	EIdemKeyReused     = "idempotency_key_reused" // 422
+	EIdemKeyInUse      = "idempotency_key_in_use" // 409
+	EInvalidIdemKey    = "invalid_idempotency_key"
+	EStockOverflow     = "stock_overflow" // 422
+	EInvalidCursor     = "invalid_cursor" // 400
+	EUnavailable       = "unavailable"    // 503, storage failed; nothing was acknowledged
+)
+
+// Error is an application error: its Code and Message are safe to show to a client.
+// Anything that is not an *Error is internal and reaches clients only as EINTERNAL.
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("ordercore error: code=%s message=%s", e.Code, e.Message)
+}
+
+// Errorf returns an application error with a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of an application error, or EINTERNAL for anything else.
+func ErrorCode(err error) string {
+	var e *Error
+	if err == nil {
+		return ""
+	} else if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the message of an application error, or "internal error".
+func ErrorMessage(err error) string {
+	var e *Error
+	if err == nil {
+		return ""
+	} else if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}

@@ -1,0 +1,76 @@
+// Package limit holds every bound of ordercore as a named constant, and Assert for
+// programmer errors. A bound that is not here is a bug: queues, batches, pages, retries and
+// bodies are all limited (TIGER_STYLE: "put a limit on everything").
+//
+// It imports only the standard library.
+package limit
+
+import (
+	"fmt"
+	"time"
+)
+
+const (
+	// BatchCommandsMax is the most commands the committer puts in one transaction.
+	BatchCommandsMax = 1000
+	// BatchDelayDefault is how long the committer waits for a batch to fill after its
+	// first command by default. Zero: it takes what has queued while the previous batch
+	// committed, which is natural group commit without added latency.
+	BatchDelayDefault = 0
+	// BatchDelayMax bounds the configurable batch delay.
+	BatchDelayMax = 50 * time.Millisecond
+	// QueueCommandsMax is the depth of the committer's queue; a full queue answers 503.
+	QueueCommandsMax = 16384
+	// InsertRowsMax bounds the rows of one multi-row INSERT statement (SQLite allows
+	// 32,766 bound variables per statement; the widest row has 12 columns).
+	InsertRowsMax = 500
+
+	// LinesPerOrderMax and QuantityMax bound an order.
+	LinesPerOrderMax = 100
+	QuantityMax      = 999
+	// StockMax bounds a SKU's total, so sums over an order never overflow int64.
+	StockMax = 1_000_000_000
+	// PriceMinorMax bounds a unit price: QuantityMax*LinesPerOrderMax*PriceMinorMax < 2^63.
+	PriceMinorMax = 1_000_000_000_000
+
+	// ExpiresInDefault is the time an order may stay unpaid; ExpiresInMin/Max bound what
+	// a request may ask for.
+	ExpiresInDefault = 15 * time.Minute
+	ExpiresInMin     = 1 * time.Second
+	ExpiresInMax     = 24 * time.Hour
+	// ExpiryBatchMax bounds the orders one expiry sweep closes in one command.
+	ExpiryBatchMax = 500
+	// ExpirySweepInterval is the longest the sweeper sleeps when no order is due sooner.
+	ExpirySweepInterval = 1 * time.Second
+
+	// IdemKeyBytesMax bounds an Idempotency-Key header.
+	IdemKeyBytesMax = 255
+	// IdemKeyTTL is how long a stored response is kept: at least 24 h (Stripe semantics).
+	IdemKeyTTL = 48 * time.Hour
+	// IdemPruneMax bounds the records one prune deletes; IdemPruneInterval spaces prunes.
+	IdemPruneMax      = 1000
+	IdemPruneInterval = 1 * time.Minute
+
+	// RequestBodyBytesMax bounds a request body.
+	RequestBodyBytesMax = 1 << 20
+	// PageSizeDefault and PageSizeMax bound list endpoints.
+	PageSizeDefault = 50
+	PageSizeMax     = 500
+	// TimelineEventsMax bounds the events shown with one order.
+	TimelineEventsMax = 200
+	// IDBytesMax bounds client-chosen identifiers (SKU ids, user ids).
+	IDBytesMax = 64
+	// NameBytesMax bounds a SKU name.
+	NameBytesMax = 200
+
+	// RetryAfterOverload is what a 503 for a full queue asks the client to wait.
+	RetryAfterOverload = 1 * time.Second
+)
+
+// Assert panics when cond is false. It marks programmer errors and broken invariants: the
+// process crashes and restarts from durable state rather than carrying on corrupt.
+func Assert(cond bool, format string, args ...any) {
+	if !cond {
+		panic(fmt.Sprintf("assertion failed: "+format, args...))
+	}
+}

@@ -1,0 +1,107 @@
+package ordercore
+
+import (
+	"context"
+	"time"
+)
+
+// Store is a database holding ordercore's state. Writes happen only through Write, which
+// only the engine's committer calls (one write path); reads never queue behind writes.
+type Store interface {
+	Reader
+	// Write runs fn in one durable transaction: if Write returns nil, everything fn applied
+	// is committed and synced; otherwise none of it is.
+	Write(ctx context.Context, fn func(WriteTx) error) error
+	Close() error
+}
+
+// WriteTx is the view of the write transaction that the committer uses for one batch: load
+// the rows the batch's commands touch, then apply all their changes at once. On PostgreSQL
+// the loads lock the rows (FOR UPDATE); on SQLite the single writer already serialises.
+type WriteTx interface {
+	SKUs(ctx context.Context, ids []string) (map[string]SKU, error)
+	Orders(ctx context.Context, ids []string) (map[string]Order, error)
+	Idempotency(ctx context.Context, keys []string) (map[string]IdemRecord, error)
+	Apply(ctx context.Context, c *Changeset) error
+}
+
+// Changeset is every row a batch writes. Apply must write it with as few statements as it
+// can (multi-row inserts, one conditional UPDATE per touched SKU) and must fail, rolling
+// back the batch, if a guard does not hold.
+type Changeset struct {
+	NewSKUs      []SKU
+	StockChanges []StockChange
+	Ledger       []StockEntry
+	NewOrders    []Order
+	OrderChanges []OrderChange
+	Events       []Event
+	Idempotency  []IdemRecord
+	// IdemPruneBefore, when not zero, deletes at most IdemPruneMax idempotency records
+	// created before it.
+	IdemPruneBefore time.Time
+	IdemPruneMax    int
+}
+
+// Empty reports whether c writes nothing.
+func (c *Changeset) Empty() bool {
+	return len(c.NewSKUs) == 0 && len(c.StockChanges) == 0 && len(c.Ledger) == 0 &&
+		len(c.NewOrders) == 0 && len(c.OrderChanges) == 0 && len(c.Events) == 0 &&
+		len(c.Idempotency) == 0 && c.IdemPruneBefore.IsZero()
+}
+
+// StockChange moves one SKU's balances by deltas. The store applies it as one conditional
+// UPDATE that fails unless the result keeps total-reserved-sold, reserved and sold >= 0.
+type StockChange struct {
+	SKU       string
+	DTotal    int64
+	DReserved int64
+	DSold     int64
+	At        time.Time
+}
+
+// OrderChange rewrites an order's status, version and reservations. The store applies it
+// only if the stored version still equals FromVersion.
+type OrderChange struct {
+	Order       Order
+	FromVersion int64
+}
+
+// IdemRecord is a stored response for an Idempotency-Key: a retry with the same key and
+// the same request hash gets Status and Body back instead of running again.
+type IdemRecord struct {
+	Key         string
+	RequestHash string
+	Status      int
+	Body        []byte
+	CreatedAt   time.Time
+}
+
+// Reader answers queries from a read pool.
+type Reader interface {
+	SKU(ctx context.Context, id string) (SKU, error)
+	Order(ctx context.Context, id string) (Order, error)
+	// OrdersByUser lists a user's orders, newest first, starting after the order with ID
+	// afterID (empty for the first page).
+	OrdersByUser(ctx context.Context, userID, afterID string, limit int) ([]Order, error)
+	// Events lists events with Seq > after in Seq order.
+	Events(ctx context.Context, after int64, limit int) ([]Event, error)
+	// AggregateEvents lists the events of one aggregate in Seq order.
+	AggregateEvents(ctx context.Context, aggregateID string, limit int) ([]Event, error)
+	// ExpiredOrders lists pending_payment orders with ExpiresAt <= now, oldest first.
+	ExpiredOrders(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// NextExpiry returns the earliest ExpiresAt of a pending_payment order, if any.
+	NextExpiry(ctx context.Context) (time.Time, bool, error)
+}
+
+// Snapshot is the full content of a database, for `ordercore verify`.
+type Snapshot struct {
+	SKUs   []SKU
+	Orders []Order
+	Ledger []StockEntry
+	Events []Event
+}
+
+// Dumper reads a whole database into a Snapshot.
+type Dumper interface {
+	Dump(ctx context.Context) (*Snapshot, error)
+}
