@@ -1,0 +1,280 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"ordercore"
+	"ordercore/internal/limit"
+)
+
+// Config tunes the committer. Zero values take the defaults of internal/limit.
+type Config struct {
+	// BatchMax bounds the commands of one transaction (1..limit.BatchCommandsMax).
+	BatchMax int
+	// BatchDelay is how long the committer waits for more commands after the first one
+	// of a batch arrives (0..limit.BatchDelayMax). Zero takes only what already queued.
+	BatchDelay time.Duration
+	// QueueMax is the committer queue's depth; a full queue fails Submit with EOVERLOADED.
+	QueueMax int
+	Logger   *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.BatchMax <= 0 || c.BatchMax > limit.BatchCommandsMax {
+		c.BatchMax = limit.BatchCommandsMax
+	}
+	if c.BatchDelay < 0 {
+		c.BatchDelay = 0
+	}
+	if c.BatchDelay > limit.BatchDelayMax {
+		c.BatchDelay = limit.BatchDelayMax
+	}
+	if c.QueueMax <= 0 {
+		c.QueueMax = limit.QueueCommandsMax
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Idem asks that a command's outcome be stored under an Idempotency-Key, with the hash of
+// the request that carried it, and the HTTP status that a replay will answer.
+type Idem struct {
+	Key    string
+	Hash   string
+	Status int
+}
+
+// Result is a command's outcome. Value is the command's own result type (see each
+// command). Replayed is set, and Value is nil, when an Idempotency-Key matched a stored
+// response; the stored status and body are then in Replayed.
+type Result struct {
+	Value    any
+	Replayed *ordercore.IdemRecord
+}
+
+// Engine executes commands through the committer.
+type Engine struct {
+	store ordercore.Store
+	clock ordercore.Clock
+	cfg   Config
+
+	mu     sync.RWMutex // guards closed against sends on a closed queue
+	closed bool
+	queue  chan *call
+	exited chan struct{}
+
+	stats statsRecorder
+}
+
+type call struct {
+	cmd    Command
+	idem   *Idem
+	queued time.Time
+	res    Result
+	err    error
+	done   chan struct{}
+}
+
+// New starts an engine over store. Close stops it.
+func New(store ordercore.Store, clock ordercore.Clock, cfg Config) *Engine {
+	cfg = cfg.withDefaults()
+	e := &Engine{store: store, clock: clock, cfg: cfg,
+		queue: make(chan *call, cfg.QueueMax), exited: make(chan struct{})}
+	go e.run()
+	return e
+}
+
+// ErrOverloaded is returned by Submit when the queue is full.
+var ErrOverloaded = &ordercore.Error{Code: ordercore.EOVERLOADED, Message: "the order engine is at capacity; retry shortly"}
+
+// ErrClosed is returned by Submit after Close.
+var ErrClosed = &ordercore.Error{Code: ordercore.EUnavailable, Message: "the order engine is shutting down"}
+
+// Submit executes cmd and waits until its batch is committed. idem may be nil. If ctx ends
+// first, Submit returns ctx's error but the command may still commit: callers that must
+// know use an Idempotency-Key and retry.
+func (e *Engine) Submit(ctx context.Context, cmd Command, idem *Idem) (Result, error) {
+	c := &call{cmd: cmd, idem: idem, queued: time.Now(), done: make(chan struct{})}
+	e.mu.RLock()
+	if e.closed {
+		e.mu.RUnlock()
+		return Result{}, ErrClosed
+	}
+	select {
+	case e.queue <- c:
+	default:
+		e.mu.RUnlock()
+		e.stats.rejected.Add(1)
+		return Result{}, ErrOverloaded
+	}
+	e.mu.RUnlock()
+	select {
+	case <-c.done:
+		return c.res, c.err
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+}
+
+// Close stops accepting commands, commits what is queued, and waits for the committer.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	if !e.closed {
+		e.closed = true
+		close(e.queue)
+	}
+	e.mu.Unlock()
+	<-e.exited
+}
+
+// QueueLen is the number of commands waiting for the committer.
+func (e *Engine) QueueLen() int { return len(e.queue) }
+
+func (e *Engine) run() {
+	defer close(e.exited)
+	batch := make([]*call, 0, e.cfg.BatchMax)
+	for {
+		first, ok := <-e.queue
+		if !ok {
+			return
+		}
+		batch = e.fill(append(batch[:0], first))
+		e.commit(batch)
+		clear(batch)
+	}
+}
+
+// fill adds queued commands to batch until it is full, the queue is empty and the delay
+// since the first command has passed, or the queue is closed.
+func (e *Engine) fill(batch []*call) []*call {
+	var timer <-chan time.Time
+	for len(batch) < e.cfg.BatchMax {
+		select {
+		case c, ok := <-e.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, c)
+			continue
+		default:
+		}
+		if e.cfg.BatchDelay <= 0 {
+			return batch
+		}
+		if timer == nil {
+			wait := e.cfg.BatchDelay - time.Since(batch[0].queued)
+			if wait <= 0 {
+				return batch
+			}
+			timer = time.After(wait)
+		}
+		select {
+		case c, ok := <-e.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, c)
+		case <-timer:
+			return batch
+		}
+	}
+	return batch
+}
+
+// commit executes a batch in one transaction and answers every call after it is durable.
+func (e *Engine) commit(calls []*call) {
+	limit.Assert(len(calls) > 0 && len(calls) <= e.cfg.BatchMax, "batch of %d commands", len(calls))
+	started := time.Now()
+	err := e.store.Write(context.Background(), func(tx ordercore.WriteTx) error {
+		b, err := load(context.Background(), tx, e.clock.Now(), calls)
+		if err != nil {
+			return err
+		}
+		for _, c := range calls {
+			c.res, c.err = b.execute(c)
+		}
+		cs := b.changeset()
+		if cs.Empty() {
+			return nil
+		}
+		return tx.Apply(context.Background(), cs)
+	})
+	if err != nil {
+		e.cfg.Logger.Error("batch failed; nothing in it was committed", "commands", len(calls), "err", err)
+		for _, c := range calls {
+			c.res, c.err = Result{}, fmt.Errorf("commit batch: %w", errors.Join(err, &ordercore.Error{Code: ordercore.EUnavailable, Message: "storage failed; nothing was changed, retry"}))
+		}
+	}
+	e.stats.record(len(calls), time.Since(started))
+	for _, c := range calls {
+		close(c.done)
+	}
+}
+
+// execute runs one call against the batch's working state, applying its Idempotency-Key.
+func (b *batch) execute(c *call) (Result, error) {
+	if c.idem != nil {
+		if rec, ok := b.idem[c.idem.Key]; ok {
+			if rec.RequestHash != c.idem.Hash {
+				return Result{}, ordercore.Errorf(ordercore.EIdemKeyReused, "Idempotency-Key %q was used with a different request", c.idem.Key)
+			}
+			return Result{Replayed: &rec}, nil
+		}
+	}
+	v, err := c.cmd.execute(b)
+	if err != nil {
+		return Result{}, err
+	}
+	if c.idem != nil {
+		body, err := json.Marshal(v)
+		limit.Assert(err == nil, "marshal result of %T: %v", c.cmd, err)
+		rec := ordercore.IdemRecord{Key: c.idem.Key, RequestHash: c.idem.Hash, Status: c.idem.Status, Body: body, CreatedAt: b.now}
+		b.idem[rec.Key] = rec
+		b.cs.Idempotency = append(b.cs.Idempotency, rec)
+	}
+	return Result{Value: v}, nil
+}
+
+// Stats is a snapshot of the committer's counters.
+type Stats struct {
+	Batches  int64
+	Commands int64
+	Rejected int64
+	// BatchSizes[n] counts batches of n commands.
+	BatchSizes []int64
+	CommitTime time.Duration
+}
+
+type statsRecorder struct {
+	batches, commands, rejected atomic.Int64
+	mu                          sync.Mutex
+	sizes                       [limit.BatchCommandsMax + 1]int64
+	commitTime                  time.Duration
+}
+
+func (s *statsRecorder) record(n int, d time.Duration) {
+	s.batches.Add(1)
+	s.commands.Add(int64(n))
+	s.mu.Lock()
+	s.sizes[n]++
+	s.commitTime += d
+	s.mu.Unlock()
+}
+
+// Stats returns the committer's counters since New.
+func (e *Engine) Stats() Stats {
+	e.stats.mu.Lock()
+	defer e.stats.mu.Unlock()
+	return Stats{Batches: e.stats.batches.Load(), Commands: e.stats.commands.Load(),
+		Rejected: e.stats.rejected.Load(), BatchSizes: append([]int64(nil), e.stats.sizes[:]...),
+		CommitTime: e.stats.commitTime}
+}
