@@ -1,0 +1,276 @@
+// Package sqlite is ordercore's embedded store: one SQLite file in WAL mode with
+// synchronous=FULL, so a committed batch survives power loss. One connection writes (the
+// committer's; several writers on SQLite only produce SQLITE_BUSY) and a separate pool
+// reads, so reads never queue behind writes. Schema migrations are embedded and run by
+// goose on Open.
+//
+// It implements the interfaces of the root package and imports no other adapter.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"ordercore"
+	"ordercore/internal/limit"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// ReadConnsMax bounds the read pool.
+const ReadConnsMax = 8
+
+// DB is an ordercore store in one SQLite file.
+type DB struct {
+	Path  string
+	write *sql.DB // exactly one connection, owned by the committer
+	read  *sql.DB
+}
+
+var (
+	_ ordercore.Store  = (*DB)(nil)
+	_ ordercore.Dumper = (*DB)(nil)
+)
+
+// Options are the SQLite settings; Open writes every one explicitly.
+type Options struct {
+	// Synchronous is "FULL" (default: a commit is durable on return, even across power
+	// loss) or "NORMAL" (only the bench's comparison uses it).
+	Synchronous string
+}
+
+// dsn builds a connection string. Per-connection PRAGMAs must be in the DSN because
+// database/sql opens connections on its own.
+func dsn(path string, o Options, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous("+o.Synchronous+")")
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "foreign_keys(ON)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_txlock", "immediate")
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+// Open opens (creating if needed) the database file at path and migrates it.
+func Open(ctx context.Context, path string, o Options) (*DB, error) {
+	if o.Synchronous == "" {
+		o.Synchronous = "FULL"
+	}
+	if o.Synchronous != "FULL" && o.Synchronous != "NORMAL" {
+		return nil, fmt.Errorf("sqlite: synchronous must be FULL or NORMAL, not %q", o.Synchronous)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("sqlite: create directory: %w", err)
+	}
+	w, err := sql.Open("sqlite", dsn(path, o, false))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	db := &DB{Path: path, write: w}
+	if err := db.migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	r, err := sql.Open("sqlite", dsn(path, o, true))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open read pool: %w", err)
+	}
+	r.SetMaxOpenConns(ReadConnsMax)
+	r.SetMaxIdleConns(ReadConnsMax)
+	db.read = r
+	return db, nil
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db.write, sub)
+	if err != nil {
+		return fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	return nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	var errs []error
+	if db.read != nil {
+		errs = append(errs, db.read.Close())
+	}
+	errs = append(errs, db.write.Close())
+	return errors.Join(errs...)
+}
+
+// Write runs fn in one IMMEDIATE transaction on the write connection.
+func (db *DB) Write(ctx context.Context, fn func(ordercore.WriteTx) error) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: begin: %w", err)
+	}
+	if err := fn(&writeTx{tx: tx}); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return nil
+}
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+func fromMicros(us int64) time.Time {
+	return time.UnixMicro(us).UTC()
+}
+
+// placeholders returns "(?,?,?),(?,?,?)" for rows rows of cols columns.
+func placeholders(rows, cols int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
+	return strings.TrimSuffix(strings.Repeat(one+",", rows), ",")
+}
+
+// insert writes n rows with multi-row INSERT statements of at most limit.InsertRowsMax
+// rows; row appends the i-th row's values to args.
+func insert(ctx context.Context, tx *sql.Tx, head string, cols, n int, row func(i int, args []any) []any) error {
+	for start := 0; start < n; start += limit.InsertRowsMax {
+		end := min(start+limit.InsertRowsMax, n)
+		args := make([]any, 0, (end-start)*cols)
+		for i := start; i < end; i++ {
+			args = row(i, args)
+		}
+		limit.Assert(len(args) == (end-start)*cols, "%s: %d values for %d rows of %d columns", head, len(args), end-start, cols)
+		if _, err := tx.ExecContext(ctx, head+" VALUES "+placeholders(end-start, cols), args...); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", head, err)
+		}
+	}
+	return nil
+}
+
+// inList returns "?,?,?" and the ids as arguments.
+func inList(ids []string) (string, []any) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return strings.TrimSuffix(strings.Repeat("?,", len(ids)), ","), args
+}
+
+// chunks calls fn with consecutive slices of ids of at most limit.InsertRowsMax.
+func chunks(ids []string, fn func([]string) error) error {
+	for start := 0; start < len(ids); start += limit.InsertRowsMax {
+		if err := fn(ids[start:min(start+limit.InsertRowsMax, len(ids))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+const skuCols = "id, name, price_amount, currency, total, reserved, sold, version, created_at, updated_at"
+
+func scanSKU(rows interface{ Scan(...any) error }) (ordercore.SKU, error) {
+	var s ordercore.SKU
+	var created, updated int64
+	err := rows.Scan(&s.ID, &s.Name, &s.Price.Amount, &s.Price.Currency, &s.Total, &s.Reserved, &s.Sold, &s.Version, &created, &updated)
+	s.CreatedAt, s.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return s, err
+}
+
+func querySKUs(ctx context.Context, q querier, where string, args ...any) ([]ordercore.SKU, error) {
+	rows, err := q.QueryContext(ctx, "SELECT "+skuCols+" FROM skus "+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: query skus: %w", err)
+	}
+	defer rows.Close()
+	var out []ordercore.SKU
+	for rows.Next() {
+		s, err := scanSKU(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: scan sku: %w", err)
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+const orderCols = "id, user_id, status, currency, amount, expires_at, version, cancel_reason, created_at, updated_at"
+
+// queryOrders reads orders and their lines; the order of the result follows where.
+func queryOrders(ctx context.Context, q querier, where string, args ...any) ([]ordercore.Order, error) {
+	rows, err := q.QueryContext(ctx, "SELECT "+orderCols+" FROM orders "+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: query orders: %w", err)
+	}
+	var out []ordercore.Order
+	for rows.Next() {
+		var o ordercore.Order
+		var exp, created, updated int64
+		if err := rows.Scan(&o.ID, &o.UserID, &o.Status, &o.Amount.Currency, &o.Amount.Amount, &exp, &o.Version, &o.CancelReason, &created, &updated); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sqlite: scan order: %w", err)
+		}
+		o.ExpiresAt, o.CreatedAt, o.UpdatedAt = fromMicros(exp), fromMicros(created), fromMicros(updated)
+		out = append(out, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	idx := make(map[string]int, len(out))
+	ids := make([]string, len(out))
+	for i, o := range out {
+		idx[o.ID], ids[i] = i, o.ID
+	}
+	err = chunks(ids, func(part []string) error {
+		in, args := inList(part)
+		rows, err := q.QueryContext(ctx, "SELECT order_id, sku, quantity, unit_price, amount, reservation FROM order_lines WHERE order_id IN ("+in+") ORDER BY order_id, line_no", args...)
+		if err != nil {
+			return fmt.Errorf("sqlite: query lines: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var l ordercore.Line
+			if err := rows.Scan(&id, &l.SKU, &l.Quantity, &l.UnitPrice.Amount, &l.Amount.Amount, &l.Reservation); err != nil {
+				return fmt.Errorf("sqlite: scan line: %w", err)
+			}
+			o := &out[idx[id]]
+			l.UnitPrice.Currency, l.Amount.Currency = o.Amount.Currency, o.Amount.Currency
+			o.Lines = append(o.Lines, l)
+		}
+		return rows.Err()
+	})
+	return out, err
+}

@@ -1,0 +1,195 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"ordercore"
+	"ordercore/internal/limit"
+)
+
+type writeTx struct {
+	tx *sql.Tx
+}
+
+func (w *writeTx) SKUs(ctx context.Context, ids []string) (map[string]ordercore.SKU, error) {
+	out := make(map[string]ordercore.SKU, len(ids))
+	err := chunks(ids, func(part []string) error {
+		in, args := inList(part)
+		skus, err := querySKUs(ctx, w.tx, "WHERE id IN ("+in+")", args...)
+		for _, s := range skus {
+			out[s.ID] = s
+		}
+		return err
+	})
+	return out, err
+}
+
+func (w *writeTx) Orders(ctx context.Context, ids []string) (map[string]ordercore.Order, error) {
+	out := make(map[string]ordercore.Order, len(ids))
+	err := chunks(ids, func(part []string) error {
+		in, args := inList(part)
+		orders, err := queryOrders(ctx, w.tx, "WHERE id IN ("+in+")", args...)
+		for _, o := range orders {
+			out[o.ID] = o
+		}
+		return err
+	})
+	return out, err
+}
+
+func (w *writeTx) Idempotency(ctx context.Context, keys []string) (map[string]ordercore.IdemRecord, error) {
+	out := make(map[string]ordercore.IdemRecord, len(keys))
+	err := chunks(keys, func(part []string) error {
+		in, args := inList(part)
+		rows, err := w.tx.QueryContext(ctx, "SELECT key, request_hash, status, body, created_at FROM idempotency_keys WHERE key IN ("+in+")", args...)
+		if err != nil {
+			return fmt.Errorf("sqlite: query idempotency keys: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r ordercore.IdemRecord
+			var created int64
+			if err := rows.Scan(&r.Key, &r.RequestHash, &r.Status, &r.Body, &created); err != nil {
+				return fmt.Errorf("sqlite: scan idempotency key: %w", err)
+			}
+			r.CreatedAt = fromMicros(created)
+			out[r.Key] = r
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// Apply writes a batch's changes. Every guard that fails returns an error, which rolls the
+// whole batch back: the engine has already checked the same rules, so a failing guard
+// means a bug, and the batch is better lost unacknowledged than written wrong.
+func (w *writeTx) Apply(ctx context.Context, c *ordercore.Changeset) error {
+	steps := []func(context.Context, *ordercore.Changeset) error{
+		w.newSKUs, w.stockChanges, w.newOrders, w.orderChanges, w.ledger, w.events, w.idempotency, w.prune,
+	}
+	for _, step := range steps {
+		if err := step(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *writeTx) newSKUs(ctx context.Context, c *ordercore.Changeset) error {
+	return insert(ctx, w.tx, "INSERT INTO skus ("+skuCols+")", 10, len(c.NewSKUs), func(i int, a []any) []any {
+		s := c.NewSKUs[i]
+		return append(a, s.ID, s.Name, s.Price.Amount, string(s.Price.Currency), s.Total, s.Reserved, s.Sold, s.Version, micros(s.CreatedAt), micros(s.UpdatedAt))
+	})
+}
+
+// stockChanges applies one conditional UPDATE per SKU: the database refuses a result with
+// negative available, reserved or sold (P1, paired with the engine's assertion).
+func (w *writeTx) stockChanges(ctx context.Context, c *ordercore.Changeset) error {
+	for _, ch := range c.StockChanges {
+		res, err := w.tx.ExecContext(ctx, `UPDATE skus SET total = total + ?1, reserved = reserved + ?2, sold = sold + ?3,
+			version = version + 1, updated_at = ?4
+			WHERE id = ?5 AND (total + ?1) - (reserved + ?2) - (sold + ?3) >= 0 AND reserved + ?2 >= 0 AND sold + ?3 >= 0`,
+			ch.DTotal, ch.DReserved, ch.DSold, micros(ch.At), ch.SKU)
+		if err != nil {
+			return fmt.Errorf("sqlite: update stock of %s: %w", ch.SKU, err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("sqlite: conditional stock update of %s by %+v matched %d rows", ch.SKU, ch, n)
+		}
+	}
+	return nil
+}
+
+func (w *writeTx) newOrders(ctx context.Context, c *ordercore.Changeset) error {
+	err := insert(ctx, w.tx, "INSERT INTO orders ("+orderCols+")", 10, len(c.NewOrders), func(i int, a []any) []any {
+		o := c.NewOrders[i]
+		return append(a, o.ID, o.UserID, string(o.Status), string(o.Amount.Currency), o.Amount.Amount, micros(o.ExpiresAt), o.Version, o.CancelReason, micros(o.CreatedAt), micros(o.UpdatedAt))
+	})
+	if err != nil {
+		return err
+	}
+	type ref struct{ o, l int }
+	var lines []ref
+	for i, o := range c.NewOrders {
+		for j := range o.Lines {
+			lines = append(lines, ref{i, j})
+		}
+	}
+	return insert(ctx, w.tx, "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price, amount, reservation)", 7, len(lines), func(i int, a []any) []any {
+		r := lines[i]
+		o := &c.NewOrders[r.o]
+		l := o.Lines[r.l]
+		return append(a, o.ID, r.l+1, l.SKU, l.Quantity, l.UnitPrice.Amount, l.Amount.Amount, string(l.Reservation))
+	})
+}
+
+// orderChanges rewrites each changed order if its version is still the one loaded, and
+// resolves its reservations if they were resolved in this batch (all lines of an order
+// resolve together).
+func (w *writeTx) orderChanges(ctx context.Context, c *ordercore.Changeset) error {
+	for _, ch := range c.OrderChanges {
+		o := ch.Order
+		res, err := w.tx.ExecContext(ctx, "UPDATE orders SET status = ?, version = ?, cancel_reason = ?, updated_at = ? WHERE id = ? AND version = ?",
+			string(o.Status), o.Version, o.CancelReason, micros(o.UpdatedAt), o.ID, ch.FromVersion)
+		if err != nil {
+			return fmt.Errorf("sqlite: update order %s: %w", o.ID, err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("sqlite: order %s is no longer at version %d", o.ID, ch.FromVersion)
+		}
+		state := o.Lines[0].Reservation
+		for _, l := range o.Lines {
+			limit.Assert(l.Reservation == state, "order %s has lines both %s and %s", o.ID, state, l.Reservation)
+		}
+		if state == ordercore.ReservationReserved {
+			continue
+		}
+		res, err = w.tx.ExecContext(ctx, "UPDATE order_lines SET reservation = ? WHERE order_id = ? AND reservation = 'reserved'", string(state), o.ID)
+		if err != nil {
+			return fmt.Errorf("sqlite: resolve reservations of %s: %w", o.ID, err)
+		}
+		if n, _ := res.RowsAffected(); n != 0 && n != int64(len(o.Lines)) {
+			return fmt.Errorf("sqlite: order %s resolved %d of %d reservations", o.ID, n, len(o.Lines))
+		}
+	}
+	return nil
+}
+
+func (w *writeTx) ledger(ctx context.Context, c *ordercore.Changeset) error {
+	return insert(ctx, w.tx, "INSERT INTO stock_ledger (sku, movement, d_total, d_reserved, d_sold, order_id, line_no, at)", 8, len(c.Ledger), func(i int, a []any) []any {
+		e := c.Ledger[i]
+		var orderID, lineNo any
+		if e.OrderID != "" {
+			orderID, lineNo = e.OrderID, e.LineNo
+		}
+		return append(a, e.SKU, string(e.Movement), e.DTotal, e.DReserved, e.DSold, orderID, lineNo, micros(e.At))
+	})
+}
+
+func (w *writeTx) events(ctx context.Context, c *ordercore.Changeset) error {
+	return insert(ctx, w.tx, "INSERT INTO events (id, type, aggregate_type, aggregate_id, time, data)", 6, len(c.Events), func(i int, a []any) []any {
+		e := c.Events[i]
+		return append(a, e.ID, e.Type, e.AggregateType, e.AggregateID, micros(e.Time), string(e.Data))
+	})
+}
+
+func (w *writeTx) idempotency(ctx context.Context, c *ordercore.Changeset) error {
+	return insert(ctx, w.tx, "INSERT INTO idempotency_keys (key, request_hash, status, body, created_at)", 5, len(c.Idempotency), func(i int, a []any) []any {
+		r := c.Idempotency[i]
+		return append(a, r.Key, r.RequestHash, r.Status, r.Body, micros(r.CreatedAt))
+	})
+}
+
+func (w *writeTx) prune(ctx context.Context, c *ordercore.Changeset) error {
+	if c.IdemPruneBefore.IsZero() {
+		return nil
+	}
+	_, err := w.tx.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+		micros(c.IdemPruneBefore), c.IdemPruneMax)
+	if err != nil {
+		return fmt.Errorf("sqlite: prune idempotency keys: %w", err)
+	}
+	return nil
+}
