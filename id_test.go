@@ -41,16 +41,16 @@ func TestNewIDIsUUIDv7(t *testing.T) {
 
 func TestNewIDSortsByMillisecond(t *testing.T) {
 	t.Parallel()
-	// Steps that carry into every hex digit of the timestamp, plus whole seconds and days.
-	base := time.UnixMilli(0x0190_0000_0ffe)
-	steps := []time.Duration{
-		time.Millisecond, time.Millisecond, time.Millisecond, time.Millisecond, 13 * time.Millisecond,
-		255 * time.Millisecond, time.Second, time.Hour, 24 * time.Hour, 365 * 24 * time.Hour,
+	// Increasing timestamps chosen where text order could break: 9 -> a (digits and
+	// letters sort apart in ASCII), a carry through every digit, then coarser steps.
+	const start = 0x018f_ffff_fff9
+	times := []int64{
+		start, start + 1, start + 2, start + 6, start + 7, // ...fff9, fffa, fffb, ffff, 0000
+		start + 1000, start + 3_600_000, start + 86_400_000, start + 365*86_400_000,
 	}
-	at := base
 	prev := ""
-	for i, step := range steps {
-		at = at.Add(step)
+	for i, ms := range times {
+		at := time.UnixMilli(ms)
 		// Several IDs per millisecond: whatever their random bits, each must sort after
 		// every ID of an earlier millisecond.
 		var sameMs []string

@@ -288,8 +288,9 @@ var fuzzCurrencies = []ordercore.Currency{"JPY", "USD", "BHD", "KWD", "EUR", "CL
 
 // FuzzParseMoney checks ParseMoney against math/big.Rat, an independent decimal parser:
 // whatever ParseMoney accepts must mean exactly the same number to big.Rat, and must print
-// and parse back to itself. In the other direction, every plain decimal that fits and has
-// no more fraction digits than the currency allows must be accepted.
+// and parse back to itself. Acceptance must also match the documented grammar exactly:
+// nothing outside it is accepted (big.Rat alone would let "1." or "1e3" through), and
+// every plain decimal inside it that fits an int64 is.
 func FuzzParseMoney(f *testing.F) {
 	for _, s := range []string{"12.34", "-0.01", "1000", "1.234", "0", "007.5", "1e3", ".5", "1.", "+1",
 		"9223372036854775807", "9223372036854775808", "92233720368547758.07", "-9223372036854775808"} {
@@ -324,6 +325,9 @@ func FuzzParseMoney(f *testing.F) {
 				}
 			}
 			return
+		}
+		if !plainDecimal(s, exp) {
+			t.Fatalf("ParseMoney(%q, %s) accepted a string outside [-]digits[.digits] with at most %d fraction digits: %v", s, c, exp, got)
 		}
 		if got.Currency != c {
 			t.Fatalf("ParseMoney(%q, %s).Currency = %q", s, c, got.Currency)

@@ -1,0 +1,113 @@
+// Package app wires ordercore together: configuration -> store -> engine -> sweepers -> HTTP,
+// started in that order and stopped in reverse. It is the only package that sees every
+// adapter and the engine at once; it holds no logic of its own.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"ordercore"
+	"ordercore/httpapi"
+	"ordercore/internal/engine"
+	"ordercore/sqlite"
+)
+
+// Config is what `ordercore serve` takes.
+type Config struct {
+	Addr           string        // listen address, e.g. ":8080"
+	DataDir        string        // the SQLite file is DataDir/ordercore.db
+	BatchMax       int           // committer batch bound (0: default)
+	BatchDelay     time.Duration // committer batch delay (0: default)
+	ManualPayments bool          // enable POST /v1/orders/{id}/payments/manual
+	Logger         *slog.Logger
+	Version        string
+}
+
+// App is a running ordercore.
+type App struct {
+	cfg    Config
+	DB     *sqlite.DB
+	Engine *engine.Engine
+	server *http.Server
+	ln     net.Listener
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// DBPath is where the SQLite file of a data directory lives.
+func DBPath(dataDir string) string { return filepath.Join(dataDir, "ordercore.db") }
+
+// Open starts everything and listens on cfg.Addr; Run serves.
+func Open(ctx context.Context, cfg Config) (*App, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := sqlite.Open(ctx, DBPath(cfg.DataDir), sqlite.Options{})
+	if err != nil {
+		return nil, err
+	}
+	clock := ordercore.SystemClock{}
+	eng := engine.New(db, clock, engine.Config{BatchMax: cfg.BatchMax, BatchDelay: cfg.BatchDelay, Logger: cfg.Logger})
+	a := &App{cfg: cfg, DB: db, Engine: eng}
+	api := httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments, Version: cfg.Version})
+	a.server = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
+	if a.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		eng.Close()
+		db.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	logErr := func(what string) func(error) {
+		return func(err error) { cfg.Logger.Warn(what+" failed", "err", err) }
+	}
+	workers := []interface{ Run(context.Context) }{
+		&engine.Expirer{Engine: eng, Reader: db, Clock: clock, OnErr: logErr("expiry sweep")},
+		&engine.Pruner{Engine: eng, Clock: clock, OnErr: logErr("idempotency prune")},
+	}
+	for _, w := range workers {
+		a.wg.Go(func() { w.Run(wctx) })
+	}
+	return a, nil
+}
+
+// Addr is the address the API listens on.
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// Run serves until ctx ends, then shuts down gracefully: in-flight requests finish, the
+// sweepers stop, the committer commits what is queued, the database closes.
+func (a *App) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- a.server.Serve(a.ln) }()
+	a.cfg.Logger.Info("ordercore serving", "addr", a.Addr(), "db", a.DB.Path)
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	return errors.Join(err, a.Close())
+}
+
+// Close stops everything in reverse start order.
+func (a *App) Close() error {
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := a.server.Shutdown(sctx)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	a.ln.Close() // already closed if Serve ran; needed if it never did
+	a.cancel()
+	a.wg.Wait()
+	a.Engine.Close()
+	return errors.Join(err, a.DB.Close())
+}

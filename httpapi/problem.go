@@ -1,0 +1,133 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"ordercore"
+	"ordercore/internal/limit"
+)
+
+// Problem is an RFC 9457 problem details object. Code is ordercore's stable error code:
+// clients switch on it, never on Title or Detail.
+type Problem struct {
+	Type   string              `json:"type" doc:"A URI naming the problem type: urn:ordercore:problem:<code>"`
+	Title  string              `json:"title"`
+	Status int                 `json:"status"`
+	Detail string              `json:"detail,omitempty"`
+	Code   string              `json:"code" doc:"Stable machine-readable error code"`
+	Errors []*huma.ErrorDetail `json:"errors,omitempty" doc:"Validation details: where and what"`
+}
+
+func (p *Problem) Error() string { return p.Code + ": " + p.Detail }
+
+// GetStatus implements huma.StatusError.
+func (p *Problem) GetStatus() int { return p.Status }
+
+// ContentType makes huma answer problems as application/problem+json.
+func (p *Problem) ContentType(string) string { return "application/problem+json" }
+
+func newProblem(status int, code, detail string, details []*huma.ErrorDetail) *Problem {
+	return &Problem{Type: "urn:ordercore:problem:" + code, Title: http.StatusText(status),
+		Status: status, Detail: detail, Code: code, Errors: details}
+}
+
+// statusOf maps each error code to its HTTP status.
+func statusOf(code string) int {
+	switch code {
+	case ordercore.ENOTFOUND:
+		return http.StatusNotFound
+	case ordercore.EInsufficientStock, ordercore.EIllegalTransition, ordercore.ESKUExists,
+		ordercore.ECONFLICT, ordercore.EIdemKeyInUse:
+		return http.StatusConflict
+	case ordercore.EMalformedJSON, ordercore.EInvalidCursor, ordercore.EInvalidIdemKey:
+		return http.StatusBadRequest
+	case ordercore.EBodyTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case ordercore.EOVERLOADED, ordercore.EUnavailable:
+		return http.StatusServiceUnavailable
+	case ordercore.EINTERNAL:
+		return http.StatusInternalServerError
+	}
+	return http.StatusUnprocessableEntity
+}
+
+// problemOf turns an error from the engine or a store into a problem. Only application
+// errors carry their message out; anything else is "internal".
+func problemOf(err error) error {
+	code := ordercore.ErrorCode(err)
+	p := newProblem(statusOf(code), code, ordercore.ErrorMessage(err), nil)
+	if p.Status == http.StatusServiceUnavailable {
+		h := http.Header{}
+		h.Set("Retry-After", strconv.Itoa(int(limit.RetryAfterOverload.Seconds())))
+		return huma.ErrorWithHeaders(p, h)
+	}
+	return p
+}
+
+// humaError replaces huma.NewError so that huma's own errors (decoding, validation, body
+// size) are problems with stable codes too. The code is chosen from the first detail:
+// these locations and messages come from our own schemas, so they are stable.
+func humaError(status int, msg string, errs ...error) huma.StatusError {
+	var details []*huma.ErrorDetail
+	for _, err := range errs {
+		var d huma.ErrorDetailer
+		if errors.As(err, &d) {
+			details = append(details, d.ErrorDetail())
+		} else if err != nil {
+			details = append(details, &huma.ErrorDetail{Message: err.Error()})
+		}
+	}
+	code := codeOf(status, details)
+	if code == ordercore.EINTERNAL {
+		details, msg = nil, "internal error" // never leak internals
+	}
+	for _, d := range details {
+		if len(d.Message) > 200 { // decode errors can quote the whole body
+			d.Message = d.Message[:200]
+		}
+		d.Value = nil
+	}
+	return newProblem(status, code, msg, details)
+}
+
+func codeOf(status int, details []*huma.ErrorDetail) string {
+	switch status {
+	case http.StatusBadRequest:
+		if len(details) > 0 && details[0].Location == "body" {
+			return ordercore.EMalformedJSON
+		}
+		return ordercore.EINVALID
+	case http.StatusRequestEntityTooLarge:
+		return ordercore.EBodyTooLarge
+	case http.StatusNotFound:
+		return ordercore.ENOTFOUND
+	case http.StatusUnsupportedMediaType:
+		return "unsupported_media_type"
+	case http.StatusNotAcceptable:
+		return "not_acceptable"
+	case http.StatusUnprocessableEntity:
+	default:
+		if status >= 500 {
+			return ordercore.EINTERNAL
+		}
+		return ordercore.EINVALID
+	}
+	for _, d := range details {
+		switch {
+		case d.Message == "unexpected property":
+			return ordercore.EUnknownField
+		case strings.HasSuffix(d.Location, ".quantity"):
+			return ordercore.EInvalidQuantity
+		case d.Location == "body.lines" && strings.HasPrefix(d.Message, "expected array length <="):
+			return ordercore.ETooManyLines
+		case strings.HasSuffix(d.Location, ".currency"):
+			return ordercore.EInvalidCurrency
+		}
+	}
+	return ordercore.EINVALID
+}

@@ -1,0 +1,133 @@
+// Package httpapi is ordercore's REST API: huma operations on a net/http ServeMux, with the
+// OpenAPI 3.1 document at /openapi.json and every error an RFC 9457 problem with a stable
+// code. It decodes and validates requests, applies Idempotency-Key, submits commands to
+// the engine and reads from the store's read side; it holds no state of its own beyond the
+// in-flight key set.
+//
+// It imports the root package, the engine, internal/idem and internal/limit; never another
+// adapter.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"ordercore"
+	"ordercore/internal/engine"
+	"ordercore/internal/idem"
+	"ordercore/internal/limit"
+)
+
+func init() {
+	huma.NewError = humaError
+}
+
+// Config wires the API to the engine and the read side.
+type Config struct {
+	Engine *engine.Engine
+	Reader ordercore.Reader
+	Clock  ordercore.Clock
+	// ManualPayments enables POST /v1/orders/{id}/payments/manual, which marks an order
+	// paid on an operator's word (bank transfer, cash on delivery). Off by default.
+	ManualPayments bool
+	Version        string
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg      Config
+	mux      *http.ServeMux
+	api      huma.API
+	inFlight idem.InFlight
+}
+
+// New builds the API's handler.
+func New(cfg Config) *Server {
+	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	hc := huma.DefaultConfig("ordercore", cfg.Version)
+	hc.Info.Description = "Orders, two-phase stock reservations and the events they emit."
+	hc.DocsPath = "/docs"
+	hc.OpenAPIPath = "/openapi"
+	s.api = humago.New(s.mux, hc)
+	s.routes()
+	return s
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// API exposes the huma API (for the OpenAPI document in tests and docs).
+func (s *Server) API() huma.API { return s.api }
+
+func (s *Server) routes() {
+	post := func(id, path, summary string, status int) huma.Operation {
+		return huma.Operation{OperationID: id, Method: http.MethodPost, Path: path, Summary: summary,
+			DefaultStatus: status, MaxBodyBytes: limit.RequestBodyBytesMax}
+	}
+	get := func(id, path, summary string) huma.Operation {
+		return huma.Operation{OperationID: id, Method: http.MethodGet, Path: path, Summary: summary}
+	}
+	huma.Register(s.api, post("create-sku", "/v1/skus", "Create a SKU with its initial stock", http.StatusCreated), s.createSKU)
+	huma.Register(s.api, get("get-sku", "/v1/skus/{id}", "Read a SKU and its stock balance"), s.getSKU)
+	huma.Register(s.api, post("restock-sku", "/v1/skus/{id}/restock", "Add stock to a SKU", http.StatusOK), s.restock)
+	huma.Register(s.api, post("place-order", "/v1/orders", "Place an order and reserve its stock", http.StatusCreated), s.placeOrder)
+	huma.Register(s.api, get("get-order", "/v1/orders/{id}", "Read an order with its event timeline"), s.getOrder)
+	huma.Register(s.api, get("list-orders", "/v1/orders", "List a user's orders, newest first"), s.listOrders)
+	huma.Register(s.api, post("cancel-order", "/v1/orders/{id}/cancel", "Cancel an unpaid order and release its stock", http.StatusOK), s.transition(orderCancel))
+	huma.Register(s.api, post("ship-order", "/v1/orders/{id}/ship", "Mark a paid order shipped", http.StatusOK), s.transition(orderShip))
+	huma.Register(s.api, post("complete-order", "/v1/orders/{id}/complete", "Mark a shipped order completed", http.StatusOK), s.transition(orderComplete))
+	if s.cfg.ManualPayments {
+		huma.Register(s.api, post("manual-payment", "/v1/orders/{id}/payments/manual", "Record a payment received outside any channel", http.StatusOK), s.manualPayment)
+	}
+	huma.Register(s.api, get("list-events", "/v1/events", "The event feed, in commit order"), s.listEvents)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"status":"ok"}`))
+	})
+}
+
+// submit runs cmd through the engine under an optional Idempotency-Key and returns the
+// HTTP status and the result, either fresh or replayed from the stored response.
+func submit[T any](ctx context.Context, s *Server, cmd engine.Command, op string, key string, body any, status int) (int, T, bool, error) {
+	var zero T
+	var ik *engine.Idem
+	if key != "" {
+		if err := idem.ValidKey(key); err != nil {
+			return 0, zero, false, problemOf(err)
+		}
+		canon, err := json.Marshal(body)
+		if err != nil {
+			return 0, zero, false, problemOf(err)
+		}
+		if !s.inFlight.Begin(key) {
+			return 0, zero, false, problemOf(ordercore.Errorf(ordercore.EIdemKeyInUse, "a request with Idempotency-Key %q is still executing", key))
+		}
+		defer s.inFlight.End(key)
+		ik = &engine.Idem{Key: key, Hash: idem.Fingerprint(op, canon), Status: status}
+	}
+	res, err := s.cfg.Engine.Submit(ctx, cmd, ik)
+	if err != nil {
+		return 0, zero, false, problemOf(err)
+	}
+	if res.Replayed != nil {
+		var v T
+		if err := json.Unmarshal(res.Replayed.Body, &v); err != nil {
+			return 0, zero, false, problemOf(err)
+		}
+		return res.Replayed.Status, v, true, nil
+	}
+	v, ok := res.Value.(T)
+	limit.Assert(ok, "%s returned %T", op, res.Value)
+	return status, v, false, nil
+}
+
+func replayedHeader(replayed bool) string {
+	if replayed {
+		return "true"
+	}
+	return ""
+}

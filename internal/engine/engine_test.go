@@ -1,0 +1,68 @@
+package engine_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"ordercore"
+	"ordercore/internal/engine"
+	"ordercore/sqlite"
+)
+
+type bundle struct {
+	db  *sqlite.DB
+	eng *engine.Engine
+}
+
+func setup(t testing.TB, cfg engine.Config) bundle {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.New(db, ordercore.SystemClock{}, cfg)
+	t.Cleanup(func() { eng.Close(); db.Close() })
+	return bundle{db: db, eng: eng}
+}
+
+func mustSKU(t testing.TB, e *engine.Engine, id string, stock int64) {
+	t.Helper()
+	_, err := e.Submit(context.Background(), engine.CreateSKU{ID: id, Name: id, Price: ordercore.Money{Amount: 1999, Currency: "USD"}, Stock: stock}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHotSKUNoOversell: 5,000 concurrent orders for one SKU with 1,000 units; exactly
+// 1,000 succeed and every other gets insufficient_stock.
+func TestHotSKUNoOversell(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	mustSKU(t, b.eng, "hot", 1000)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[string]int{}
+	for i := 0; i < 5000; i++ {
+		wg.Go(func() {
+			_, err := b.eng.Submit(context.Background(), engine.PlaceOrder{UserID: "u1", Lines: []engine.LineRequest{{SKU: "hot", Quantity: 1}}}, nil)
+			mu.Lock()
+			codes[ordercore.ErrorCode(err)]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if codes[""] != 1000 || codes[ordercore.EInsufficientStock] != 4000 {
+		t.Fatalf("outcomes = %v, want 1000 ok and 4000 insufficient_stock", codes)
+	}
+	s, err := b.db.SKU(context.Background(), "hot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Reserved != 1000 || s.Available() != 0 {
+		t.Fatalf("sku = %+v, want 1000 reserved and 0 available", s)
+	}
+	st := b.eng.Stats()
+	t.Logf("batches=%d commands=%d", st.Batches, st.Commands)
+}
