@@ -1,6 +1,7 @@
 package order
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -471,7 +472,10 @@ func FuzzMachine(f *testing.F) {
 				if !o.UpdatedAt.Equal(at) {
 					t.Fatalf("step %d: applied %s left UpdatedAt %v, want %v", step, c, o.UpdatedAt, at)
 				}
-			} else if diff := cmp.Diff(before, o); diff != "" {
+			} else if !reflect.DeepEqual(before, o) {
+				// DeepEqual on every step, cmp only to explain a failure: cmp.Diff in
+				// this loop cut the fuzzer's throughput several times over.
+				diff := cmp.Diff(before, o)
 				t.Fatalf("step %d: %s (stale %v, err %v) changed the order (-before +after):\n%s", step, c, isStale, err, diff)
 			}
 			if terminal != "" && o.Status != terminal {
