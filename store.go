@@ -59,11 +59,13 @@ type StockChange struct {
 	At        time.Time
 }
 
-// OrderChange rewrites an order's status, version and reservations. The store applies it
-// only if the stored version still equals FromVersion.
+// OrderChange rewrites an order's status and version. The store applies it only if the
+// stored version still equals FromVersion. When Resolve is set, every line's reservation
+// moves from reserved to Resolve, and the store fails unless every line was reserved.
 type OrderChange struct {
 	Order       Order
 	FromVersion int64
+	Resolve     ReservationStatus
 }
 
 // IdemRecord is a stored response for an Idempotency-Key: a retry with the same key and

@@ -38,6 +38,10 @@ type DB struct {
 	Path  string
 	write *sql.DB // exactly one connection, owned by the committer
 	read  *sql.DB
+	// stmts holds every write statement, prepared once at Open and read-only after, keyed
+	// by text. Multi-row inserts use a fixed set of row counts (powers of two) so the set
+	// stays small and SQLite never re-parses a batch's statements.
+	stmts map[string]*sql.Stmt
 }
 
 var (
@@ -87,9 +91,13 @@ func Open(ctx context.Context, path string, o Options) (*DB, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	db := &DB{Path: path, write: w}
+	db := &DB{Path: path, write: w, stmts: map[string]*sql.Stmt{}}
 	if err := db.migrate(ctx); err != nil {
 		w.Close()
+		return nil, err
+	}
+	if err := db.prepare(ctx); err != nil {
+		db.Close()
 		return nil, err
 	}
 	r, err := sql.Open("sqlite", dsn(path, o, true))
@@ -121,6 +129,9 @@ func (db *DB) migrate(ctx context.Context) error {
 // Close closes both pools.
 func (db *DB) Close() error {
 	var errs []error
+	for _, st := range db.stmts {
+		errs = append(errs, st.Close())
+	}
 	if db.read != nil {
 		errs = append(errs, db.read.Close())
 	}
@@ -134,7 +145,7 @@ func (db *DB) Write(ctx context.Context, fn func(ordercore.WriteTx) error) error
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
-	if err := fn(&writeTx{tx: tx}); err != nil {
+	if err := fn(&writeTx{db: db, tx: tx}); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -155,19 +166,68 @@ func placeholders(rows, cols int) string {
 	return strings.TrimSuffix(strings.Repeat(one+",", rows), ",")
 }
 
-// insert writes n rows with multi-row INSERT statements of at most limit.InsertRowsMax
-// rows; row appends the i-th row's values to args.
-func insert(ctx context.Context, tx *sql.Tx, head string, cols, n int, row func(i int, args []any) []any) error {
-	for start := 0; start < n; start += limit.InsertRowsMax {
-		end := min(start+limit.InsertRowsMax, n)
-		args := make([]any, 0, (end-start)*cols)
-		for i := start; i < end; i++ {
+// prepare prepares every statement the write path uses, once, while no transaction holds
+// the write connection. Transactions bind them with Tx.StmtContext, which reuses the
+// prepared statement on the same connection (and re-prepares transparently should
+// database/sql ever replace the connection).
+func (db *DB) prepare(ctx context.Context) error {
+	queries := []string{updateStock, updateOrder, resolveLines}
+	for _, in := range inserts {
+		for size := 1; size <= insertChunkMax; size *= 2 {
+			queries = append(queries, in.query(size))
+		}
+	}
+	for _, q := range queries {
+		st, err := db.write.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("sqlite: prepare %q: %w", q[:min(len(q), 60)], err)
+		}
+		db.stmts[q] = st
+	}
+	return nil
+}
+
+// stmt binds the prepared statement with text query to tx.
+func (w *writeTx) stmt(ctx context.Context, query string) *sql.Stmt {
+	st, ok := w.db.stmts[query]
+	limit.Assert(ok, "statement not prepared: %s", query)
+	return w.tx.StmtContext(ctx, st)
+}
+
+// insertSpec is a multi-row INSERT: its head and its number of columns.
+type insertSpec struct {
+	head string
+	cols int
+}
+
+func (in insertSpec) query(rows int) string {
+	return in.head + " VALUES " + placeholders(rows, in.cols)
+}
+
+// insertChunkMax is the largest multi-row INSERT: 256 rows of at most 12 columns stay far
+// below SQLite's 32,766 bound variables per statement.
+const insertChunkMax = 256
+
+// insert writes n rows with multi-row INSERT statements; row appends the i-th row's
+// values to args. n is split into power-of-two chunks (133 = 128+4+1) so that each
+// statement text recurs and is parsed once per process, not once per batch.
+func (w *writeTx) insert(ctx context.Context, in insertSpec, n int, row func(i int, args []any) []any) error {
+	head, cols := in.head, in.cols
+	args := make([]any, 0, min(n, insertChunkMax)*cols)
+	for start := 0; start < n; {
+		size := insertChunkMax
+		for size > n-start {
+			size /= 2
+		}
+		args = args[:0]
+		for i := start; i < start+size; i++ {
 			args = row(i, args)
 		}
-		limit.Assert(len(args) == (end-start)*cols, "%s: %d values for %d rows of %d columns", head, len(args), end-start, cols)
-		if _, err := tx.ExecContext(ctx, head+" VALUES "+placeholders(end-start, cols), args...); err != nil {
+		limit.Assert(len(args) == size*cols, "%s: %d values for %d rows of %d columns", head, len(args), size, cols)
+		if _, err := w.stmt(ctx, in.query(size)).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("sqlite: %s: %w", head, err)
 		}
+		start += size
 	}
 	return nil
 }

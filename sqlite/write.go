@@ -10,8 +10,30 @@ import (
 )
 
 type writeTx struct {
+	db *DB
 	tx *sql.Tx
 }
+
+// The write path's statements, all prepared at Open.
+var (
+	insertSKUs   = insertSpec{"INSERT INTO skus (" + skuCols + ")", 10}
+	insertOrders = insertSpec{"INSERT INTO orders (" + orderCols + ")", 10}
+	insertLines  = insertSpec{"INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price, amount, reservation)", 7}
+	insertLedger = insertSpec{"INSERT INTO stock_ledger (sku, movement, d_total, d_reserved, d_sold, order_id, line_no, at)", 8}
+	insertEvents = insertSpec{"INSERT INTO events (id, type, aggregate_type, aggregate_id, time, data)", 6}
+	insertIdem   = insertSpec{"INSERT INTO idempotency_keys (key, request_hash, status, body, created_at)", 5}
+	inserts      = []insertSpec{insertSKUs, insertOrders, insertLines, insertLedger, insertEvents, insertIdem}
+)
+
+// updateStock is the conditional update: the database refuses a result with negative
+// available, reserved or sold (P1, paired with the engine's assertion).
+const updateStock = `UPDATE skus SET total = total + ?1, reserved = reserved + ?2, sold = sold + ?3,
+	version = version + 1, updated_at = ?4
+	WHERE id = ?5 AND (total + ?1) - (reserved + ?2) - (sold + ?3) >= 0 AND reserved + ?2 >= 0 AND sold + ?3 >= 0`
+
+const updateOrder = "UPDATE orders SET status = ?, version = ?, cancel_reason = ?, updated_at = ? WHERE id = ? AND version = ?"
+
+const resolveLines = "UPDATE order_lines SET reservation = ? WHERE order_id = ? AND reservation = 'reserved'"
 
 func (w *writeTx) SKUs(ctx context.Context, ids []string) (map[string]ordercore.SKU, error) {
 	out := make(map[string]ordercore.SKU, len(ids))
@@ -78,20 +100,17 @@ func (w *writeTx) Apply(ctx context.Context, c *ordercore.Changeset) error {
 }
 
 func (w *writeTx) newSKUs(ctx context.Context, c *ordercore.Changeset) error {
-	return insert(ctx, w.tx, "INSERT INTO skus ("+skuCols+")", 10, len(c.NewSKUs), func(i int, a []any) []any {
+	return w.insert(ctx, insertSKUs, len(c.NewSKUs), func(i int, a []any) []any {
 		s := c.NewSKUs[i]
 		return append(a, s.ID, s.Name, s.Price.Amount, string(s.Price.Currency), s.Total, s.Reserved, s.Sold, s.Version, micros(s.CreatedAt), micros(s.UpdatedAt))
 	})
 }
 
-// stockChanges applies one conditional UPDATE per SKU: the database refuses a result with
-// negative available, reserved or sold (P1, paired with the engine's assertion).
+// stockChanges applies one conditional UPDATE per touched SKU, however many orders of the
+// batch moved its stock.
 func (w *writeTx) stockChanges(ctx context.Context, c *ordercore.Changeset) error {
 	for _, ch := range c.StockChanges {
-		res, err := w.tx.ExecContext(ctx, `UPDATE skus SET total = total + ?1, reserved = reserved + ?2, sold = sold + ?3,
-			version = version + 1, updated_at = ?4
-			WHERE id = ?5 AND (total + ?1) - (reserved + ?2) - (sold + ?3) >= 0 AND reserved + ?2 >= 0 AND sold + ?3 >= 0`,
-			ch.DTotal, ch.DReserved, ch.DSold, micros(ch.At), ch.SKU)
+		res, err := w.stmt(ctx, updateStock).ExecContext(ctx, ch.DTotal, ch.DReserved, ch.DSold, micros(ch.At), ch.SKU)
 		if err != nil {
 			return fmt.Errorf("sqlite: update stock of %s: %w", ch.SKU, err)
 		}
@@ -103,7 +122,7 @@ func (w *writeTx) stockChanges(ctx context.Context, c *ordercore.Changeset) erro
 }
 
 func (w *writeTx) newOrders(ctx context.Context, c *ordercore.Changeset) error {
-	err := insert(ctx, w.tx, "INSERT INTO orders ("+orderCols+")", 10, len(c.NewOrders), func(i int, a []any) []any {
+	err := w.insert(ctx, insertOrders, len(c.NewOrders), func(i int, a []any) []any {
 		o := c.NewOrders[i]
 		return append(a, o.ID, o.UserID, string(o.Status), string(o.Amount.Currency), o.Amount.Amount, micros(o.ExpiresAt), o.Version, o.CancelReason, micros(o.CreatedAt), micros(o.UpdatedAt))
 	})
@@ -117,7 +136,7 @@ func (w *writeTx) newOrders(ctx context.Context, c *ordercore.Changeset) error {
 			lines = append(lines, ref{i, j})
 		}
 	}
-	return insert(ctx, w.tx, "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price, amount, reservation)", 7, len(lines), func(i int, a []any) []any {
+	return w.insert(ctx, insertLines, len(lines), func(i int, a []any) []any {
 		r := lines[i]
 		o := &c.NewOrders[r.o]
 		l := o.Lines[r.l]
@@ -126,39 +145,37 @@ func (w *writeTx) newOrders(ctx context.Context, c *ordercore.Changeset) error {
 }
 
 // orderChanges rewrites each changed order if its version is still the one loaded, and
-// resolves its reservations if they were resolved in this batch (all lines of an order
-// resolve together).
+// resolves its reservations if they were resolved in this batch: all lines of an order
+// resolve together, and each exactly once.
 func (w *writeTx) orderChanges(ctx context.Context, c *ordercore.Changeset) error {
 	for _, ch := range c.OrderChanges {
 		o := ch.Order
-		res, err := w.tx.ExecContext(ctx, "UPDATE orders SET status = ?, version = ?, cancel_reason = ?, updated_at = ? WHERE id = ? AND version = ?",
-			string(o.Status), o.Version, o.CancelReason, micros(o.UpdatedAt), o.ID, ch.FromVersion)
+		res, err := w.stmt(ctx, updateOrder).ExecContext(ctx, string(o.Status), o.Version, o.CancelReason, micros(o.UpdatedAt), o.ID, ch.FromVersion)
 		if err != nil {
 			return fmt.Errorf("sqlite: update order %s: %w", o.ID, err)
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("sqlite: order %s is no longer at version %d", o.ID, ch.FromVersion)
 		}
-		state := o.Lines[0].Reservation
-		for _, l := range o.Lines {
-			limit.Assert(l.Reservation == state, "order %s has lines both %s and %s", o.ID, state, l.Reservation)
-		}
-		if state == ordercore.ReservationReserved {
+		if ch.Resolve == "" {
 			continue
 		}
-		res, err = w.tx.ExecContext(ctx, "UPDATE order_lines SET reservation = ? WHERE order_id = ? AND reservation = 'reserved'", string(state), o.ID)
+		for _, l := range o.Lines {
+			limit.Assert(l.Reservation == ch.Resolve, "order %s resolves to %s but has a %s line", o.ID, ch.Resolve, l.Reservation)
+		}
+		res, err = w.stmt(ctx, resolveLines).ExecContext(ctx, string(ch.Resolve), o.ID)
 		if err != nil {
 			return fmt.Errorf("sqlite: resolve reservations of %s: %w", o.ID, err)
 		}
-		if n, _ := res.RowsAffected(); n != 0 && n != int64(len(o.Lines)) {
-			return fmt.Errorf("sqlite: order %s resolved %d of %d reservations", o.ID, n, len(o.Lines))
+		if n, _ := res.RowsAffected(); n != int64(len(o.Lines)) {
+			return fmt.Errorf("sqlite: order %s resolved %d of its %d reservations", o.ID, n, len(o.Lines))
 		}
 	}
 	return nil
 }
 
 func (w *writeTx) ledger(ctx context.Context, c *ordercore.Changeset) error {
-	return insert(ctx, w.tx, "INSERT INTO stock_ledger (sku, movement, d_total, d_reserved, d_sold, order_id, line_no, at)", 8, len(c.Ledger), func(i int, a []any) []any {
+	return w.insert(ctx, insertLedger, len(c.Ledger), func(i int, a []any) []any {
 		e := c.Ledger[i]
 		var orderID, lineNo any
 		if e.OrderID != "" {
@@ -169,14 +186,14 @@ func (w *writeTx) ledger(ctx context.Context, c *ordercore.Changeset) error {
 }
 
 func (w *writeTx) events(ctx context.Context, c *ordercore.Changeset) error {
-	return insert(ctx, w.tx, "INSERT INTO events (id, type, aggregate_type, aggregate_id, time, data)", 6, len(c.Events), func(i int, a []any) []any {
+	return w.insert(ctx, insertEvents, len(c.Events), func(i int, a []any) []any {
 		e := c.Events[i]
 		return append(a, e.ID, e.Type, e.AggregateType, e.AggregateID, micros(e.Time), string(e.Data))
 	})
 }
 
 func (w *writeTx) idempotency(ctx context.Context, c *ordercore.Changeset) error {
-	return insert(ctx, w.tx, "INSERT INTO idempotency_keys (key, request_hash, status, body, created_at)", 5, len(c.Idempotency), func(i int, a []any) []any {
+	return w.insert(ctx, insertIdem, len(c.Idempotency), func(i int, a []any) []any {
 		r := c.Idempotency[i]
 		return append(a, r.Key, r.RequestHash, r.Status, r.Body, micros(r.CreatedAt))
 	})

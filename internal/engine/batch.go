@@ -45,9 +45,10 @@ type skuState struct {
 }
 
 type orderState struct {
-	origVersion int64
-	cur         ordercore.Order
-	isNew       bool
+	origVersion  int64
+	origReserved bool // its lines were reserved when loaded
+	cur          ordercore.Order
+	isNew        bool
 }
 
 // batch is the working state of one transaction: the rows its commands touch, as loaded
@@ -78,7 +79,8 @@ func load(ctx context.Context, tx ordercore.WriteTx, now time.Time, calls []*cal
 			return nil, fmt.Errorf("load orders: %w", err)
 		}
 		for id, o := range orders {
-			b.orders[id] = &orderState{origVersion: o.Version, cur: o}
+			b.orders[id] = &orderState{origVersion: o.Version, cur: o,
+				origReserved: len(o.Lines) > 0 && o.Lines[0].Reservation == ordercore.ReservationReserved}
 			for _, l := range o.Lines {
 				k.sku(l.SKU)
 			}
@@ -129,7 +131,11 @@ func (b *batch) changeset() *ordercore.Changeset {
 			cs.NewOrders = append(cs.NewOrders, o.cur)
 		} else if o.cur.Version != o.origVersion {
 			limit.Assert(o.cur.Version > o.origVersion, "order %s version went back", id)
-			cs.OrderChanges = append(cs.OrderChanges, ordercore.OrderChange{Order: o.cur, FromVersion: o.origVersion})
+			ch := ordercore.OrderChange{Order: o.cur, FromVersion: o.origVersion}
+			if now := o.cur.Lines[0].Reservation; o.origReserved && now != ordercore.ReservationReserved {
+				ch.Resolve = now
+			}
+			cs.OrderChanges = append(cs.OrderChanges, ch)
 		}
 	}
 	return cs

@@ -194,7 +194,12 @@ type Transition struct {
 
 func (c Transition) keys(k *keySet) { k.order(c.OrderID) }
 
+// userCommands are the order commands Transition accepts: the others carry money or
+// deadlines and have their own commands (ApplyPayment, ExpireOrders) that check them.
+var userCommands = map[order.Command]bool{order.Cancel: true, order.Ship: true, order.Complete: true, order.StartFulfilment: true}
+
 func (c Transition) execute(b *batch) (any, error) {
+	limit.Assert(userCommands[c.Command], "Transition with system command %q", c.Command)
 	o, ok := b.orders[c.OrderID]
 	if !ok {
 		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "order %q not found", c.OrderID)
@@ -251,6 +256,11 @@ func (c ApplyPayment) execute(b *batch) (any, error) {
 	o, ok := b.orders[c.OrderID]
 	if !ok {
 		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "order %q not found", c.OrderID)
+	}
+	if _, isStale, err := order.Transition(o.cur.Status, order.Pay); err != nil {
+		return nil, err // money for a closed order is refused (late money is the payments layer's to revive or refund)
+	} else if isStale {
+		return o.cur, nil // a duplicate payment notice is acknowledged and changes nothing
 	}
 	if c.Payment.Amount != o.cur.Amount {
 		return nil, ordercore.Errorf(ordercore.EAmountMismatch, "payment of %s does not match the order amount %s", c.Payment.Amount, o.cur.Amount)

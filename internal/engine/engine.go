@@ -195,7 +195,10 @@ func (e *Engine) commit(calls []*call) {
 	limit.Assert(len(calls) > 0 && len(calls) <= e.cfg.BatchMax, "batch of %d commands", len(calls))
 	started := time.Now()
 	err := e.store.Write(context.Background(), func(tx ordercore.WriteTx) error {
-		b, err := load(context.Background(), tx, e.clock.Now(), calls)
+		// Stores keep microseconds; a batch's time is truncated so that what a caller is
+		// answered, what the events say and what is stored agree exactly.
+		now := e.clock.Now().UTC().Truncate(time.Microsecond)
+		b, err := load(context.Background(), tx, now, calls)
 		if err != nil {
 			return err
 		}

@@ -66,3 +66,43 @@ func TestHotSKUNoOversell(t *testing.T) {
 	st := b.eng.Stats()
 	t.Logf("batches=%d commands=%d", st.Batches, st.Commands)
 }
+
+// TestPaymentRules: a payment must match the order's amount; a repeated notice for a
+// paid order is acknowledged without change whatever it says; money for a cancelled
+// order is refused (the payments layer revives or refunds it).
+func TestPaymentRules(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	mustSKU(t, b.eng, "a", 10)
+	o := place(t, b.eng, "a", 2, 0)
+	pay := func(id string, amount int64) (ordercore.Order, error) {
+		res, err := b.eng.Submit(context.Background(), engine.ApplyPayment{OrderID: id, Payment: ordercore.PaymentApplied{
+			Channel: "manual", Reference: "r", Amount: ordercore.Money{Amount: amount, Currency: "USD"}}}, nil)
+		if err != nil {
+			return ordercore.Order{}, err
+		}
+		return res.Value.(ordercore.Order), nil
+	}
+	if _, err := pay(o.ID, o.Amount.Amount-1); ordercore.ErrorCode(err) != ordercore.EAmountMismatch {
+		t.Fatalf("short payment: %v, want amount_mismatch", err)
+	}
+	paid, err := pay(o.ID, o.Amount.Amount)
+	if err != nil || paid.Status != ordercore.OrderPaid || paid.Version != 2 {
+		t.Fatalf("payment: %+v %v", paid, err)
+	}
+	again, err := pay(o.ID, 1)
+	if err != nil || again.Version != 2 {
+		t.Fatalf("repeated notice: %+v %v, want the paid order unchanged", again, err)
+	}
+	c := place(t, b.eng, "a", 1, 0)
+	if _, err := b.eng.Submit(context.Background(), engine.Transition{OrderID: c.ID, Command: "cancel"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pay(c.ID, c.Amount.Amount); ordercore.ErrorCode(err) != ordercore.EIllegalTransition {
+		t.Fatalf("payment of a cancelled order: %v, want illegal_transition", err)
+	}
+	s, _ := b.db.SKU(context.Background(), "a")
+	if s.Sold != 2 || s.Reserved != 0 || s.Available() != 8 {
+		t.Fatalf("stock: %+v", s)
+	}
+}

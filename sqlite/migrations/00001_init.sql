@@ -28,7 +28,7 @@ CREATE TABLE orders (
     cancel_reason TEXT NOT NULL DEFAULT '',
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 -- Order lists per user, newest first (ids are UUIDv7, so they sort by creation time).
 CREATE INDEX orders_user ON orders (user_id, id);
 -- Deadlines are an index, not timers: the expiry sweeper reads only due unpaid orders.
