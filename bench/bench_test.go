@@ -1,0 +1,171 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"ordercore"
+	"ordercore/bench"
+	"ordercore/internal/engine"
+	"ordercore/internal/limit"
+	"ordercore/sqlite"
+)
+
+// TestRunWritesWhatItCounts runs a short benchmark and checks only what must hold
+// whatever the machine: every requested path placed orders, the paths that write
+// in process had no errors, and each database holds exactly the orders the run counted,
+// with the same rows per order for the engine and the hand-written ceiling. Timing is
+// never asserted (STYLE.md): the figures belong to `ordercore bench`.
+func TestRunWritesWhatItCounts(t *testing.T) {
+	t.Parallel()
+	const skus = 100
+	paths := []string{bench.PathEngine, bench.PathNaive, bench.PathCeiling, bench.PathTrivial}
+	var progress bytes.Buffer
+	rep, err := bench.Run(context.Background(), bench.Config{
+		Dir: t.TempDir(), Duration: 300 * time.Millisecond, Clients: 8, SKUs: skus, Paths: paths, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
+	}
+	many := "100" // the many-SKU scenario is named by its SKU count
+	for _, path := range paths {
+		scenarios := []string{bench.ScenarioHot, many}
+		if path == bench.PathTrivial {
+			scenarios = []string{bench.ScenarioHot} // it does not depend on the scenario
+		}
+		for _, sc := range scenarios {
+			res, ok := rep.Result(path, sc)
+			if !ok {
+				t.Errorf("no result for %s/%s; results: %+v", path, sc, rep.Results)
+				continue
+			}
+			if res.Orders <= 0 || res.PerSecond <= 0 {
+				t.Errorf("%s/%s placed %d orders (%.0f/s), want some", path, sc, res.Orders, res.PerSecond)
+			}
+			if path != bench.PathTrivial && res.Errors != 0 {
+				t.Errorf("%s/%s had %d errors (%s), want none", path, sc, res.Errors, res.Note)
+			}
+			if res.DB != "" {
+				checkStore(t, path+"/"+sc, res, sc == bench.ScenarioHot, skus)
+			}
+		}
+	}
+	if res, _ := rep.Result(bench.PathNaive, bench.ScenarioHot); res.BatchMax != 1 {
+		t.Errorf("naive batch max = %d, want 1 (one transaction per order)", res.BatchMax)
+	}
+	// The ceiling writes batches of the engine's mean size: the comparison is only fair
+	// if the sizes match.
+	e, _ := rep.Result(bench.PathEngine, bench.ScenarioHot)
+	c, _ := rep.Result(bench.PathCeiling, bench.ScenarioHot)
+	if want := max(1, int(e.BatchMean+0.5)); c.BatchMax != want {
+		t.Errorf("ceiling batch = %d, want the engine's rounded mean %d (mean %.2f)", c.BatchMax, want, e.BatchMean)
+	}
+
+	var text bytes.Buffer
+	rep.WriteText(&text)
+	md := rep.Markdown()
+	for _, want := range append([]string{"synchronous=FULL", rep.Machine.GoVersion}, paths...) {
+		if !strings.Contains(text.String(), want) || !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s\n%s", want, text.String(), md)
+		}
+	}
+}
+
+// checkStore opens the database a path wrote and checks it against the run's count: the
+// stock balances equal the orders placed (P1's projection) and every order has its row,
+// its ledger entry and its event, like the engine writes them.
+func checkStore(t *testing.T, name string, res bench.Result, hot bool, skus int) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, res.DB, sqlite.Options{})
+	if err != nil {
+		t.Fatalf("%s: open %s: %v", name, res.DB, err)
+	}
+	defer db.Close()
+	ids := []string{"hot"}
+	if !hot {
+		ids = ids[:0]
+		for i := range skus {
+			ids = append(ids, fmt.Sprintf("sku-%06d", i))
+		}
+	}
+	var reserved int64
+	for _, id := range ids {
+		s, err := db.SKU(ctx, id)
+		if err != nil {
+			t.Fatalf("%s: read sku %s: %v", name, id, err)
+		}
+		if s.Total != limit.StockMax || s.Sold != 0 || s.Available() != s.Total-s.Reserved {
+			t.Errorf("%s: sku %s = %+v, want total %d, nothing sold", name, id, s, int64(limit.StockMax))
+		}
+		reserved += s.Reserved
+	}
+	if reserved != res.OrdersTotal {
+		t.Errorf("%s: %d units reserved, want %d (every order placed, warm-up included)", name, reserved, res.OrdersTotal)
+	}
+	snap, err := db.Dump(ctx)
+	if err != nil {
+		t.Fatalf("%s: dump: %v", name, err)
+	}
+	n := int(res.OrdersTotal)
+	if len(snap.Orders) != n || len(snap.Ledger) != n+len(ids) || len(snap.Events) != n+len(ids) {
+		t.Errorf("%s: %d orders, %d ledger entries, %d events; want %d, %d (one per order and one restock per sku), %d",
+			name, len(snap.Orders), len(snap.Ledger), len(snap.Events), n, n+len(ids), n+len(ids))
+	}
+	placed := 0
+	for _, e := range snap.Events {
+		if e.Type == ordercore.EventOrderPlaced {
+			placed++
+		}
+	}
+	if placed != n {
+		t.Errorf("%s: %d order.placed events, want %d", name, placed, n)
+	}
+}
+
+// BenchmarkEngineHotSKU places orders for one SKU through the engine with its default
+// committer from 64 goroutines (on 2 cores), the in-process hot-SKU figure of
+// `ordercore bench place-order`.
+func BenchmarkEngineHotSKU(b *testing.B) { benchmarkEngine(b, engine.Config{}) }
+
+// BenchmarkEngineNaiveHotSKU is the same with one transaction per order.
+func BenchmarkEngineNaiveHotSKU(b *testing.B) { benchmarkEngine(b, engine.Config{BatchMax: 1}) }
+
+func benchmarkEngine(b *testing.B, cfg engine.Config) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "ordercore.db"), sqlite.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	eng := engine.New(db, ordercore.SystemClock{}, cfg)
+	b.Cleanup(func() { eng.Close(); db.Close() })
+	_, err = eng.Submit(ctx, engine.CreateSKU{ID: "hot", Name: "hot", Price: ordercore.Money{Amount: 1999, Currency: "USD"}, Stock: limit.StockMax}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const clients = bench.ClientsDefault
+	b.SetParallelism((clients + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	before := eng.Stats()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		cmd := engine.PlaceOrder{UserID: "u1", Lines: []engine.LineRequest{{SKU: "hot", Quantity: 1}}}
+		for pb.Next() {
+			if _, err := eng.Submit(ctx, cmd, nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	after := eng.Stats()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "orders/s")
+	if batches := after.Batches - before.Batches; batches > 0 {
+		b.ReportMetric(float64(after.Commands-before.Commands)/float64(batches), "orders/batch")
+	}
+}

@@ -1,0 +1,19 @@
+// Package bench measures the place-order write path for `ordercore bench place-order`: the
+// engine in process and over HTTP, on one hot SKU and on many SKUs, next to the figures it
+// must be judged against, all in the same run on the same machine:
+//
+//   - naive: the same engine with one transaction per order (BatchMax 1), the design that
+//     group commit replaces;
+//   - ceiling: a hand-written loop that writes exactly the rows the engine writes, in batches
+//     of the engine's observed size, straight to SQLite: the best the storage can do;
+//   - trivial: a net/http handler that only decodes the request, the best the HTTP stack
+//     can do with the same client.
+//
+// Run returns a Report that prints the machine, the settings, every figure and the ratios
+// against the targets of the issue; the targets are reported, never asserted (STYLE.md:
+// benchmarks are never timed assertions in tests).
+//
+// It imports the root package, internal/engine, internal/limit and the sqlite store (which
+// it benchmarks), and the standard library plus progressbar for the terminal. It never
+// imports httpapi: the CLI hands it a function that starts a server.
+package bench

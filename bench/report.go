@@ -1,0 +1,299 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// The targets of the place-order issue, on a 2-core machine with synchronous=FULL. They
+// apply to the hot SKU; the other scenarios' ratios are printed for information. They are
+// reported, never asserted.
+const (
+	TargetEngineHotPerSecond = 50_000
+	TargetEngineOverNaive    = 10.0 // engine orders/s over the naive path's
+	TargetEngineOverCeiling  = 0.5  // engine orders/s over the hand-written loop's
+	TargetHTTPOverTrivial    = 0.5  // http orders/s over the trivial handler's requests/s
+	TargetHTTPP99            = 10 * time.Millisecond
+	TargetHTTPConns          = 64 // the connection count the p99 target is stated at
+)
+
+// Check is one figure set against its target.
+type Check struct {
+	Name      string // e.g. "engine / naive, hot"
+	Value     float64
+	Measured  string
+	Target    string // empty when the figure has no target (information only)
+	HasTarget bool
+	Met       bool
+}
+
+// Checks compares the report's figures with the targets. A figure is only listed when
+// both of its sides were measured.
+func (r *Report) Checks() []Check {
+	var out []Check
+	ratio := func(name, a, b, sc string, target float64) {
+		x, okA := r.Result(a, sc)
+		y, okB := r.Result(b, sc)
+		if b == PathTrivial {
+			y, okB = r.Result(PathTrivial, ScenarioHot) // the trivial path runs once
+		}
+		if !okA || !okB || y.PerSecond == 0 {
+			return
+		}
+		v := x.PerSecond / y.PerSecond
+		c := Check{Name: name + ", " + sc, Value: v, Measured: fmtRatio(v)}
+		if sc == ScenarioHot {
+			c.HasTarget, c.Met, c.Target = true, v >= target, ">= "+fmtRatio(target)
+		}
+		out = append(out, c)
+	}
+	for _, sc := range r.Config.Scenarios {
+		if e, ok := r.Result(PathEngine, sc); ok && sc == ScenarioHot {
+			out = append(out, Check{Name: "engine orders/s, " + sc, Value: e.PerSecond, Measured: thousands(int64(e.PerSecond + 0.5)),
+				Target: ">= " + thousands(TargetEngineHotPerSecond), HasTarget: true, Met: e.PerSecond >= TargetEngineHotPerSecond})
+		}
+		ratio("engine / naive", PathEngine, PathNaive, sc, TargetEngineOverNaive)
+		ratio("engine / ceiling", PathEngine, PathCeiling, sc, TargetEngineOverCeiling)
+		ratio("http / trivial", PathHTTP, PathTrivial, sc, TargetHTTPOverTrivial)
+		if h, ok := r.Result(PathHTTP, sc); ok {
+			c := Check{Name: fmt.Sprintf("http p99 at %d connections, %s", r.Config.Clients, sc), Value: h.P99.Seconds(), Measured: fmtDuration(h.P99)}
+			if sc == ScenarioHot {
+				c.HasTarget, c.Met, c.Target = true, h.P99 <= TargetHTTPP99, "<= "+fmtDuration(TargetHTTPP99)
+				if r.Config.Clients != TargetHTTPConns {
+					c.Target += fmt.Sprintf(" at %d connections", TargetHTTPConns)
+				}
+			}
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Limits explains, from the figures, what bounds the engine on each scenario: how busy
+// its committer was, how long a transaction took, and how much of that the same writes
+// cost without the engine (the ceiling) and a single durable commit costs (naive).
+func (r *Report) Limits() []string {
+	var out []string
+	for _, sc := range r.Config.Scenarios {
+		e, ok := r.Result(PathEngine, sc)
+		if !ok || e.PerSecond == 0 || e.BatchMean == 0 {
+			continue
+		}
+		var b strings.Builder
+		perBatch := time.Duration(e.Busy * e.BatchMean / e.PerSecond * float64(time.Second))
+		fmt.Fprintf(&b, "%s: ", sc)
+		if e.Busy < 0.8 {
+			fmt.Fprintf(&b, "the committer was idle %.0f%% of the window, so it is not the limit: the %d closed-loop clients (each waits for its answer before the next order) and the Go scheduler on %d cores are; ",
+				100*(1-e.Busy), r.Config.Clients, r.Machine.GOMAXPROCS)
+		} else {
+			fmt.Fprintf(&b, "the committer was busy %.0f%% of the window, so it is the limit; ", 100*e.Busy)
+		}
+		fmt.Fprintf(&b, "a transaction took %s for %.1f orders on average (batches are bounded by the %d clients)",
+			fmtDuration(perBatch), e.BatchMean, r.Config.Clients)
+		if c, ok := r.Result(PathCeiling, sc); ok && c.PerSecond > 0 && perBatch > 0 {
+			ceil := time.Duration(c.BatchMean / c.PerSecond * float64(time.Second))
+			fmt.Fprintf(&b, "; the hand-written loop writes the same %d orders in %s, so SQLite's writes and the commit take %.0f%% of the engine's transaction and the engine's own work (loading the SKUs, running the commands, building the changeset and its statements) the other %.0f%%",
+				c.BatchMax, fmtDuration(ceil), 100*min(1, ceil.Seconds()/perBatch.Seconds()), 100*max(0, 1-ceil.Seconds()/perBatch.Seconds()))
+		}
+		if n, ok := r.Result(PathNaive, sc); ok && n.PerSecond > 0 {
+			fmt.Fprintf(&b, "; one durable single-order commit takes %s (naive)", fmtDuration(time.Duration(float64(time.Second)/n.PerSecond)))
+		}
+		out = append(out, b.String()+".")
+	}
+	for _, sc := range r.Config.Scenarios {
+		h, okH := r.Result(PathHTTP, sc)
+		t, okT := r.Result(PathTrivial, ScenarioHot)
+		if okH && okT && t.PerSecond > 0 {
+			out = append(out, fmt.Sprintf("http/%s: %.0f%% of the trivial handler's rate; the load generator, the HTTP stack and the engine share %d cores.",
+				sc, 100*h.PerSecond/t.PerSecond, r.Machine.GOMAXPROCS))
+		}
+	}
+	return out
+}
+
+func (r *Report) settings() string {
+	s := r.Config
+	line := fmt.Sprintf("SQLite journal_mode=%s synchronous=%s; engine batch max %d, batch delay %s, queue %d; %d clients; %s per path after a %s warm-up; %s units per SKU; many-SKU scenario: %s SKUs",
+		s.JournalMode, s.Synchronous, s.BatchMax, s.BatchDelay, s.QueueMax, s.Clients, s.Duration, s.Warmup, thousands(s.Stock), thousands(int64(s.SKUs)))
+	if len(s.Skipped) > 0 {
+		line += "; skipped: " + strings.Join(s.Skipped, "; ")
+	}
+	return line
+}
+
+var tableHeader = []string{"path", "scenario", "orders/s", "orders", "p50", "p99", "p99.9", "batch p50", "batch max", "batch mean", "busy", "errors", "note"}
+
+func (r Result) row() []string {
+	batch := func(n int) string {
+		if n == 0 {
+			return "-"
+		}
+		return fmt.Sprint(n)
+	}
+	mean, busy := "-", "-"
+	if r.BatchMean > 0 {
+		mean = fmt.Sprintf("%.1f", r.BatchMean)
+	}
+	if r.Busy > 0 {
+		busy = fmt.Sprintf("%.0f%%", 100*r.Busy)
+	}
+	return []string{r.Path, r.Scenario, thousands(int64(r.PerSecond + 0.5)), thousands(r.Orders),
+		fmtDuration(r.P50), fmtDuration(r.P99), fmtDuration(r.P999), batch(r.BatchP50), batch(r.BatchMax),
+		mean, busy, thousands(r.Errors), r.Note}
+}
+
+// WriteText prints the report for a terminal: machine, settings, an aligned table, the
+// checks against the targets and what limits the engine.
+func (r *Report) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "ordercore bench place-order, %s\n", r.At.Format(time.RFC3339))
+	fmt.Fprintf(w, "machine:  %s\n", r.Machine)
+	fmt.Fprintf(w, "settings: %s\n\n", r.settings())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(tableHeader, "\t")))
+	for _, res := range r.Results {
+		fmt.Fprintln(tw, strings.Join(res.row(), "\t"))
+	}
+	tw.Flush()
+	if checks := r.Checks(); len(checks) > 0 {
+		fmt.Fprintln(w, "\nagainst the targets:")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, c := range checks {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", c.Name, c.Measured, orDash(c.Target), c.verdict())
+		}
+		tw.Flush()
+	}
+	if limits := r.Limits(); len(limits) > 0 {
+		fmt.Fprintln(w, "\nwhat limits it:")
+		for _, l := range limits {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
+}
+
+func (c Check) verdict() string {
+	switch {
+	case !c.HasTarget:
+		return "(information)"
+	case c.Met:
+		return "met"
+	}
+	return "MISSED"
+}
+
+// Markdown is the section of BENCHMARKS.md for this report: machine, settings, the table,
+// the checks against the targets and what limits the engine.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## place-order (`ordercore bench place-order`), %s\n\n", r.At.Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- **Machine:** %s\n", r.Machine)
+	fmt.Fprintf(&b, "- **Settings:** %s\n", r.settings())
+	b.WriteString("- **Paths:** engine = `engine.Submit` in process with the default committer; naive = the same engine with one transaction per order; " +
+		"ceiling = a hand-written loop writing the same rows in batches of the engine's mean size straight to SQLite; " +
+		"http = `POST /v1/orders` to the ordercore server from a load generator on the same machine; trivial = the same client against a handler that only decodes the JSON.\n\n")
+	b.WriteString("| " + strings.Join(tableHeader, " | ") + " |\n")
+	b.WriteString("|" + strings.Repeat(" --- |", len(tableHeader)) + "\n")
+	for _, res := range r.Results {
+		row := res.row()
+		for i := range row {
+			row[i] = strings.ReplaceAll(row[i], "|", `\|`)
+		}
+		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+	if checks := r.Checks(); len(checks) > 0 {
+		b.WriteString("\n**Against the targets** (the targets apply to the hot SKU):\n\n| figure | measured | target | |\n| --- | --- | --- | --- |\n")
+		for _, c := range checks {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", c.Name, c.Measured, orDash(c.Target), c.verdict())
+		}
+	}
+	if limits := r.Limits(); len(limits) > 0 {
+		b.WriteString("\n**What limits it:** " + strings.Join(limits, " ") + "\n")
+	}
+	return b.String()
+}
+
+// Markers delimit the report's section in BENCHMARKS.md, so a new run replaces it.
+const (
+	MarkdownBegin = "<!-- bench:place-order:begin -->"
+	MarkdownEnd   = "<!-- bench:place-order:end -->"
+)
+
+// UpdateMarkdownFile writes the report's Markdown section into the file at path: between
+// MarkdownBegin and MarkdownEnd if they are there, else appended; the file is created
+// with a title if it does not exist.
+func (r *Report) UpdateMarkdownFile(path string) error {
+	section := MarkdownBegin + "\n" + r.Markdown() + MarkdownEnd + "\n"
+	old, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		old = []byte("# Benchmarks\n\n")
+	case err != nil:
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	text := string(old)
+	if i := strings.Index(text, MarkdownBegin); i >= 0 {
+		if j := strings.Index(text[i:], MarkdownEnd); j >= 0 {
+			rest := strings.TrimPrefix(text[i+j+len(MarkdownEnd):], "\n")
+			text = text[:i] + section + rest
+			return os.WriteFile(path, []byte(text), 0o644)
+		}
+	}
+	if text != "" && !strings.HasSuffix(text, "\n\n") {
+		text = strings.TrimSuffix(text, "\n") + "\n\n"
+	}
+	return os.WriteFile(path, []byte(text+section), 0o644)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// thousands formats n with comma separators: 52,311.
+func thousands(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// fmtDuration prints a latency with three significant digits in a readable unit.
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "-"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2fms", d.Seconds()*1e3)
+	case d < 100*time.Millisecond:
+		return fmt.Sprintf("%.1fms", d.Seconds()*1e3)
+	case d < time.Second:
+		return fmt.Sprintf("%.0fms", d.Seconds()*1e3)
+	}
+	return fmt.Sprintf("%.2fs", d.Seconds())
+}
+
+func fmtRatio(v float64) string {
+	if v >= 10 {
+		return fmt.Sprintf("%.0fx", v)
+	}
+	return fmt.Sprintf("%.2fx", v)
+}

@@ -1,0 +1,43 @@
+package cli
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"ordercore/app"
+	"ordercore/internal/limit"
+)
+
+func serveCmd() *cobra.Command {
+	var cfg app.Config
+	var level string
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the HTTP API and the background workers",
+		Long: `Run the HTTP API (OpenAPI document at /openapi.json), the order expiry sweeper and the
+idempotency-key pruner, on the SQLite file DATA/ordercore.db (created if missing).
+SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2xx.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := logger(cmd.ErrOrStderr(), level)
+			if err != nil {
+				return err
+			}
+			cfg.Logger, cfg.Version = l, Version
+			a, err := app.Open(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&cfg.Addr, "addr", ":8080", "listen address HOST:PORT")
+	f.StringVar(&cfg.DataDir, "data", "./data", "data directory (holds ordercore.db)")
+	f.IntVar(&cfg.BatchMax, "batch-max", limit.BatchCommandsMax, "most commands committed in one transaction")
+	f.DurationVar(&cfg.BatchDelay, "batch-delay", time.Duration(limit.BatchDelayDefault), "how long the committer waits for a batch to fill (0: take what queued during the last commit)")
+	f.BoolVar(&cfg.ManualPayments, "manual-payments", false, "enable POST /v1/orders/{id}/payments/manual (operator-recorded payments)")
+	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	return c
+}
