@@ -208,7 +208,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, sc := range scenarios(cfg) {
 		var engineRun *Result
 		for _, path := range []string{PathEngine, PathNaive, PathCeiling, PathHTTP} {
-			if !cfg.wants(path) || (path == PathHTTP && cfg.HTTP == nil) {
+			if !cfg.wants(path) {
+				continue
+			}
+			if path == PathHTTP && cfg.HTTP == nil {
+				out.linef("%s/%s: skipped, no ordercore server to run against", path, sc.name)
 				continue
 			}
 			res, err := runPath(ctx, cfg, out, path, sc, engineRun)

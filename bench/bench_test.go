@@ -3,7 +3,10 @@ package bench_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -168,4 +171,80 @@ func benchmarkEngine(b *testing.B, cfg engine.Config) {
 	if batches := after.Batches - before.Batches; batches > 0 {
 		b.ReportMetric(float64(after.Commands-before.Commands)/float64(batches), "orders/batch")
 	}
+}
+
+// TestRunHTTPPath drives the http path against a stub of the ordercore API (the real one
+// lives in httpapi) backed by a real engine, and checks that every 201 is an order in the
+// database.
+func TestRunHTTPPath(t *testing.T) {
+	t.Parallel()
+	var dbPath string
+	start := func(ctx context.Context, dir string) (string, func(), error) {
+		dbPath = filepath.Join(dir, "ordercore.db")
+		db, err := sqlite.Open(ctx, dbPath, sqlite.Options{})
+		if err != nil {
+			return "", nil, err
+		}
+		eng := engine.New(db, ordercore.SystemClock{}, engine.Config{})
+		srv := httptest.NewServer(stubAPI(eng))
+		return srv.URL, func() { srv.Close(); eng.Close(); db.Close() }, nil
+	}
+	rep, err := bench.Run(context.Background(), bench.Config{Dir: t.TempDir(), Duration: 300 * time.Millisecond,
+		Clients: 8, Paths: []string{bench.PathHTTP}, Scenarios: []string{bench.ScenarioHot}, HTTP: start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, ok := rep.Result(bench.PathHTTP, bench.ScenarioHot)
+	if !ok || res.Orders <= 0 || res.Errors != 0 {
+		t.Fatalf("http/hot = %+v (found %v), want orders and no errors", res, ok)
+	}
+	checkStore(t, "http/hot", bench.Result{DB: dbPath, OrdersTotal: res.OrdersTotal}, true, 0)
+}
+
+// stubAPI serves the two endpoints the benchmark calls, the way httpapi will: decode,
+// submit, answer 201.
+func stubAPI(eng *engine.Engine) http.Handler {
+	mux := http.NewServeMux()
+	submit := func(w http.ResponseWriter, r *http.Request, cmd engine.Command) {
+		res, err := eng.Submit(r.Context(), cmd, nil)
+		if err != nil {
+			http.Error(w, ordercore.ErrorCode(err), http.StatusConflict)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(res.Value)
+	}
+	mux.HandleFunc("POST /v1/skus", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID    string          `json:"id"`
+			Name  string          `json:"name"`
+			Price ordercore.Money `json:"price"`
+			Stock int64           `json:"stock"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		submit(w, r, engine.CreateSKU{ID: req.ID, Name: req.Name, Price: req.Price, Stock: req.Stock})
+	})
+	mux.HandleFunc("POST /v1/orders", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			UserID string `json:"user_id"`
+			Lines  []struct {
+				SKU      string `json:"sku"`
+				Quantity int64  `json:"quantity"`
+			} `json:"lines"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		cmd := engine.PlaceOrder{UserID: req.UserID}
+		for _, l := range req.Lines {
+			cmd.Lines = append(cmd.Lines, engine.LineRequest{SKU: l.SKU, Quantity: l.Quantity})
+		}
+		submit(w, r, cmd)
+	})
+	return mux
 }

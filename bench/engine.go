@@ -91,7 +91,8 @@ func batchStats(r *Result, before, after engine.Stats, seconds float64) {
 		r.BatchMax = n
 	}
 	if seconds > 0 {
-		r.Busy = (after.CommitTime - before.CommitTime).Seconds() / seconds
+		// A transaction that straddles the window's edge counts whole: clamp to 100%.
+		r.Busy = min(1, (after.CommitTime-before.CommitTime).Seconds()/seconds)
 	}
 }
 

@@ -94,8 +94,13 @@ func (r *Report) Limits() []string {
 		} else {
 			fmt.Fprintf(&b, "the committer was busy %.0f%% of the window, so it is the limit; ", 100*e.Busy)
 		}
-		fmt.Fprintf(&b, "a transaction took %s for %.1f orders on average (batches are bounded by the %d clients)",
-			fmtDuration(perBatch), e.BatchMean, r.Config.Clients)
+		fmt.Fprintf(&b, "a transaction took %s for %.1f orders on average", fmtDuration(perBatch), e.BatchMean)
+		if e.BatchMean <= 0.6*float64(r.Config.Clients) {
+			fmt.Fprintf(&b, " (about half the %d clients: with batch delay %s a transaction takes only the orders that queued while the previous one committed, so the closed-loop clients split into two groups that alternate)",
+				r.Config.Clients, r.Config.BatchDelay)
+		} else {
+			fmt.Fprintf(&b, " (bounded by the %d clients, each waiting for its answer)", r.Config.Clients)
+		}
 		if c, ok := r.Result(PathCeiling, sc); ok && c.PerSecond > 0 && perBatch > 0 {
 			ceil := time.Duration(c.BatchMean / c.PerSecond * float64(time.Second))
 			fmt.Fprintf(&b, "; the hand-written loop writes the same %d orders in %s, so SQLite's writes and the commit take %.0f%% of the engine's transaction and the engine's own work (loading the SKUs, running the commands, building the changeset and its statements) the other %.0f%%",
