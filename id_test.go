@@ -116,3 +116,20 @@ func TestValidID(t *testing.T) {
 		}
 	}
 }
+
+// TestNewIDMonotonicWithinMillisecond: IDs made at the same instant, more than the
+// counter holds, sort in the order they were made.
+func TestNewIDMonotonicWithinMillisecond(t *testing.T) {
+	at := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
+	prev := ordercore.NewID(at)
+	for i := 0; i < 10_000; i++ {
+		id := ordercore.NewID(at)
+		if id <= prev {
+			t.Fatalf("id %d: %s does not sort after %s", i, id, prev)
+		}
+		if !ordercore.ValidID(id) || id[14] != '7' {
+			t.Fatalf("id %d: %s is not a valid UUIDv7", i, id)
+		}
+		prev = id
+	}
+}

@@ -195,7 +195,7 @@ func (c Check) verdict() string {
 // the checks against the targets and what limits the engine.
 func (r *Report) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "## place-order (`ordercore bench place-order`), %s\n\n", r.At.Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "## place-order, %d clients (`ordercore bench place-order`), %s\n\n", r.Config.Clients, r.At.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- **Machine:** %s\n", r.Machine)
 	fmt.Fprintf(&b, "- **Settings:** %s\n", r.settings())
 	b.WriteString("- **Paths:** engine = `engine.Submit` in process with the default committer; naive = the same engine with one transaction per order; " +
@@ -222,17 +222,23 @@ func (r *Report) Markdown() string {
 	return b.String()
 }
 
-// Markers delimit the report's section in BENCHMARKS.md, so a new run replaces it.
-const (
-	MarkdownBegin = "<!-- bench:place-order:begin -->"
-	MarkdownEnd   = "<!-- bench:place-order:end -->"
-)
+// Markers delimit a report's section in BENCHMARKS.md, so a new run replaces it. Runs
+// with different section names (e.g. one at 64 clients, one at flash-sale concurrency)
+// keep separate sections.
+func markers(section string) (begin, end string) {
+	name := "place-order"
+	if section != "" {
+		name += ":" + section
+	}
+	return "<!-- bench:" + name + ":begin -->", "<!-- bench:" + name + ":end -->"
+}
 
-// UpdateMarkdownFile writes the report's Markdown section into the file at path: between
-// MarkdownBegin and MarkdownEnd if they are there, else appended; the file is created
-// with a title if it does not exist.
-func (r *Report) UpdateMarkdownFile(path string) error {
-	section := MarkdownBegin + "\n" + r.Markdown() + MarkdownEnd + "\n"
+// UpdateMarkdownFile writes the report's Markdown section named section (may be empty)
+// into the file at path: between its markers if they are there, else appended; the file
+// is created with a title if it does not exist.
+func (r *Report) UpdateMarkdownFile(path, section string) error {
+	MarkdownBegin, MarkdownEnd := markers(section)
+	body := MarkdownBegin + "\n" + r.Markdown() + MarkdownEnd + "\n"
 	old, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -244,14 +250,14 @@ func (r *Report) UpdateMarkdownFile(path string) error {
 	if i := strings.Index(text, MarkdownBegin); i >= 0 {
 		if j := strings.Index(text[i:], MarkdownEnd); j >= 0 {
 			rest := strings.TrimPrefix(text[i+j+len(MarkdownEnd):], "\n")
-			text = text[:i] + section + rest
+			text = text[:i] + body + rest
 			return os.WriteFile(path, []byte(text), 0o644)
 		}
 	}
 	if text != "" && !strings.HasSuffix(text, "\n\n") {
 		text = strings.TrimSuffix(text, "\n") + "\n\n"
 	}
-	return os.WriteFile(path, []byte(text+section), 0o644)
+	return os.WriteFile(path, []byte(text+body), 0o644)
 }
 
 func orDash(s string) string {

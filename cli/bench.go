@@ -23,7 +23,7 @@ func benchCmd() *cobra.Command {
 
 func benchPlaceOrderCmd() *cobra.Command {
 	var cfg bench.Config
-	var write string
+	var write, section string
 	var keep bool
 	c := &cobra.Command{
 		Use:   "place-order",
@@ -61,7 +61,7 @@ place-order section of a markdown file (BENCHMARKS.md).`,
 			}
 			rep.WriteText(cmd.OutOrStdout())
 			if write != "" {
-				if err := rep.UpdateMarkdownFile(write); err != nil {
+				if err := rep.UpdateMarkdownFile(write, section); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "\nwrote %s\n", write)
@@ -78,6 +78,7 @@ place-order section of a markdown file (BENCHMARKS.md).`,
 	f.StringVar(&cfg.Dir, "dir", "", "scratch directory for the databases (default a temporary one, removed after)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary scratch directory")
 	f.StringVar(&write, "write", "", "update the place-order section of this markdown file, e.g. BENCHMARKS.md")
+	f.StringVar(&section, "section", "", "name of the section --write replaces, so runs with other settings keep their own")
 	return c
 }
 

@@ -52,6 +52,9 @@ func New(cfg Config) *Server {
 	hc.Info.Description = "Orders, two-phase stock reservations and the events they emit."
 	hc.DocsPath = "/docs"
 	hc.OpenAPIPath = "/openapi"
+	// No "$schema" link in every body: clients have /openapi.json, and the transform
+	// costs each response a reflection pass and a larger body.
+	hc.CreateHooks = nil
 	s.api = humago.New(s.mux, hc)
 	s.routes()
 	return s

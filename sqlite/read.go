@@ -16,7 +16,7 @@ func notFound(kind, id string) error {
 
 // SKU reads one SKU.
 func (db *DB) SKU(ctx context.Context, id string) (ordercore.SKU, error) {
-	s, err := scanSKU(db.read.QueryRowContext(ctx, "SELECT "+skuCols+" FROM skus WHERE id = ?", id))
+	s, err := scanSKU(db.read.QueryRowContext(ctx, skusByID("?"), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return s, notFound("sku", id)
 	} else if err != nil {
@@ -27,7 +27,7 @@ func (db *DB) SKU(ctx context.Context, id string) (ordercore.SKU, error) {
 
 // Order reads one order with its lines.
 func (db *DB) Order(ctx context.Context, id string) (ordercore.Order, error) {
-	orders, err := queryOrders(ctx, db.read, "WHERE id = ?", id)
+	orders, err := queryOrders(ctx, db.read, ordersByID("?"), id)
 	if err != nil {
 		return ordercore.Order{}, err
 	}
@@ -40,9 +40,9 @@ func (db *DB) Order(ctx context.Context, id string) (ordercore.Order, error) {
 // OrdersByUser lists a user's orders newest first, after the cursor afterID.
 func (db *DB) OrdersByUser(ctx context.Context, userID, afterID string, limit int) ([]ordercore.Order, error) {
 	if afterID == "" {
-		return queryOrders(ctx, db.read, "WHERE user_id = ? ORDER BY id DESC LIMIT ?", userID, limit)
+		return queryOrders(ctx, db.read, "SELECT "+orderCols+" FROM orders WHERE user_id = ? ORDER BY id DESC LIMIT ?", userID, limit)
 	}
-	return queryOrders(ctx, db.read, "WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?", userID, afterID, limit)
+	return queryOrders(ctx, db.read, "SELECT "+orderCols+" FROM orders WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?", userID, afterID, limit)
 }
 
 const eventCols = "seq, id, type, aggregate_type, aggregate_id, time, data"
@@ -114,10 +114,10 @@ func (db *DB) Dump(ctx context.Context) (*ordercore.Snapshot, error) {
 	}
 	defer tx.Rollback()
 	snap := &ordercore.Snapshot{}
-	if snap.SKUs, err = querySKUs(ctx, tx, "ORDER BY id"); err != nil {
+	if snap.SKUs, err = querySKUs(ctx, tx, "SELECT "+skuCols+" FROM skus ORDER BY id"); err != nil {
 		return nil, err
 	}
-	if snap.Orders, err = queryOrders(ctx, tx, "ORDER BY id"); err != nil {
+	if snap.Orders, err = queryOrders(ctx, tx, "SELECT "+orderCols+" FROM orders ORDER BY id"); err != nil {
 		return nil, err
 	}
 	if snap.Events, err = queryEvents(ctx, tx, "ORDER BY seq"); err != nil {

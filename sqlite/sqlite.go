@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/bits"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -177,6 +178,11 @@ func (db *DB) prepare(ctx context.Context) error {
 			queries = append(queries, in.query(size))
 		}
 	}
+	for size := 1; size <= inListMax; size *= 2 {
+		for _, q := range []func(string) string{skusByID, ordersByID, linesByOrder, idemByKey} {
+			queries = append(queries, q(marks(size)))
+		}
+	}
 	for _, q := range queries {
 		st, err := db.write.PrepareContext(ctx, q)
 		if err != nil {
@@ -194,14 +200,27 @@ func (w *writeTx) stmt(ctx context.Context, query string) *sql.Stmt {
 	return w.tx.StmtContext(ctx, st)
 }
 
-// insertSpec is a multi-row INSERT: its head and its number of columns.
+// insertSpec is a multi-row INSERT: its head, its number of columns, and its statement
+// text for each power-of-two row count (texts[k] inserts 1<<k rows).
 type insertSpec struct {
-	head string
-	cols int
+	head  string
+	cols  int
+	texts []string
 }
 
+func newInsert(head string, cols int) insertSpec {
+	in := insertSpec{head: head, cols: cols}
+	for size := 1; size <= insertChunkMax; size *= 2 {
+		in.texts = append(in.texts, head+" VALUES "+placeholders(size, cols))
+	}
+	return in
+}
+
+// query returns the statement text inserting rows rows, a power of two.
 func (in insertSpec) query(rows int) string {
-	return in.head + " VALUES " + placeholders(rows, in.cols)
+	k := bits.TrailingZeros(uint(rows))
+	limit.Assert(rows == 1<<k && k < len(in.texts), "insert of %d rows", rows)
+	return in.texts[k]
 }
 
 // insertChunkMax is the largest multi-row INSERT: 256 rows of at most 12 columns stay far
@@ -232,19 +251,42 @@ func (w *writeTx) insert(ctx context.Context, in insertSpec, n int, row func(i i
 	return nil
 }
 
-// inList returns "?,?,?" and the ids as arguments.
+// inList returns the placeholders and arguments of an IN list of ids, padded to the next
+// power of two by repeating the last id (a repeat changes no IN result). Padding keeps the
+// set of statement texts small, so every one of them is prepared once at Open.
 func inList(ids []string) (string, []any) {
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
+	n := 1
+	for n < len(ids) {
+		n *= 2
 	}
-	return strings.TrimSuffix(strings.Repeat("?,", len(ids)), ","), args
+	args := make([]any, n)
+	for i := range args {
+		args[i] = ids[min(i, len(ids)-1)]
+	}
+	return marks(n), args
 }
 
-// chunks calls fn with consecutive slices of ids of at most limit.InsertRowsMax.
+func marks(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
+
+// The batch loads, by the size of their padded IN list.
+func skusByID(in string) string { return "SELECT " + skuCols + " FROM skus WHERE id IN (" + in + ")" }
+func ordersByID(in string) string {
+	return "SELECT " + orderCols + " FROM orders WHERE id IN (" + in + ")"
+}
+func linesByOrder(in string) string {
+	return "SELECT order_id, sku, quantity, unit_price, amount, reservation FROM order_lines WHERE order_id IN (" + in + ") ORDER BY order_id, line_no"
+}
+func idemByKey(in string) string {
+	return "SELECT key, request_hash, status, body, created_at FROM idempotency_keys WHERE key IN (" + in + ")"
+}
+
+// inListMax bounds an IN list (a power of two, far below SQLite's bound variables).
+const inListMax = 512
+
+// chunks calls fn with consecutive slices of ids of at most inListMax.
 func chunks(ids []string, fn func([]string) error) error {
-	for start := 0; start < len(ids); start += limit.InsertRowsMax {
-		if err := fn(ids[start:min(start+limit.InsertRowsMax, len(ids))]); err != nil {
+	for start := 0; start < len(ids); start += inListMax {
+		if err := fn(ids[start:min(start+inListMax, len(ids))]); err != nil {
 			return err
 		}
 	}
@@ -265,8 +307,9 @@ func scanSKU(rows interface{ Scan(...any) error }) (ordercore.SKU, error) {
 	return s, err
 }
 
-func querySKUs(ctx context.Context, q querier, where string, args ...any) ([]ordercore.SKU, error) {
-	rows, err := q.QueryContext(ctx, "SELECT "+skuCols+" FROM skus "+where, args...)
+// querySKUs reads SKUs; query selects skuCols from skus.
+func querySKUs(ctx context.Context, q querier, query string, args ...any) ([]ordercore.SKU, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: query skus: %w", err)
 	}
@@ -284,9 +327,9 @@ func querySKUs(ctx context.Context, q querier, where string, args ...any) ([]ord
 
 const orderCols = "id, user_id, status, currency, amount, expires_at, version, cancel_reason, created_at, updated_at"
 
-// queryOrders reads orders and their lines; the order of the result follows where.
-func queryOrders(ctx context.Context, q querier, where string, args ...any) ([]ordercore.Order, error) {
-	rows, err := q.QueryContext(ctx, "SELECT "+orderCols+" FROM orders "+where, args...)
+// queryOrders reads orders and their lines; query selects orderCols from orders.
+func queryOrders(ctx context.Context, q querier, query string, args ...any) ([]ordercore.Order, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: query orders: %w", err)
 	}
@@ -315,7 +358,7 @@ func queryOrders(ctx context.Context, q querier, where string, args ...any) ([]o
 	}
 	err = chunks(ids, func(part []string) error {
 		in, args := inList(part)
-		rows, err := q.QueryContext(ctx, "SELECT order_id, sku, quantity, unit_price, amount, reservation FROM order_lines WHERE order_id IN ("+in+") ORDER BY order_id, line_no", args...)
+		rows, err := q.QueryContext(ctx, linesByOrder(in), args...)
 		if err != nil {
 			return fmt.Errorf("sqlite: query lines: %w", err)
 		}

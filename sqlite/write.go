@@ -14,14 +14,22 @@ type writeTx struct {
 	tx *sql.Tx
 }
 
+// QueryContext runs a query in the transaction, with its prepared statement if it has one.
+func (w *writeTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if _, ok := w.db.stmts[query]; ok {
+		return w.stmt(ctx, query).QueryContext(ctx, args...)
+	}
+	return w.tx.QueryContext(ctx, query, args...)
+}
+
 // The write path's statements, all prepared at Open.
 var (
-	insertSKUs   = insertSpec{"INSERT INTO skus (" + skuCols + ")", 10}
-	insertOrders = insertSpec{"INSERT INTO orders (" + orderCols + ")", 10}
-	insertLines  = insertSpec{"INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price, amount, reservation)", 7}
-	insertLedger = insertSpec{"INSERT INTO stock_ledger (sku, movement, d_total, d_reserved, d_sold, order_id, line_no, at)", 8}
-	insertEvents = insertSpec{"INSERT INTO events (id, type, aggregate_type, aggregate_id, time, data)", 6}
-	insertIdem   = insertSpec{"INSERT INTO idempotency_keys (key, request_hash, status, body, created_at)", 5}
+	insertSKUs   = newInsert("INSERT INTO skus ("+skuCols+")", 10)
+	insertOrders = newInsert("INSERT INTO orders ("+orderCols+")", 10)
+	insertLines  = newInsert("INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price, amount, reservation)", 7)
+	insertLedger = newInsert("INSERT INTO stock_ledger (sku, movement, d_total, d_reserved, d_sold, order_id, line_no, at)", 8)
+	insertEvents = newInsert("INSERT INTO events (id, type, aggregate_type, aggregate_id, time, data)", 6)
+	insertIdem   = newInsert("INSERT INTO idempotency_keys (key, request_hash, status, body, created_at)", 5)
 	inserts      = []insertSpec{insertSKUs, insertOrders, insertLines, insertLedger, insertEvents, insertIdem}
 )
 
@@ -39,7 +47,7 @@ func (w *writeTx) SKUs(ctx context.Context, ids []string) (map[string]ordercore.
 	out := make(map[string]ordercore.SKU, len(ids))
 	err := chunks(ids, func(part []string) error {
 		in, args := inList(part)
-		skus, err := querySKUs(ctx, w.tx, "WHERE id IN ("+in+")", args...)
+		skus, err := querySKUs(ctx, w, skusByID(in), args...)
 		for _, s := range skus {
 			out[s.ID] = s
 		}
@@ -52,7 +60,7 @@ func (w *writeTx) Orders(ctx context.Context, ids []string) (map[string]ordercor
 	out := make(map[string]ordercore.Order, len(ids))
 	err := chunks(ids, func(part []string) error {
 		in, args := inList(part)
-		orders, err := queryOrders(ctx, w.tx, "WHERE id IN ("+in+")", args...)
+		orders, err := queryOrders(ctx, w, ordersByID(in), args...)
 		for _, o := range orders {
 			out[o.ID] = o
 		}
@@ -65,7 +73,7 @@ func (w *writeTx) Idempotency(ctx context.Context, keys []string) (map[string]or
 	out := make(map[string]ordercore.IdemRecord, len(keys))
 	err := chunks(keys, func(part []string) error {
 		in, args := inList(part)
-		rows, err := w.tx.QueryContext(ctx, "SELECT key, request_hash, status, body, created_at FROM idempotency_keys WHERE key IN ("+in+")", args...)
+		rows, err := w.QueryContext(ctx, idemByKey(in), args...)
 		if err != nil {
 			return fmt.Errorf("sqlite: query idempotency keys: %w", err)
 		}
