@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/bits"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -174,9 +173,7 @@ func placeholders(rows, cols int) string {
 func (db *DB) prepare(ctx context.Context) error {
 	queries := []string{updateStock, updateOrder, resolveLines}
 	for _, in := range inserts {
-		for size := 1; size <= insertChunkMax; size *= 2 {
-			queries = append(queries, in.query(size))
-		}
+		queries = append(queries, in.texts[1:]...)
 	}
 	for size := 1; size <= inListMax; size *= 2 {
 		for _, q := range []func(string) string{skusByID, ordersByID, linesByOrder, idemByKey} {
@@ -201,7 +198,7 @@ func (w *writeTx) stmt(ctx context.Context, query string) *sql.Stmt {
 }
 
 // insertSpec is a multi-row INSERT: its head, its number of columns, and its statement
-// text for each power-of-two row count (texts[k] inserts 1<<k rows).
+// text for each row count from 1 to insertChunkMax (texts[n] inserts n rows).
 type insertSpec struct {
 	head  string
 	cols  int
@@ -209,35 +206,33 @@ type insertSpec struct {
 }
 
 func newInsert(head string, cols int) insertSpec {
-	in := insertSpec{head: head, cols: cols}
-	for size := 1; size <= insertChunkMax; size *= 2 {
-		in.texts = append(in.texts, head+" VALUES "+placeholders(size, cols))
+	in := insertSpec{head: head, cols: cols, texts: make([]string, insertChunkMax+1)}
+	for size := 1; size <= insertChunkMax; size++ {
+		in.texts[size] = head + " VALUES " + placeholders(size, cols)
 	}
 	return in
 }
 
-// query returns the statement text inserting rows rows, a power of two.
+// query returns the statement text inserting rows rows.
 func (in insertSpec) query(rows int) string {
-	k := bits.TrailingZeros(uint(rows))
-	limit.Assert(rows == 1<<k && k < len(in.texts), "insert of %d rows", rows)
-	return in.texts[k]
+	limit.Assert(rows >= 1 && rows <= insertChunkMax, "insert of %d rows", rows)
+	return in.texts[rows]
 }
 
-// insertChunkMax is the largest multi-row INSERT: 256 rows of at most 12 columns stay far
-// below SQLite's 32,766 bound variables per statement.
-const insertChunkMax = 256
+// insertChunkMax is the largest multi-row INSERT. Every size up to it is prepared at Open,
+// so a batch of n <= 64 orders writes each table with one statement, and a larger one
+// with chunks of 64 and one remainder: per-statement overhead is a real share of a small
+// batch (BENCHMARKS.md), and 64 rows of at most 12 columns stay far below SQLite's bound
+// on variables.
+const insertChunkMax = 64
 
 // insert writes n rows with multi-row INSERT statements; row appends the i-th row's
-// values to args. n is split into power-of-two chunks (133 = 128+4+1) so that each
-// statement text recurs and is parsed once per process, not once per batch.
+// values to args, in chunks of insertChunkMax and one remainder.
 func (w *writeTx) insert(ctx context.Context, in insertSpec, n int, row func(i int, args []any) []any) error {
 	head, cols := in.head, in.cols
 	args := make([]any, 0, min(n, insertChunkMax)*cols)
 	for start := 0; start < n; {
-		size := insertChunkMax
-		for size > n-start {
-			size /= 2
-		}
+		size := min(insertChunkMax, n-start)
 		args = args[:0]
 		for i := start; i < start+size; i++ {
 			args = row(i, args)
