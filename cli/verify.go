@@ -7,19 +7,25 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"ordercore"
 	"ordercore/internal/verify"
 	"ordercore/sqlite"
 )
 
 func verifyCmd() *cobra.Command {
-	var path string
+	var path, asOf string
 	c := &cobra.Command{
 		Use:   "verify",
 		Short: "Check every invariant of a database",
 		Long: `Check a database: stock conservation against the ledger, no negative balances, each
 reservation resolved at most once, order totals equal to their lines, projections equal to a
 replay of the events, no unpaid order past its deadline. Prints a report; exits 1 if any
-invariant is broken, 2 if the database cannot be read.`,
+invariant is broken, 2 if the database cannot be read.
+
+The deadline rule judges unpaid orders against --as-of: "now" (the default) for the
+database of a running server; "last-event", the time of its newest event, for a copy or
+the database of a server that has been stopped (nothing could have expired them since);
+or an RFC 3339 time.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := os.Stat(path); err != nil {
@@ -34,7 +40,11 @@ invariant is broken, 2 if the database cannot be read.`,
 			if err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
-			vs := verify.Check(snap, time.Now().UTC())
+			at, err := asOfTime(asOf, snap)
+			if err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			vs := verify.Check(snap, at)
 			verify.Report(cmd.OutOrStdout(), vs, snap)
 			if len(vs) > 0 {
 				return &ExitError{Code: 1}
@@ -43,5 +53,23 @@ invariant is broken, 2 if the database cannot be read.`,
 		},
 	}
 	c.Flags().StringVar(&path, "db", "./data/ordercore.db", "path of the SQLite database file")
+	c.Flags().StringVar(&asOf, "as-of", "now", `time unpaid orders are judged against: now, last-event, or an RFC 3339 time`)
 	return c
+}
+
+func asOfTime(s string, snap *ordercore.Snapshot) (time.Time, error) {
+	switch s {
+	case "now":
+		return time.Now().UTC(), nil
+	case "last-event":
+		if n := len(snap.Events); n > 0 {
+			return snap.Events[n-1].Time, nil
+		}
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return t, fmt.Errorf("--as-of must be now, last-event or an RFC 3339 time: %w", err)
+	}
+	return t, nil
 }
