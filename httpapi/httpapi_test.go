@@ -453,31 +453,49 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 }
 
+// gatedStore holds every write transaction until the test opens the gate, so a test can
+// keep the committer busy for exactly as long as it needs.
+type gatedStore struct {
+	*sqlite.DB
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gatedStore) Write(ctx context.Context, fn func(ordercore.WriteTx) error) error {
+	g.entered <- struct{}{}
+	<-g.gate
+	return g.DB.Write(ctx, fn)
+}
+
 func TestOverloadAnswers503WithRetryAfter(t *testing.T) {
 	t.Parallel()
-	// A one-slot queue behind a slow committer fills at once.
-	b := setup(t, engine.Config{QueueMax: 1, BatchMax: 1, BatchDelay: 50 * time.Millisecond})
-	b.mustSKU(t, "a", "USD", 1000)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var overloaded []response
-	for i := 0; i < 20; i++ {
-		wg.Go(func() {
-			r := b.do(t, "POST", "/v1/orders", orderBody)
-			if r.status == 503 {
-				mu.Lock()
-				overloaded = append(overloaded, r)
-				mu.Unlock()
-			}
-		})
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "o.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
-	if len(overloaded) == 0 {
-		t.Fatal("20 concurrent orders into a one-slot queue: none was refused")
+	g := &gatedStore{DB: db, entered: make(chan struct{}, 16), gate: make(chan struct{})}
+	eng := engine.New(g, ordercore.SystemClock{}, engine.Config{QueueMax: 1, BatchMax: 1})
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}}))
+	b := &bundle{url: srv.URL, db: db, eng: eng}
+	defer func() { srv.Close(); eng.Close(); db.Close() }()
+
+	created := make(chan response, 2)
+	go func() {
+		created <- b.do(t, "POST", "/v1/skus", `{"id":"a","name":"A","price":{"amount":1,"currency":"USD"},"stock":10}`)
+	}()
+	<-g.entered // the committer is now inside a transaction, held at the gate
+	go func() { created <- b.do(t, "POST", "/v1/skus/a/restock", `{"quantity":1}`) }()
+	for eng.QueueLen() != 1 { // the second command waits in the queue's one slot
+		time.Sleep(time.Millisecond)
 	}
-	for _, r := range overloaded {
-		if r.code(t) != ordercore.EOVERLOADED || r.header.Get("Retry-After") == "" {
-			t.Errorf("overload answer: %s Retry-After=%q", r.body, r.header.Get("Retry-After"))
+	r := b.do(t, "POST", "/v1/orders", orderBody)
+	if r.status != 503 || r.code(t) != ordercore.EOVERLOADED || r.header.Get("Retry-After") == "" {
+		t.Errorf("with the queue full: %d %s Retry-After=%q; want 503 overloaded with Retry-After", r.status, r.body, r.header.Get("Retry-After"))
+	}
+	close(g.gate)
+	for i := 0; i < 2; i++ {
+		if r := <-created; r.status >= 300 {
+			t.Errorf("queued request answered %d %s after the gate opened", r.status, r.body)
 		}
 	}
 }

@@ -173,7 +173,9 @@ func placeholders(rows, cols int) string {
 func (db *DB) prepare(ctx context.Context) error {
 	queries := []string{updateStock, updateOrder, resolveLines}
 	for _, in := range inserts {
-		queries = append(queries, in.texts[1:]...)
+		for _, q := range in.texts {
+			queries = append(queries, q)
+		}
 	}
 	for size := 1; size <= inListMax; size *= 2 {
 		for _, q := range []func(string) string{skusByID, ordersByID, linesByOrder, idemByKey} {
@@ -198,41 +200,61 @@ func (w *writeTx) stmt(ctx context.Context, query string) *sql.Stmt {
 }
 
 // insertSpec is a multi-row INSERT: its head, its number of columns, and its statement
-// text for each row count from 1 to insertChunkMax (texts[n] inserts n rows).
+// text for each chunk size (texts[n] inserts n rows; see chunkSize).
 type insertSpec struct {
 	head  string
 	cols  int
-	texts []string
+	texts map[int]string
 }
 
 func newInsert(head string, cols int) insertSpec {
-	in := insertSpec{head: head, cols: cols, texts: make([]string, insertChunkMax+1)}
+	in := insertSpec{head: head, cols: cols, texts: map[int]string{}}
 	for size := 1; size <= insertChunkMax; size++ {
-		in.texts[size] = head + " VALUES " + placeholders(size, cols)
+		if size <= insertExactMax || size&(size-1) == 0 {
+			in.texts[size] = head + " VALUES " + placeholders(size, cols)
+		}
 	}
 	return in
 }
 
 // query returns the statement text inserting rows rows.
 func (in insertSpec) query(rows int) string {
-	limit.Assert(rows >= 1 && rows <= insertChunkMax, "insert of %d rows", rows)
-	return in.texts[rows]
+	q, ok := in.texts[rows]
+	limit.Assert(ok, "insert of %d rows has no statement", rows)
+	return q
 }
 
-// insertChunkMax is the largest multi-row INSERT. Every size up to it is prepared at Open,
-// so a batch of n <= 64 orders writes each table with one statement, and a larger one
-// with chunks of 64 and one remainder: per-statement overhead is a real share of a small
-// batch (BENCHMARKS.md), and 64 rows of at most 12 columns stay far below SQLite's bound
-// on variables.
-const insertChunkMax = 64
+// chunkSize is the rows of the next statement when n rows remain: all of them up to
+// insertExactMax, else the largest power of two that fits (up to insertChunkMax). A batch
+// of n <= 64 orders writes each table with one statement; 556 with two (512 + 44).
+func chunkSize(n int) int {
+	if n <= insertExactMax {
+		return n
+	}
+	size := insertChunkMax
+	for size > n {
+		size /= 2
+	}
+	return size
+}
+
+// Multi-row INSERT sizes, all prepared at Open: every size up to insertExactMax, and the
+// powers of two up to insertChunkMax. Per-statement overhead is a real share of a small
+// batch, and splitting a large one into many small statements costs a quarter of its
+// throughput (BENCHMARKS.md). 512 rows of at most 12 columns stay far below SQLite's
+// 32,766 bound variables.
+const (
+	insertExactMax = 64
+	insertChunkMax = 512
+)
 
 // insert writes n rows with multi-row INSERT statements; row appends the i-th row's
-// values to args, in chunks of insertChunkMax and one remainder.
+// values to args, in statements of chunkSize rows.
 func (w *writeTx) insert(ctx context.Context, in insertSpec, n int, row func(i int, args []any) []any) error {
 	head, cols := in.head, in.cols
 	args := make([]any, 0, min(n, insertChunkMax)*cols)
 	for start := 0; start < n; {
-		size := min(insertChunkMax, n-start)
+		size := chunkSize(n - start)
 		args = args[:0]
 		for i := start; i < start+size; i++ {
 			args = row(i, args)
