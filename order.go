@@ -112,6 +112,26 @@ const (
 	MoveRelease StockMovement = "release"
 )
 
+// NewStockEntry returns the ledger entry of moving qty units of sku by movement m: restock
+// raises total; reserve raises reserved; commit moves reserved to sold; release lowers
+// reserved. orderID and lineNo name the reservation (empty and 0 for a restock).
+func NewStockEntry(sku string, m StockMovement, qty int64, orderID string, lineNo int, at time.Time) StockEntry {
+	e := StockEntry{SKU: sku, Movement: m, OrderID: orderID, LineNo: lineNo, At: at}
+	switch m {
+	case MoveRestock:
+		e.DTotal = qty
+	case MoveReserve:
+		e.DReserved = qty
+	case MoveCommit:
+		e.DReserved, e.DSold = -qty, qty
+	case MoveRelease:
+		e.DReserved = -qty
+	default:
+		panic("unknown stock movement " + string(m))
+	}
+	return e
+}
+
 // StockEntry is one immutable row of the stock ledger. The SKU balances are a projection:
 // for every SKU, total, reserved and sold equal the sums of the deltas of its entries.
 type StockEntry struct {

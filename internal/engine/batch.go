@@ -161,17 +161,7 @@ func (b *batch) event(aggType, aggID, typ string, data any) {
 // move applies a stock movement of qty units to a loaded SKU and appends its ledger entry.
 // The caller has checked that the movement is allowed; move asserts it again.
 func (b *batch) move(s *skuState, m ordercore.StockMovement, qty int64, orderID string, lineNo int) {
-	e := ordercore.StockEntry{SKU: s.cur.ID, Movement: m, OrderID: orderID, LineNo: lineNo, At: b.now}
-	switch m {
-	case ordercore.MoveRestock:
-		e.DTotal = qty
-	case ordercore.MoveReserve:
-		e.DReserved = qty
-	case ordercore.MoveCommit:
-		e.DReserved, e.DSold = -qty, qty
-	case ordercore.MoveRelease:
-		e.DReserved = -qty
-	}
+	e := ordercore.NewStockEntry(s.cur.ID, m, qty, orderID, lineNo, b.now)
 	s.cur.Total += e.DTotal
 	s.cur.Reserved += e.DReserved
 	s.cur.Sold += e.DSold

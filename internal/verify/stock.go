@@ -180,6 +180,9 @@ func (c *checker) checkLineRows(orderID string, no int, l ordercore.Line, r *lin
 			c.add(RuleReservationOnce, subj, "is %s but the ledger has %d commit and %d release rows for it", l.Reservation, got[0], got[1])
 		}
 	}
+	// The deltas of each movement are stated here again rather than taken from
+	// ordercore.NewStockEntry: a checker that reused the code it checks would pass
+	// whatever that code got wrong.
 	q := l.Quantity
 	for _, m := range []struct {
 		idx  []int

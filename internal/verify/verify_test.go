@@ -52,17 +52,7 @@ func (f *fixture) event(aggType, aggID, typ string, data any) {
 
 // move mirrors batch.move: one ledger row, and the SKU's balances moved by its deltas.
 func (f *fixture) move(sku string, m ordercore.StockMovement, qty int64, orderID string, lineNo int) {
-	e := ordercore.StockEntry{SKU: sku, Movement: m, OrderID: orderID, LineNo: lineNo, At: f.now}
-	switch m {
-	case ordercore.MoveRestock:
-		e.DTotal = qty
-	case ordercore.MoveReserve:
-		e.DReserved = qty
-	case ordercore.MoveCommit:
-		e.DReserved, e.DSold = -qty, qty
-	case ordercore.MoveRelease:
-		e.DReserved = -qty
-	}
+	e := ordercore.NewStockEntry(sku, m, qty, orderID, lineNo, f.now)
 	s := &f.snap.SKUs[f.skus[sku]]
 	s.Total += e.DTotal
 	s.Reserved += e.DReserved
