@@ -33,13 +33,13 @@ type bundle struct {
 }
 
 // setup runs the real API over real HTTP on a fresh SQLite file.
-func setup(t *testing.T, cfg engine.Config) *bundle {
+func setup(t testing.TB, cfg engine.Config) *bundle {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ordercore.db")
 	return start(t, path, cfg)
 }
 
-func start(t *testing.T, path string, cfg engine.Config) *bundle {
+func start(t testing.TB, path string, cfg engine.Config) *bundle {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), path, sqlite.Options{})
 	if err != nil {
@@ -58,21 +58,21 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T, v any) {
+func (r response) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)
 	}
 }
 
-func (r response) code(t *testing.T) string {
+func (r response) code(t testing.TB) string {
 	t.Helper()
 	var p struct{ Code string }
 	r.json(t, &p)
 	return p.Code
 }
 
-func (b *bundle) do(t *testing.T, method, path, body string, headers ...string) response {
+func (b *bundle) do(t testing.TB, method, path, body string, headers ...string) response {
 	t.Helper()
 	req, err := http.NewRequest(method, b.url+path, strings.NewReader(body))
 	if err != nil {
@@ -94,7 +94,7 @@ func (b *bundle) do(t *testing.T, method, path, body string, headers ...string) 
 	return response{status: resp.StatusCode, header: resp.Header, body: raw}
 }
 
-func (b *bundle) mustSKU(t *testing.T, id, currency string, stock int) {
+func (b *bundle) mustSKU(t testing.TB, id, currency string, stock int) {
 	t.Helper()
 	r := b.do(t, "POST", "/v1/skus", fmt.Sprintf(`{"id":%q,"name":"Item %s","price":{"amount":1250,"currency":%q},"stock":%d}`, id, id, currency, stock))
 	if r.status != http.StatusCreated {
@@ -115,7 +115,7 @@ func (b *bundle) mustOrder(t *testing.T, body string) ordercore.Order {
 
 // digest hashes every row of every table through a separate connection, so a test can
 // show that a rejected request changed nothing at all.
-func digest(t *testing.T, path string) string {
+func digest(t testing.TB, path string) string {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=query_only(1)")
 	if err != nil {

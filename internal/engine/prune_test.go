@@ -1,0 +1,77 @@
+package engine_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"ordercore/internal/engine"
+	"ordercore/internal/limit"
+	"ordercore/sqlite"
+)
+
+// manualClock is a clock the test sets; the committer reads it once per batch.
+type manualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *manualClock) set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	c.mu.Unlock()
+}
+
+// TestIdempotencyKeysKeptThenPruned: a stored response replays for as long as it is kept
+// (well past 24 hours), and once pruned the same key runs the request anew.
+func TestIdempotencyKeysKeptThenPruned(t *testing.T) {
+	t.Parallel()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "o.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := &manualClock{now: t0}
+	eng := engine.New(db, clock, engine.Config{})
+	defer func() { eng.Close(); db.Close() }()
+	mustSKU(t, eng, "a", 10)
+	place := func() engine.Result {
+		t.Helper()
+		res, err := eng.Submit(context.Background(), engine.PlaceOrder{UserID: "u1", Lines: []engine.LineRequest{{SKU: "a", Quantity: 1}}},
+			&engine.Idem{Key: "k1", Hash: "h1", Status: 201})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	first := place()
+	if first.Replayed != nil {
+		t.Fatal("the first request was replayed")
+	}
+	prune := func(now time.Time) {
+		clock.set(now)
+		if _, err := eng.Submit(context.Background(), engine.PruneIdempotency{Before: now.Add(-limit.IdemKeyTTL)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prune(t0.Add(25 * time.Hour)) // past Stripe's 24 h minimum, within our TTL
+	if r := place(); r.Replayed == nil || r.Replayed.Status != 201 {
+		t.Fatalf("25 h later the key did not replay: %+v", r)
+	}
+	prune(t0.Add(limit.IdemKeyTTL + time.Minute))
+	if r := place(); r.Replayed != nil {
+		t.Fatal("after the TTL and a prune the key still replayed")
+	}
+	s, _ := db.SKU(context.Background(), "a")
+	if s.Reserved != 2 {
+		t.Fatalf("reserved = %d, want 2 (the first order and the one after pruning)", s.Reserved)
+	}
+}
