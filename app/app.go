@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"ordercore"
@@ -34,6 +36,7 @@ type Config struct {
 // App is a running ordercore.
 type App struct {
 	cfg    Config
+	lock   *os.File
 	DB     *sqlite.DB
 	Engine *engine.Engine
 	server *http.Server
@@ -50,19 +53,25 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	db, err := sqlite.Open(ctx, DBPath(cfg.DataDir), sqlite.Options{})
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	clock := ordercore.SystemClock{}
 	eng := engine.New(db, clock, engine.Config{BatchMax: cfg.BatchMax, BatchDelay: cfg.BatchDelay, Logger: cfg.Logger})
-	a := &App{cfg: cfg, DB: db, Engine: eng}
+	a := &App{cfg: cfg, lock: lock, DB: db, Engine: eng}
 	api := httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments, Version: cfg.Version})
 	a.server = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
 	if a.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		eng.Close()
 		db.Close()
+		lock.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	wctx, cancel := context.WithCancel(context.Background())
@@ -109,5 +118,29 @@ func (a *App) Close() error {
 	a.cancel()
 	a.wg.Wait()
 	a.Engine.Close()
-	return errors.Join(err, a.DB.Close())
+	err = errors.Join(err, a.DB.Close())
+	return errors.Join(err, a.lock.Close()) // closing the file releases the lock
+}
+
+// lockDataDir takes an exclusive lock on dataDir/ordercore.lock for the life of the
+// process. One server per data directory: the committer must be the database's only
+// writer, and the set of Idempotency-Keys in flight lives in its memory. The kernel drops
+// the lock when the process dies, however it dies, so a crash never leaves it stale.
+func lockDataDir(dataDir string) (*os.File, error) {
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	path := filepath.Join(dataDir, "ordercore.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another ordercore serve is using the data directory %s (it holds %s)", dataDir, path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
 }

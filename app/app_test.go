@@ -1,0 +1,32 @@
+package app_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"ordercore/app"
+)
+
+// TestOneServerPerDataDirectory: a second server on the same data directory is refused
+// with a clear message while the first runs, and starts once the first has stopped.
+func TestOneServerPerDataDirectory(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	first, err := app.Open(context.Background(), app.Config{Addr: "127.0.0.1:0", DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = app.Open(context.Background(), app.Config{Addr: "127.0.0.1:0", DataDir: dir})
+	if err == nil || !strings.Contains(err.Error(), "another ordercore serve is using the data directory") {
+		t.Fatalf("second server on the same directory: %v", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := app.Open(context.Background(), app.Config{Addr: "127.0.0.1:0", DataDir: dir})
+	if err != nil {
+		t.Fatalf("after the first stopped: %v", err)
+	}
+	second.Close()
+}
