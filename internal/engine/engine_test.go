@@ -106,3 +106,21 @@ func TestPaymentRules(t *testing.T) {
 		t.Fatalf("stock: %+v", s)
 	}
 }
+
+// TestDemandSumsLinesOfOneSKU: an order naming a SKU on several lines needs their sum.
+func TestDemandSumsLinesOfOneSKU(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	mustSKU(t, b.eng, "a", 3)
+	_, err := b.eng.Submit(context.Background(), engine.PlaceOrder{UserID: "u1", Lines: []engine.LineRequest{{SKU: "a", Quantity: 2}, {SKU: "a", Quantity: 2}}}, nil)
+	if ordercore.ErrorCode(err) != ordercore.EInsufficientStock {
+		t.Fatalf("2+2 units of a 3-unit SKU: %v, want insufficient_stock", err)
+	}
+	res, err := b.eng.Submit(context.Background(), engine.PlaceOrder{UserID: "u1", Lines: []engine.LineRequest{{SKU: "a", Quantity: 2}, {SKU: "a", Quantity: 1}}}, nil)
+	if err != nil || len(res.Value.(ordercore.Order).Lines) != 2 {
+		t.Fatalf("2+1 units of a 3-unit SKU: %v", err)
+	}
+	if s, _ := b.db.SKU(context.Background(), "a"); s.Available() != 0 || s.Reserved != 3 {
+		t.Fatalf("sku %+v", s)
+	}
+}
