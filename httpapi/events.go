@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"ordercore"
+	"ordercore/internal/limit"
 )
 
 type listEventsInput struct {
@@ -24,7 +25,7 @@ type listEventsOutput struct {
 func (s *Server) listEvents(ctx context.Context, in *listEventsInput) (*listEventsOutput, error) {
 	n := in.Limit
 	if n <= 0 {
-		n = 100
+		n = limit.FeedPageDefault
 	}
 	evs, err := s.cfg.Reader.Events(ctx, in.After, n)
 	if err != nil {

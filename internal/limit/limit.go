@@ -21,8 +21,9 @@ const (
 	BatchDelayMax = 50 * time.Millisecond
 	// QueueCommandsMax is the depth of the committer's queue; a full queue answers 503.
 	QueueCommandsMax = 16384
-	// InsertRowsMax bounds the rows of one multi-row INSERT statement (SQLite allows
-	// 32,766 bound variables per statement; the widest row has 12 columns).
+	// InsertRowsMax bounds the rows of one multi-row INSERT of the benchmark's
+	// hand-written storage loop (SQLite allows 32,766 bound variables per statement; the
+	// widest row has 12 columns). The store sizes its own statements (sqlite.chunkSize).
 	InsertRowsMax = 500
 
 	// LinesPerOrderMax and QuantityMax bound an order.
@@ -53,9 +54,12 @@ const (
 
 	// RequestBodyBytesMax bounds a request body.
 	RequestBodyBytesMax = 1 << 20
-	// PageSizeDefault and PageSizeMax bound list endpoints.
+	// PageSizeDefault and PageSizeMax bound list endpoints; FeedPageDefault is the event
+	// feed's default page. The API's schema states PageSizeMax in its struct tags
+	// (maximum:"500"), which Go cannot take from a constant: change both together.
 	PageSizeDefault = 50
 	PageSizeMax     = 500
+	FeedPageDefault = 100
 	// TimelineEventsMax bounds the events shown with one order.
 	TimelineEventsMax = 200
 	// IDBytesMax bounds client-chosen identifiers (SKU ids, user ids).
