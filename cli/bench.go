@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,7 +24,7 @@ func benchCmd() *cobra.Command {
 
 func benchPlaceOrderCmd() *cobra.Command {
 	var cfg bench.Config
-	var write, section string
+	var write, section, cpuProfile string
 	var keep bool
 	c := &cobra.Command{
 		Use:   "place-order",
@@ -55,6 +56,17 @@ place-order section of a markdown file (BENCHMARKS.md).`,
 			}
 			cfg.Progress = cmd.ErrOrStderr()
 			cfg.HTTP = serveForBench
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			rep, err := bench.Run(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -78,6 +90,7 @@ place-order section of a markdown file (BENCHMARKS.md).`,
 	f.StringVar(&cfg.Dir, "dir", "", "scratch directory for the databases (default a temporary one, removed after)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary scratch directory")
 	f.StringVar(&write, "write", "", "update the place-order section of this markdown file, e.g. BENCHMARKS.md")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof reads it)")
 	f.StringVar(&section, "section", "", "name of the section --write replaces, so runs with other settings keep their own")
 	return c
 }
