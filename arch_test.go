@@ -46,6 +46,10 @@ var adapters = []string{
 	"ordercore/natsbus",
 	"ordercore/inmem",
 	"ordercore/console",
+	"ordercore/channel/sim",
+	"ordercore/channel/stripe",
+	"ordercore/channel/alipay",
+	"ordercore/channel/wechat",
 }
 
 const engine = "ordercore/internal/engine"
