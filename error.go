@@ -31,6 +31,21 @@ const (
 	EStockOverflow     = "stock_overflow" // 422
 	EInvalidCursor     = "invalid_cursor" // 400
 	EUnavailable       = "unavailable"    // 503, storage failed; nothing was acknowledged
+
+	// Payment notifications: each is rejected before any state is read.
+	EInvalidSignature      = "invalid_signature"      // 401: missing, forged or probe signature
+	EStaleNotification     = "stale_notification"     // 401: timestamp outside the channel's window
+	EMerchantMismatch      = "merchant_mismatch"      // 403: another merchant's or app's notification
+	EMalformedNotification = "malformed_notification" // 400: authentic bytes we cannot read
+	EUnknownChannel        = "unknown_channel"        // 404
+
+	// Payments and refunds.
+	EChannelUnavailable = "channel_unavailable"    // 503: the channel did not answer; retry later
+	EChannelRefused     = "channel_refused"        // 502: the channel refused the call
+	EPaymentInProgress  = "payment_in_progress"    // 409: an attempt's outcome is still unknown
+	ERefundExceeds      = "refund_exceeds_payment" // 422: more than what remains refundable
+	ENotPaid            = "order_not_paid"         // 409: refund of an order with no capture
+	EReviewResolved     = "review_item_resolved"   // 409
 )
 
 // Error is an application error: its Code and Message are safe to show to a client.
