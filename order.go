@@ -25,7 +25,8 @@ var OrderStatuses = []OrderStatus{
 	OrderCancelled, OrderRefunding, OrderRefunded, OrderPartiallyRefunded,
 }
 
-// Terminal reports whether no transition ever leaves s.
+// Terminal reports whether s is an end state that needs no next action. A cancelled order
+// has one way out, taken only by money that arrived late (the order machine's Revive).
 func (s OrderStatus) Terminal() bool {
 	return s == OrderCompleted || s == OrderCancelled || s == OrderRefunded
 }
@@ -110,6 +111,9 @@ const (
 	MoveReserve StockMovement = "reserve"
 	MoveCommit  StockMovement = "commit"
 	MoveRelease StockMovement = "release"
+	// MoveRevive sells released stock again, straight from available to sold, when late
+	// money revives a cancelled order. A line is revived at most once.
+	MoveRevive StockMovement = "revive"
 )
 
 // NewStockEntry returns the ledger entry of moving qty units of sku by movement m: restock
@@ -126,6 +130,8 @@ func NewStockEntry(sku string, m StockMovement, qty int64, orderID string, lineN
 		e.DReserved, e.DSold = -qty, qty
 	case MoveRelease:
 		e.DReserved = -qty
+	case MoveRevive:
+		e.DSold = qty
 	default:
 		panic("unknown stock movement " + string(m))
 	}

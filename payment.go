@@ -166,37 +166,132 @@ type Notification struct {
 
 // Payment is one payment attempt as ordercore records it.
 type Payment struct {
-	ID         string // also the OutTradeNo at the channel
-	OrderID    string
-	Channel    string
-	Status     PaymentStatus
-	Amount     Money // the order's amount when the attempt was made
-	TxnID      string
-	PaidAmount Money // what the channel reported paid, once succeeded
+	ID      string // also the OutTradeNo at the channel
+	OrderID string
+	Channel string
+	Status  PaymentStatus
+	Amount  Money // the order's amount when the attempt was made
+	TxnID   string
+	// Accepted is set on the one successful payment that paid its order. Any other
+	// successful payment of the order (a duplicate, money after close that could not revive
+	// it, a wrong amount) is refunded in full.
+	Accepted bool
+	// Money balances in Amount's currency, moved only by MoneyEntry rows: Captured is what
+	// the channel took; Refunding is held by pending refunds; Refunded has been paid back.
+	// Refunding + Refunded <= Captured, checked by the engine and by the database.
+	Captured  int64
+	Refunding int64
+	Refunded  int64
 	// Instructions returned by the channel for the shopper.
 	Instructions PaymentInstructions
 	// SyncAttempts counts queries made by the payment sync; NextSyncAt is when the next is
 	// due (zero when the attempt needs none).
 	SyncAttempts int
 	NextSyncAt   time.Time
+	Version      int64
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 }
+
+// RefundKind says why a refund exists.
+type RefundKind string
+
+// Refund kinds: requested by the merchant, or automatic for money that must not be kept.
+const (
+	RefundRequested RefundKind = "requested"
+	RefundDuplicate RefundKind = "duplicate" // a second successful payment of a paid order
+	RefundLate      RefundKind = "late"      // money after close that could not revive the order
+	RefundMismatch  RefundKind = "mismatch"  // paid amount or currency differs from the order's
+)
 
 // Refund is money paid back on a payment.
 type Refund struct {
 	ID        string // also the OutRefundNo at the channel
 	OrderID   string
 	PaymentID string
+	Kind      RefundKind
 	Amount    Money
 	Reason    string
 	Status    RefundStatus
 	RefundID  string // the channel's id
-	// Restock returns the order's stock to the shelf when the refund succeeds (goods that
-	// never left, or came back).
+	// Restock returns the order's sold stock to the shelf when the refund succeeds (goods
+	// that never left, or came back).
 	Restock      bool
 	SyncAttempts int
 	NextSyncAt   time.Time
+	Version      int64
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+}
+
+// MoneyMovement is the kind of a money ledger entry.
+type MoneyMovement string
+
+// Money movements on a payment: capture adds to Captured; a refund holds part of it
+// (Refunding), then either commits it (Refunded) or releases it back.
+const (
+	MoneyCapture       MoneyMovement = "capture"
+	MoneyRefundHold    MoneyMovement = "refund_hold"
+	MoneyRefundCommit  MoneyMovement = "refund_commit"
+	MoneyRefundRelease MoneyMovement = "refund_release"
+)
+
+// MoneyEntry is one immutable movement of a payment's money.
+type MoneyEntry struct {
+	Seq       int64
+	PaymentID string
+	OrderID   string
+	RefundID  string // empty for captures
+	Movement  MoneyMovement
+	Amount    int64 // > 0, in Currency's minor units
+	Currency  Currency
+	At        time.Time
+}
+
+// ChannelEvent is the inbox row of one channel notification: the (channel, event id) pair
+// is unique, so a notification delivered twice is applied once.
+type ChannelEvent struct {
+	Channel    string
+	EventID    string
+	PaymentID  string
+	RefundID   string
+	Outcome    string // what applying it did: applied, stale, orphan, ...
+	ReceivedAt time.Time
+}
+
+// ReviewStatus is the state of a review item.
+type ReviewStatus string
+
+// Review item statuses.
+const (
+	ReviewOpen     ReviewStatus = "open"
+	ReviewResolved ReviewStatus = "resolved"
+)
+
+// Review item kinds: situations only an operator can settle.
+const (
+	ReviewAmountMismatch  = "amount_mismatch"
+	ReviewSyncExhausted   = "payment_sync_exhausted"
+	ReviewRefundFailed    = "refund_failed"
+	ReviewRefundAbnormal  = "refund_abnormal"
+	ReviewRefundExhausted = "refund_sync_exhausted"
+	ReviewOrphan          = "orphan_notification"
+)
+
+// ReviewItem is a case for an operator, with the evidence that opened it and an audit of
+// who resolved it, when and why.
+type ReviewItem struct {
+	ID         string
+	Kind       string
+	OrderID    string
+	PaymentID  string
+	RefundID   string
+	Evidence   []byte // JSON
+	Status     ReviewStatus
+	Resolution string
+	Note       string
+	ResolvedBy string
+	ResolvedAt time.Time
+	Version    int64
+	CreatedAt  time.Time
 }

@@ -28,10 +28,15 @@ const (
 	RequestRefund   Command = "request_refund"
 	RefundAll       Command = "refund_all"
 	RefundPart      Command = "refund_part"
+	// Revive is late money: a payment that succeeded at the channel after the order was
+	// cancelled (the shopper paid as it expired). It sells the released stock again
+	// directly; the payments layer issues it only when that stock is available, and
+	// refunds the money otherwise. Nothing but money moves a cancelled order.
+	Revive Command = "revive"
 )
 
 // Commands lists every command.
-var Commands = []Command{Pay, Cancel, Expire, FailPayment, StartFulfilment, Ship, Complete, RequestRefund, RefundAll, RefundPart}
+var Commands = []Command{Pay, Cancel, Expire, FailPayment, StartFulfilment, Ship, Complete, RequestRefund, RefundAll, RefundPart, Revive}
 
 // rule is one cell of the table: either a move to a status, or stale (the command has
 // already taken effect or been overtaken, so it is acknowledged and ignored).
@@ -53,34 +58,35 @@ var table = map[ordercore.OrderStatus]map[Command]rule{
 		Expire: to(ordercore.OrderCancelled), FailPayment: to(ordercore.OrderCancelled),
 	},
 	ordercore.OrderPaid: {
-		Pay: stale, Expire: stale, FailPayment: stale,
+		Pay: stale, Revive: stale, Expire: stale, FailPayment: stale,
 		StartFulfilment: to(ordercore.OrderFulfilling), Ship: to(ordercore.OrderShipped),
 		RequestRefund: to(ordercore.OrderRefunding),
 	},
 	ordercore.OrderFulfilling: {
-		Pay: stale, Expire: stale, FailPayment: stale, StartFulfilment: stale,
+		Pay: stale, Revive: stale, Expire: stale, FailPayment: stale, StartFulfilment: stale,
 		Ship: to(ordercore.OrderShipped), RequestRefund: to(ordercore.OrderRefunding),
 	},
 	ordercore.OrderShipped: {
-		Pay: stale, Expire: stale, FailPayment: stale, StartFulfilment: stale, Ship: stale,
+		Pay: stale, Revive: stale, Expire: stale, FailPayment: stale, StartFulfilment: stale, Ship: stale,
 		Complete: to(ordercore.OrderCompleted),
 	},
 	ordercore.OrderCompleted: {
-		Pay: stale, Expire: stale, FailPayment: stale, StartFulfilment: stale, Ship: stale,
+		Pay: stale, Revive: stale, Expire: stale, FailPayment: stale, StartFulfilment: stale, Ship: stale,
 		Complete: stale,
 	},
 	ordercore.OrderCancelled: {
 		Cancel: stale, Expire: stale, FailPayment: stale,
+		Revive: to(ordercore.OrderPaid),
 	},
 	ordercore.OrderRefunding: {
-		Pay: stale, Expire: stale, FailPayment: stale, RequestRefund: stale,
+		Pay: stale, Revive: stale, Expire: stale, FailPayment: stale, RequestRefund: stale,
 		RefundAll: to(ordercore.OrderRefunded), RefundPart: to(ordercore.OrderPartiallyRefunded),
 	},
 	ordercore.OrderRefunded: {
-		Pay: stale, Expire: stale, FailPayment: stale, RequestRefund: stale, RefundAll: stale, RefundPart: stale,
+		Pay: stale, Revive: stale, Expire: stale, FailPayment: stale, RequestRefund: stale, RefundAll: stale, RefundPart: stale,
 	},
 	ordercore.OrderPartiallyRefunded: {
-		Pay: stale, Expire: stale, FailPayment: stale,
+		Pay: stale, Revive: stale, Expire: stale, FailPayment: stale,
 		RequestRefund: to(ordercore.OrderRefunding),
 	},
 }
@@ -138,10 +144,24 @@ func Apply(o ordercore.Order, c Command, reason string, at time.Time) (ordercore
 	if next == ordercore.OrderCancelled {
 		o.CancelReason = reason
 	}
-	if move, ok := Reservation(next); ok {
+	if c == Revive {
+		o.Lines = revive(o.Lines)
+		o.CancelReason = ""
+	} else if move, ok := Reservation(next); ok {
 		o.Lines = resolve(o.Lines, move)
 	}
 	return o, false, nil
+}
+
+// revive returns a copy of released lines sold again (ordercore.MoveRevive).
+func revive(lines []ordercore.Line) []ordercore.Line {
+	out := make([]ordercore.Line, len(lines))
+	for i, l := range lines {
+		limit.Assert(l.Reservation == ordercore.ReservationReleased, "line %d of a revived order is %s, want released", i, l.Reservation)
+		l.Reservation = ordercore.ReservationCommitted
+		out[i] = l
+	}
+	return out
 }
 
 // resolve returns a copy of lines with every reserved line moved to the final state.

@@ -41,6 +41,7 @@ var wantTable = map[ordercore.OrderStatus]map[Command]outcome{
 		RequestRefund:   illegal,
 		RefundAll:       illegal,
 		RefundPart:      illegal,
+		Revive:          illegal, // a pending order is paid by Pay
 	},
 	ordercore.OrderPaid: {
 		Pay:             ignored, // a second notification of the same payment
@@ -55,6 +56,7 @@ var wantTable = map[ordercore.OrderStatus]map[Command]outcome{
 		RequestRefund: moves(ordercore.OrderRefunding),
 		RefundAll:     illegal,
 		RefundPart:    illegal,
+		Revive:        ignored,
 	},
 	ordercore.OrderFulfilling: {
 		Pay:             ignored,
@@ -67,6 +69,7 @@ var wantTable = map[ordercore.OrderStatus]map[Command]outcome{
 		RequestRefund:   moves(ordercore.OrderRefunding),
 		RefundAll:       illegal,
 		RefundPart:      illegal,
+		Revive:          ignored,
 	},
 	ordercore.OrderShipped: {
 		Pay:             ignored,
@@ -79,6 +82,7 @@ var wantTable = map[ordercore.OrderStatus]map[Command]outcome{
 		RequestRefund:   illegal,
 		RefundAll:       illegal,
 		RefundPart:      illegal,
+		Revive:          ignored,
 	},
 	ordercore.OrderCompleted: {
 		Pay:             ignored,
@@ -91,6 +95,7 @@ var wantTable = map[ordercore.OrderStatus]map[Command]outcome{
 		RequestRefund:   illegal,
 		RefundAll:       illegal,
 		RefundPart:      illegal,
+		Revive:          ignored,
 	},
 	ordercore.OrderCancelled: {
 		// A payment that arrives after the order closed is not absorbed here: the engine
@@ -105,6 +110,7 @@ var wantTable = map[ordercore.OrderStatus]map[Command]outcome{
 		RequestRefund:   illegal,
 		RefundAll:       illegal,
 		RefundPart:      illegal,
+		Revive:          moves(ordercore.OrderPaid), // late money, when the stock is there again
 	},
 	ordercore.OrderRefunding: {
 		Pay:             ignored,
@@ -117,6 +123,7 @@ var wantTable = map[ordercore.OrderStatus]map[Command]outcome{
 		RequestRefund:   ignored,
 		RefundAll:       moves(ordercore.OrderRefunded),
 		RefundPart:      moves(ordercore.OrderPartiallyRefunded),
+		Revive:          ignored,
 	},
 	ordercore.OrderRefunded: {
 		Pay:             ignored,
@@ -129,6 +136,7 @@ var wantTable = map[ordercore.OrderStatus]map[Command]outcome{
 		RequestRefund:   ignored,
 		RefundAll:       ignored,
 		RefundPart:      ignored,
+		Revive:          ignored,
 	},
 	ordercore.OrderPartiallyRefunded: {
 		Pay:             ignored,
@@ -141,6 +149,7 @@ var wantTable = map[ordercore.OrderStatus]map[Command]outcome{
 		RequestRefund:   moves(ordercore.OrderRefunding), // refund the rest
 		RefundAll:       illegal,
 		RefundPart:      illegal,
+		Revive:          ignored,
 	},
 }
 
@@ -212,6 +221,9 @@ func TestTerminalStatusesNeverMove(t *testing.T) {
 		// Terminal() is the promise "no transition ever leaves s": it must agree with the
 		// table in both directions, or the expiry and sync sweepers (which look for orders
 		// needing a next action, P3) would skip live orders or chase finished ones.
+		if from == ordercore.OrderCancelled && slices.Equal(exits, []Command{Revive}) {
+			continue // late money's one way out, documented on Terminal
+		}
 		if from.Terminal() && len(exits) > 0 {
 			t.Errorf("terminal status %q leaves under %v", from, exits)
 		}
@@ -226,6 +238,9 @@ func TestTerminalStatusesNeverMove(t *testing.T) {
 		o := placed()
 		o.Status = s
 		for _, c := range Commands {
+			if c == Revive && s == ordercore.OrderCancelled {
+				continue
+			}
 			got, _, _ := Apply(o, c, ordercore.CancelByUser, later)
 			if diff := cmp.Diff(o, got); diff != "" {
 				t.Errorf("Apply(%s order, %s) changed it (-before +after):\n%s", s, c, diff)
@@ -438,6 +453,7 @@ func FuzzMachine(f *testing.F) {
 	f.Add(commandBytes(Pay, RequestRefund, RefundPart, RequestRefund, RefundAll, RefundPart))
 	f.Add(commandBytes(Pay, StartFulfilment, RequestRefund, Cancel, RefundAll))
 	f.Add([]byte{255, 128, 37, 10, 9})
+	f.Add(commandBytes(Expire, Revive, Revive, Cancel, RequestRefund, RefundAll))
 
 	reachable := reachableFrom(ordercore.OrderPendingPayment)
 	f.Fuzz(func(t *testing.T, input []byte) {
@@ -477,6 +493,14 @@ func FuzzMachine(f *testing.F) {
 				// this loop cut the fuzzer's throughput several times over.
 				diff := cmp.Diff(before, o)
 				t.Fatalf("step %d: %s (stale %v, err %v) changed the order (-before +after):\n%s", step, c, isStale, err, diff)
+			}
+			if applied && c == Revive {
+				// Late money's one way out of cancelled (see Terminal): the order is paid
+				// and its released stock sold again.
+				if before.Status != ordercore.OrderCancelled || o.Status != ordercore.OrderPaid {
+					t.Fatalf("step %d: revive moved %s to %s, want cancelled to paid", step, before.Status, o.Status)
+				}
+				terminal, cancelReason = "", ""
 			}
 			if terminal != "" && o.Status != terminal {
 				t.Fatalf("step %d: %s moved the order out of terminal status %s to %s", step, c, terminal, o.Status)

@@ -202,6 +202,15 @@ func (r *replay) transitioned(e ordercore.Event, o *replayedOrder, to ordercore.
 	if to == ordercore.OrderCancelled {
 		o.reason = d.Reason
 	}
+	if d.From == ordercore.OrderCancelled && to == ordercore.OrderPaid {
+		for i := range o.lines { // revived by late money: released units sold again
+			if l := &o.lines[i]; l.Reservation == ordercore.ReservationReleased {
+				r.sku(l.SKU).sold += l.Quantity
+				l.Reservation = ordercore.ReservationCommitted
+			}
+		}
+		return
+	}
 	move, ok := order.Reservation(to)
 	if !ok {
 		return

@@ -26,7 +26,7 @@ func (c *checker) stockConservation() {
 			if e.OrderID != "" || e.LineNo != 0 || e.DTotal <= 0 || e.DReserved != 0 || e.DSold != 0 {
 				c.add(RuleStockConservation, ledgerSubject(i), "restock of sku %s must only raise total, for no order: %s", e.SKU, deltas(e))
 			}
-		case ordercore.MoveReserve, ordercore.MoveCommit, ordercore.MoveRelease:
+		case ordercore.MoveReserve, ordercore.MoveCommit, ordercore.MoveRelease, ordercore.MoveRevive:
 			// reservationOnce checks their shape against the order line.
 		default:
 			c.add(RuleStockConservation, ledgerSubject(i), "unknown movement %q on sku %s", e.Movement, e.SKU)
@@ -93,7 +93,7 @@ type lineKey struct {
 }
 
 // lineRows are the ledger rows (indexes into Snapshot.Ledger) of one reservation.
-type lineRows struct{ reserve, commit, release []int }
+type lineRows struct{ reserve, commit, release, revive []int }
 
 // reservationOnce: every line of every order has exactly one reserve row and at most one
 // commit or release row (DESIGN: "Each reservation resolves at most once"); the line's
@@ -101,11 +101,12 @@ type lineRows struct{ reserve, commit, release []int }
 // each row is for the line's SKU and moves exactly its quantity with the signs of its
 // movement (reserve +reserved; commit -reserved +sold; release -reserved). A double
 // release would hand the same units back twice, a double commit would sell them twice.
-// Reservation rows of orders or lines that do not exist are violations too.
+// Reservation rows of orders or lines that do not exist are violations too. A released
+// line may be revived once (late money sold it again: +sold) and is then committed.
 func (c *checker) reservationOnce() {
 	rows := map[lineKey]*lineRows{}
 	for i, e := range c.snap.Ledger {
-		if e.Movement != ordercore.MoveReserve && e.Movement != ordercore.MoveCommit && e.Movement != ordercore.MoveRelease {
+		if e.Movement != ordercore.MoveReserve && e.Movement != ordercore.MoveCommit && e.Movement != ordercore.MoveRelease && e.Movement != ordercore.MoveRevive {
 			continue
 		}
 		if e.OrderID == "" || e.LineNo < 1 {
@@ -123,6 +124,8 @@ func (c *checker) reservationOnce() {
 			r.reserve = append(r.reserve, i)
 		case ordercore.MoveCommit:
 			r.commit = append(r.commit, i)
+		case ordercore.MoveRevive:
+			r.revive = append(r.revive, i)
 		default:
 			r.release = append(r.release, i)
 		}
@@ -147,7 +150,7 @@ func (c *checker) reservationOnce() {
 	})
 	for _, k := range orphans {
 		r := rows[k]
-		n := len(r.reserve) + len(r.commit) + len(r.release)
+		n := len(r.reserve) + len(r.commit) + len(r.release) + len(r.revive)
 		if _, ok := c.orders[k.order]; ok {
 			c.add(RuleReservationOnce, lineSubject(k.order, k.line), "%d ledger rows move a line the order does not have", n)
 		} else {
@@ -162,7 +165,9 @@ func (c *checker) checkLineRows(orderID string, no int, l ordercore.Line, r *lin
 		c.add(RuleReservationOnce, subj, "has %d reserve rows in the ledger, want exactly 1", len(r.reserve))
 	}
 	resolved := len(r.commit) + len(r.release)
-	if resolved > 1 {
+	if len(r.revive) > 1 || len(r.revive) == 1 && len(r.release) != 1 {
+		c.add(RuleReservationOnce, subj, "has %d revive rows and %d release rows, want a revive only once, after a release", len(r.revive), len(r.release))
+	} else if resolved > 1 {
 		c.add(RuleReservationOnce, subj, "is resolved %d times (%d commit, %d release rows), want at most once", resolved, len(r.commit), len(r.release))
 	} else {
 		var want [2]int // commit, release rows the status implies
@@ -170,11 +175,17 @@ func (c *checker) checkLineRows(orderID string, no int, l ordercore.Line, r *lin
 		case ordercore.ReservationReserved:
 		case ordercore.ReservationCommitted:
 			want = [2]int{1, 0}
+			if len(r.revive) == 1 {
+				want = [2]int{0, 1} // released, then sold again by late money
+			}
 		case ordercore.ReservationReleased:
 			want = [2]int{0, 1}
 		default:
 			c.add(RuleReservationOnce, subj, "has unknown reservation status %q", l.Reservation)
 			want = [2]int{len(r.commit), len(r.release)}
+		}
+		if l.Reservation == ordercore.ReservationReleased && len(r.revive) > 0 {
+			c.add(RuleReservationOnce, subj, "is released but the ledger revives it")
 		}
 		if got := [2]int{len(r.commit), len(r.release)}; got != want {
 			c.add(RuleReservationOnce, subj, "is %s but the ledger has %d commit and %d release rows for it", l.Reservation, got[0], got[1])
@@ -187,7 +198,7 @@ func (c *checker) checkLineRows(orderID string, no int, l ordercore.Line, r *lin
 	for _, m := range []struct {
 		idx  []int
 		want balance
-	}{{r.reserve, balance{0, q, 0}}, {r.commit, balance{0, -q, q}}, {r.release, balance{0, -q, 0}}} {
+	}{{r.reserve, balance{0, q, 0}}, {r.commit, balance{0, -q, q}}, {r.release, balance{0, -q, 0}}, {r.revive, balance{0, 0, q}}} {
 		for _, i := range m.idx {
 			e := c.snap.Ledger[i]
 			if e.SKU != l.SKU {
