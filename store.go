@@ -22,7 +22,20 @@ type WriteTx interface {
 	SKUs(ctx context.Context, ids []string) (map[string]SKU, error)
 	Orders(ctx context.Context, ids []string) (map[string]Order, error)
 	Idempotency(ctx context.Context, keys []string) (map[string]IdemRecord, error)
+	// Payments loads the payment attempts with the given ids and every attempt of the
+	// given orders; Refunds does the same for refunds.
+	Payments(ctx context.Context, ids, orderIDs []string) (map[string]Payment, error)
+	Refunds(ctx context.Context, ids, orderIDs []string) (map[string]Refund, error)
+	// ChannelEvents reports which notifications are already in the inbox.
+	ChannelEvents(ctx context.Context, keys []ChannelEventKey) (map[ChannelEventKey]bool, error)
+	ReviewItems(ctx context.Context, ids []string) (map[string]ReviewItem, error)
 	Apply(ctx context.Context, c *Changeset) error
+}
+
+// ChannelEventKey names one notification of one channel.
+type ChannelEventKey struct {
+	Channel string
+	EventID string
 }
 
 // Changeset is every row a batch writes. Apply must write it with as few statements as it
@@ -36,6 +49,16 @@ type Changeset struct {
 	OrderChanges []OrderChange
 	Events       []Event
 	Idempotency  []IdemRecord
+	// Payments: new rows, and changes applied only if the stored version still equals
+	// FromVersion (the database also refuses refunds beyond what was captured).
+	NewPayments    []Payment
+	PaymentChanges []PaymentChange
+	NewRefunds     []Refund
+	RefundChanges  []RefundChange
+	MoneyLedger    []MoneyEntry
+	ChannelEvents  []ChannelEvent
+	NewReviews     []ReviewItem
+	ReviewChanges  []ReviewChange
 	// IdemPruneBefore, when not zero, deletes at most IdemPruneMax idempotency records
 	// created before it.
 	IdemPruneBefore time.Time
@@ -46,7 +69,9 @@ type Changeset struct {
 func (c *Changeset) Empty() bool {
 	return len(c.NewSKUs) == 0 && len(c.StockChanges) == 0 && len(c.Ledger) == 0 &&
 		len(c.NewOrders) == 0 && len(c.OrderChanges) == 0 && len(c.Events) == 0 &&
-		len(c.Idempotency) == 0 && c.IdemPruneBefore.IsZero()
+		len(c.Idempotency) == 0 && c.IdemPruneBefore.IsZero() && len(c.NewPayments) == 0 &&
+		len(c.PaymentChanges) == 0 && len(c.NewRefunds) == 0 && len(c.RefundChanges) == 0 &&
+		len(c.MoneyLedger) == 0 && len(c.ChannelEvents) == 0 && len(c.NewReviews) == 0 && len(c.ReviewChanges) == 0
 }
 
 // StockChange moves one SKU's balances by deltas. The store applies it as one conditional
@@ -66,6 +91,27 @@ type OrderChange struct {
 	Order       Order
 	FromVersion int64
 	Resolve     ReservationStatus
+	// Revive moves every line from released to committed (late money sold the stock
+	// again); the store fails unless every line was released.
+	Revive bool
+}
+
+// PaymentChange rewrites a payment if its stored version is still FromVersion.
+type PaymentChange struct {
+	Payment     Payment
+	FromVersion int64
+}
+
+// RefundChange rewrites a refund if its stored version is still FromVersion.
+type RefundChange struct {
+	Refund      Refund
+	FromVersion int64
+}
+
+// ReviewChange rewrites a review item if its stored version is still FromVersion.
+type ReviewChange struct {
+	Item        ReviewItem
+	FromVersion int64
 }
 
 // IdemRecord is a stored response for an Idempotency-Key: a retry with the same key and
@@ -93,14 +139,32 @@ type Reader interface {
 	ExpiredOrders(ctx context.Context, now time.Time, limit int) ([]string, error)
 	// NextExpiry returns the earliest ExpiresAt of a pending_payment order, if any.
 	NextExpiry(ctx context.Context) (time.Time, bool, error)
+
+	Payment(ctx context.Context, id string) (Payment, error)
+	// OrderPayments lists an order's payment attempts and refunds, oldest first.
+	OrderPayments(ctx context.Context, orderID string) ([]Payment, []Refund, error)
+	// DuePayments lists attempts whose next sync is due at now, earliest first.
+	DuePayments(ctx context.Context, now time.Time, limit int) ([]Payment, error)
+	// DueRefunds lists pending refunds whose next send or query is due at now.
+	DueRefunds(ctx context.Context, now time.Time, limit int) ([]Refund, error)
+	// OpenPayments lists the open attempts (created, pending, unknown) of the orders.
+	OpenPayments(ctx context.Context, orderIDs []string) ([]Payment, error)
+	// Reviews lists review items with the status (all when empty), newest first, after
+	// the item afterID.
+	Reviews(ctx context.Context, status ReviewStatus, afterID string, limit int) ([]ReviewItem, error)
+	Review(ctx context.Context, id string) (ReviewItem, error)
 }
 
 // Snapshot is the full content of a database, for `ordercore verify`.
 type Snapshot struct {
-	SKUs   []SKU
-	Orders []Order
-	Ledger []StockEntry
-	Events []Event
+	SKUs        []SKU
+	Orders      []Order
+	Ledger      []StockEntry
+	Events      []Event
+	Payments    []Payment
+	Refunds     []Refund
+	MoneyLedger []MoneyEntry
+	Reviews     []ReviewItem
 }
 
 // Dumper reads a whole database into a Snapshot.

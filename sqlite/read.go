@@ -137,5 +137,11 @@ func (db *DB) Dump(ctx context.Context) (*ordercore.Snapshot, error) {
 		e.At = fromMicros(at)
 		snap.Ledger = append(snap.Ledger, e)
 	}
-	return snap, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if err := dumpPayments(ctx, tx, snap); err != nil {
+		return nil, err
+	}
+	return snap, nil
 }

@@ -41,6 +41,8 @@ const updateStock = `UPDATE skus SET total = total + ?1, reserved = reserved + ?
 
 const updateOrder = "UPDATE orders SET status = ?, version = ?, cancel_reason = ?, updated_at = ? WHERE id = ? AND version = ?"
 
+const reviveLines = "UPDATE order_lines SET reservation = 'committed' WHERE order_id = ? AND reservation = 'released'"
+
 const resolveLines = "UPDATE order_lines SET reservation = ? WHERE order_id = ? AND reservation = 'reserved'"
 
 func (w *writeTx) SKUs(ctx context.Context, ids []string) (map[string]ordercore.SKU, error) {
@@ -97,7 +99,8 @@ func (w *writeTx) Idempotency(ctx context.Context, keys []string) (map[string]or
 // means a bug, and the batch is better lost unacknowledged than written wrong.
 func (w *writeTx) Apply(ctx context.Context, c *ordercore.Changeset) error {
 	steps := []func(context.Context, *ordercore.Changeset) error{
-		w.newSKUs, w.stockChanges, w.newOrders, w.orderChanges, w.ledger, w.events, w.idempotency, w.prune,
+		w.newSKUs, w.stockChanges, w.newOrders, w.orderChanges, w.ledger, w.payments, w.refunds, w.moneyLedger,
+		w.channelEvents, w.reviews, w.events, w.idempotency, w.prune,
 	}
 	for _, step := range steps {
 		if err := step(ctx, c); err != nil {
@@ -164,6 +167,16 @@ func (w *writeTx) orderChanges(ctx context.Context, c *ordercore.Changeset) erro
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("sqlite: order %s is no longer at version %d", o.ID, ch.FromVersion)
+		}
+		if ch.Revive {
+			res, err = w.stmt(ctx, reviveLines).ExecContext(ctx, o.ID)
+			if err != nil {
+				return fmt.Errorf("sqlite: revive reservations of %s: %w", o.ID, err)
+			}
+			if n, _ := res.RowsAffected(); n != int64(len(o.Lines)) {
+				return fmt.Errorf("sqlite: order %s revived %d of its %d lines", o.ID, n, len(o.Lines))
+			}
+			continue
 		}
 		if ch.Resolve == "" {
 			continue
