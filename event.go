@@ -19,8 +19,9 @@ type Event struct {
 
 // Aggregate types.
 const (
-	AggregateOrder = "order"
-	AggregateSKU   = "sku"
+	AggregateOrder  = "order"
+	AggregateSKU    = "sku"
+	AggregateReview = "review"
 )
 
 // Event types. Order transitions are named "order." + the target status.
@@ -28,7 +29,58 @@ const (
 	EventSKUCreated   = "sku.created"
 	EventSKURestocked = "sku.restocked"
 	EventOrderPlaced  = "order.placed"
+
+	// Payment and refund events are on the order's timeline (aggregate "order", the
+	// order's id); they do not move the order themselves: the order.* event does.
+	EventPaymentStarted   = "payment.started"
+	EventPaymentPending   = "payment.pending"
+	EventPaymentUnknown   = "payment.unknown"
+	EventPaymentSucceeded = "payment.succeeded" // money taken; see Note for duplicates and late money
+	EventPaymentFailed    = "payment.failed"
+	EventPaymentClosed    = "payment.closed"
+	EventPaymentMismatch  = "payment.amount_mismatch"
+	EventRefundRequested  = "refund.requested"
+	EventRefundSucceeded  = "refund.succeeded"
+	EventRefundFailed     = "refund.failed"
+	EventRefundAbnormal   = "refund.abnormal"
+	EventReviewOpened     = "review.opened"
+	EventReviewResolved   = "review.resolved"
 )
+
+// PaymentEvent is the data of the payment.* events.
+type PaymentEvent struct {
+	PaymentID string        `json:"payment_id"`
+	Channel   string        `json:"channel"`
+	Status    PaymentStatus `json:"status"`
+	Amount    Money         `json:"amount"`
+	Paid      *Money        `json:"paid,omitempty"` // what the channel reported paid
+	TxnID     string        `json:"txn_id,omitempty"`
+	// Source is what told us: notify, query, close, create.
+	Source string `json:"source,omitempty"`
+	// Note says what the money did to the order: paid, revived, duplicate, late, mismatch.
+	Note string `json:"note,omitempty"`
+}
+
+// RefundEvent is the data of the refund.* events.
+type RefundEvent struct {
+	RefundID  string       `json:"refund_id"`
+	PaymentID string       `json:"payment_id"`
+	Kind      RefundKind   `json:"kind"`
+	Amount    Money        `json:"amount"`
+	Status    RefundStatus `json:"status"`
+	Reason    string       `json:"reason,omitempty"`
+}
+
+// ReviewEvent is the data of the review.* events, the audit of the review queue.
+type ReviewEvent struct {
+	Kind       string `json:"kind"`
+	OrderID    string `json:"order_id,omitempty"`
+	PaymentID  string `json:"payment_id,omitempty"`
+	RefundID   string `json:"refund_id,omitempty"`
+	Resolution string `json:"resolution,omitempty"`
+	Note       string `json:"note,omitempty"`
+	By         string `json:"by,omitempty"`
+}
 
 // OrderEventType returns the event type of a transition into s.
 func OrderEventType(s OrderStatus) string { return "order." + string(s) }

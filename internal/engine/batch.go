@@ -21,13 +21,32 @@ type Command interface {
 }
 
 type keySet struct {
-	skus   map[string]struct{}
-	orders map[string]struct{}
-	idem   map[string]struct{}
+	skus      map[string]struct{}
+	orders    map[string]struct{}
+	idem      map[string]struct{}
+	payments  map[string]struct{} // payment ids
+	payOrders map[string]struct{} // orders whose payments and refunds are loaded
+	refunds   map[string]struct{}
+	reviews   map[string]struct{}
+	inboxes   map[ordercore.ChannelEventKey]struct{}
 }
 
-func (k *keySet) sku(id string)   { k.skus[id] = struct{}{} }
-func (k *keySet) order(id string) { k.orders[id] = struct{}{} }
+func newKeySet() keySet {
+	return keySet{skus: map[string]struct{}{}, orders: map[string]struct{}{}, idem: map[string]struct{}{},
+		payments: map[string]struct{}{}, payOrders: map[string]struct{}{}, refunds: map[string]struct{}{},
+		reviews: map[string]struct{}{}, inboxes: map[ordercore.ChannelEventKey]struct{}{}}
+}
+
+func (k *keySet) sku(id string)                       { k.skus[id] = struct{}{} }
+func (k *keySet) order(id string)                     { k.orders[id] = struct{}{} }
+func (k *keySet) payment(id string)                   { k.payments[id] = struct{}{} }
+func (k *keySet) payOrder(id string)                  { k.payOrders[id] = struct{}{} }
+func (k *keySet) refund(id string)                    { k.refunds[id] = struct{}{} }
+func (k *keySet) reviewItem(id string)                { k.reviews[id] = struct{}{} }
+func (k *keySet) inbox(key ordercore.ChannelEventKey) { k.inboxes[key] = struct{}{} }
+func (k *keySet) wantsPayments() bool {
+	return len(k.payments)+len(k.payOrders)+len(k.refunds)+len(k.reviews)+len(k.inboxes) > 0
+}
 
 func list(m map[string]struct{}) []string {
 	out := make([]string, 0, len(m))
@@ -47,6 +66,7 @@ type skuState struct {
 type orderState struct {
 	origVersion  int64
 	origReserved bool // its lines were reserved when loaded
+	origReleased bool // its lines were released when loaded (a cancelled order)
 	cur          ordercore.Order
 	isNew        bool
 }
@@ -54,25 +74,36 @@ type orderState struct {
 // batch is the working state of one transaction: the rows its commands touch, as loaded
 // and as changed so far, and the rows to append.
 type batch struct {
-	now    time.Time
-	skus   map[string]*skuState
-	orders map[string]*orderState
-	idem   map[string]ordercore.IdemRecord
-	cs     ordercore.Changeset
+	now      time.Time
+	cfg      *Config
+	skus     map[string]*skuState
+	orders   map[string]*orderState
+	idem     map[string]ordercore.IdemRecord
+	payments map[string]*paymentState
+	refunds  map[string]*refundState
+	reviews  map[string]*reviewState
+	inbox    map[ordercore.ChannelEventKey]bool
+	cs       ordercore.Changeset
 }
 
 // load reads every row the calls touch: their orders, then the SKUs of those orders and of
 // the commands, then their idempotency records.
-func load(ctx context.Context, tx ordercore.WriteTx, now time.Time, calls []*call) (*batch, error) {
-	k := keySet{skus: map[string]struct{}{}, orders: map[string]struct{}{}, idem: map[string]struct{}{}}
+func load(ctx context.Context, tx ordercore.WriteTx, now time.Time, cfg *Config, calls []*call) (*batch, error) {
+	k := newKeySet()
 	for _, c := range calls {
 		c.cmd.keys(&k)
 		if c.idem != nil {
 			k.idem[c.idem.Key] = struct{}{}
 		}
 	}
-	b := &batch{now: now, skus: make(map[string]*skuState, len(k.skus)),
-		orders: make(map[string]*orderState, len(k.orders))}
+	b := &batch{now: now, cfg: cfg, skus: make(map[string]*skuState, len(k.skus)),
+		orders: make(map[string]*orderState, len(k.orders)), payments: map[string]*paymentState{},
+		refunds: map[string]*refundState{}, reviews: map[string]*reviewState{}, inbox: map[ordercore.ChannelEventKey]bool{}}
+	if k.wantsPayments() {
+		if err := b.loadPayments(ctx, tx, &k); err != nil {
+			return nil, err
+		}
+	}
 	if len(k.orders) > 0 {
 		orders, err := tx.Orders(ctx, list(k.orders))
 		if err != nil {
@@ -80,7 +111,8 @@ func load(ctx context.Context, tx ordercore.WriteTx, now time.Time, calls []*cal
 		}
 		for id, o := range orders {
 			b.orders[id] = &orderState{origVersion: o.Version, cur: o,
-				origReserved: len(o.Lines) > 0 && o.Lines[0].Reservation == ordercore.ReservationReserved}
+				origReserved: len(o.Lines) > 0 && o.Lines[0].Reservation == ordercore.ReservationReserved,
+				origReleased: len(o.Lines) > 0 && o.Lines[0].Reservation == ordercore.ReservationReleased}
 			for _, l := range o.Lines {
 				k.sku(l.SKU)
 			}
@@ -134,11 +166,109 @@ func (b *batch) changeset() *ordercore.Changeset {
 			ch := ordercore.OrderChange{Order: o.cur, FromVersion: o.origVersion}
 			if now := o.cur.Lines[0].Reservation; o.origReserved && now != ordercore.ReservationReserved {
 				ch.Resolve = now
+			} else if o.origReleased && now == ordercore.ReservationCommitted {
+				ch.Revive = true
 			}
 			cs.OrderChanges = append(cs.OrderChanges, ch)
 		}
 	}
+	b.paymentChanges(cs)
 	return cs
+}
+
+// paymentChanges adds the batch's payment, refund and review rows to cs.
+func (b *batch) paymentChanges(cs *ordercore.Changeset) {
+	for _, id := range sortedKeys(b.payments) {
+		p := b.payments[id]
+		if p.isNew {
+			cs.NewPayments = append(cs.NewPayments, p.cur)
+		} else if p.cur.Version != p.origVersion {
+			cs.PaymentChanges = append(cs.PaymentChanges, ordercore.PaymentChange{Payment: p.cur, FromVersion: p.origVersion})
+		}
+	}
+	for _, id := range sortedKeys(b.refunds) {
+		r := b.refunds[id]
+		if r.isNew {
+			cs.NewRefunds = append(cs.NewRefunds, r.cur)
+		} else if r.cur.Version != r.origVersion {
+			cs.RefundChanges = append(cs.RefundChanges, ordercore.RefundChange{Refund: r.cur, FromVersion: r.origVersion})
+		}
+	}
+	for _, id := range sortedKeys(b.reviews) {
+		r := b.reviews[id]
+		if r.isNew {
+			cs.NewReviews = append(cs.NewReviews, r.cur)
+		} else if r.cur.Version != r.origVersion {
+			cs.ReviewChanges = append(cs.ReviewChanges, ordercore.ReviewChange{Item: r.cur, FromVersion: r.origVersion})
+		}
+	}
+}
+
+// loadPayments reads the payment side of the batch: review items, refunds and payments
+// named by the commands, then every payment and refund of their orders (a success must
+// see the order's other attempts to tell a duplicate), and the inbox rows. The orders
+// are added to k so that the order load reads them too.
+func (b *batch) loadPayments(ctx context.Context, tx ordercore.WriteTx, k *keySet) error {
+	if len(k.reviews) > 0 {
+		items, err := tx.ReviewItems(ctx, list(k.reviews))
+		if err != nil {
+			return fmt.Errorf("load review items: %w", err)
+		}
+		for id, r := range items {
+			b.reviews[id] = &reviewState{origVersion: r.Version, cur: r}
+			if r.OrderID != "" {
+				k.payOrder(r.OrderID)
+			}
+			if r.PaymentID != "" {
+				k.payment(r.PaymentID)
+			}
+			if r.RefundID != "" {
+				k.refund(r.RefundID)
+			}
+		}
+	}
+	refunds, err := tx.Refunds(ctx, list(k.refunds), nil)
+	if err != nil {
+		return fmt.Errorf("load refunds: %w", err)
+	}
+	for _, r := range refunds {
+		k.payOrder(r.OrderID)
+	}
+	payments, err := tx.Payments(ctx, list(k.payments), nil)
+	if err != nil {
+		return fmt.Errorf("load payments: %w", err)
+	}
+	for _, p := range payments {
+		k.payOrder(p.OrderID)
+	}
+	orders := list(k.payOrders)
+	if payments, err = tx.Payments(ctx, nil, orders); err != nil {
+		return fmt.Errorf("load payments of orders: %w", err)
+	}
+	if refunds, err = tx.Refunds(ctx, nil, orders); err != nil {
+		return fmt.Errorf("load refunds of orders: %w", err)
+	}
+	for id, p := range payments {
+		b.payments[id] = &paymentState{origVersion: p.Version, cur: p}
+	}
+	for id, r := range refunds {
+		b.refunds[id] = &refundState{origVersion: r.Version, cur: r}
+	}
+	for _, id := range orders {
+		k.order(id)
+	}
+	if len(k.inboxes) > 0 {
+		keys := make([]ordercore.ChannelEventKey, 0, len(k.inboxes))
+		for key := range k.inboxes {
+			keys = append(keys, key)
+		}
+		seen, err := tx.ChannelEvents(ctx, keys)
+		if err != nil {
+			return fmt.Errorf("load inbox: %w", err)
+		}
+		b.inbox = seen
+	}
+	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

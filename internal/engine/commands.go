@@ -282,6 +282,7 @@ type ExpireOrders struct {
 func (c ExpireOrders) keys(k *keySet) {
 	for _, id := range c.OrderIDs {
 		k.order(id)
+		k.payOrder(id)
 	}
 }
 
@@ -293,11 +294,24 @@ func (c ExpireOrders) execute(b *batch) (any, error) {
 		if !ok || o.cur.Status != ordercore.OrderPendingPayment || o.cur.ExpiresAt.After(b.now) {
 			continue
 		}
+		if b.openPayment(id) {
+			continue // closed at the channel first (the Expirer does it); paid, if it says paid
+		}
 		err := b.transition(o, order.Expire, ordercore.CancelTimeout, nil)
 		limit.Assert(err == nil, "expire pending order %s: %v", id, err)
 		n++
 	}
 	return n, nil
+}
+
+// openPayment reports whether an order has an attempt still open at its channel.
+func (b *batch) openPayment(orderID string) bool {
+	for _, p := range b.paymentsOf(orderID) {
+		if p.cur.Status.Open() {
+			return true
+		}
+	}
+	return false
 }
 
 // PruneIdempotency deletes stored responses older than Before, at most

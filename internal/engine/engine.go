@@ -23,7 +23,12 @@ type Config struct {
 	BatchDelay time.Duration
 	// QueueMax is the committer queue's depth; a full queue fails Submit with EOVERLOADED.
 	QueueMax int
-	Logger   *slog.Logger
+	// PaymentSync is when the payment sync queries an open attempt
+	// (limit.PaymentSyncSchedule when nil); RefundSync is when a pending refund is sent
+	// and then queried (limit.RefundSyncSchedule when nil).
+	PaymentSync []time.Duration
+	RefundSync  []time.Duration
+	Logger      *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -38,6 +43,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueMax <= 0 {
 		c.QueueMax = limit.QueueCommandsMax
+	}
+	if c.PaymentSync == nil {
+		c.PaymentSync = limit.PaymentSyncSchedule
+	}
+	if c.RefundSync == nil {
+		c.RefundSync = limit.RefundSyncSchedule
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -198,7 +209,7 @@ func (e *Engine) commit(calls []*call) {
 		// Stores keep microseconds; a batch's time is truncated so that what a caller is
 		// answered, what the events say and what is stored agree exactly.
 		now := e.clock.Now().UTC().Truncate(time.Microsecond)
-		b, err := load(context.Background(), tx, now, calls)
+		b, err := load(context.Background(), tx, now, &e.cfg, calls)
 		if err != nil {
 			return err
 		}

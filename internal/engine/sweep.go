@@ -12,11 +12,15 @@ import (
 // each sweep reads the due orders over the pending-expiry index, at most
 // limit.ExpiryBatchMax at a time, and submits one ExpireOrders command for them; then it
 // sleeps until the next deadline or limit.ExpirySweepInterval, whichever is sooner.
+//
+// An order with a payment attempt open at a channel is closed there first (Payments,
+// when set): if the channel says it was paid, the order is paid instead of expired.
 type Expirer struct {
-	Engine *Engine
-	Reader ordercore.Reader
-	Clock  ordercore.Clock
-	OnErr  func(error)
+	Engine   *Engine
+	Reader   ordercore.Reader
+	Clock    ordercore.Clock
+	Payments *Payments
+	OnErr    func(error)
 }
 
 // Run sweeps until ctx ends.
@@ -43,6 +47,11 @@ func (x *Expirer) Sweep(ctx context.Context) (int, error) {
 	ids, err := x.Reader.ExpiredOrders(ctx, x.Clock.Now(), limit.ExpiryBatchMax)
 	if err != nil || len(ids) == 0 {
 		return 0, err
+	}
+	if x.Payments != nil {
+		if err := x.Payments.SettleForExpiry(ctx, ids); err != nil {
+			return 0, err
+		}
 	}
 	_, err = x.Engine.Submit(ctx, ExpireOrders{OrderIDs: ids}, nil)
 	return len(ids), err

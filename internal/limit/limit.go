@@ -69,7 +69,28 @@ const (
 
 	// RetryAfterOverload is what a 503 for a full queue asks the client to wait.
 	RetryAfterOverload = 1 * time.Second
+
+	// PaymentSyncBatchMax bounds the attempts (and refunds) one sync sweep queries.
+	PaymentSyncBatchMax = 200
+	// PaymentSyncConcurrency bounds the channel queries of a sweep in flight at once.
+	PaymentSyncConcurrency = 16
+	// PaymentSyncInterval is the longest a sync sweeper sleeps between sweeps.
+	PaymentSyncInterval = 1 * time.Second
+	// ReasonBytesMax bounds a refund reason or a review note.
+	ReasonBytesMax = 500
+	// NotificationBytesMax bounds a channel notification's body.
+	NotificationBytesMax = 64 << 10
 )
+
+// PaymentSyncSchedule is when the payment sync queries an open attempt, counted from the
+// previous query (the first from the attempt's creation), the cadence of jeepay's reissue
+// task and Kill Bill's janitor: a lost notification is found within minutes; after the
+// last step the attempt goes to the review queue with its evidence.
+var PaymentSyncSchedule = []time.Duration{1 * time.Minute, 5 * time.Minute, 15 * time.Minute, 1 * time.Hour, 6 * time.Hour}
+
+// RefundSyncSchedule is the same for a pending refund: the first step sends it, the
+// others query it.
+var RefundSyncSchedule = []time.Duration{0, 1 * time.Minute, 5 * time.Minute, 15 * time.Minute, 1 * time.Hour, 6 * time.Hour}
 
 // Assert panics when cond is false. It marks programmer errors and broken invariants: the
 // process crashes and restarts from durable state rather than carrying on corrupt.
