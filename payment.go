@@ -2,6 +2,7 @@ package ordercore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -155,8 +156,9 @@ type ChannelRefund struct {
 	Amount      Money
 }
 
-// Notification is an authenticated asynchronous notification: exactly one of Payment and
-// Refund is set. EventID is the channel's id of the event (the dedupe key with the
+// Notification is an authenticated asynchronous notification: at most one of Payment and
+// Refund is set; neither means an event type that moves no payment or refund, which is
+// acknowledged and ignored. EventID is the channel's id of the event (the dedupe key with the
 // channel's name); adapters of channels without one derive it from the signed content.
 type Notification struct {
 	EventID string
@@ -166,31 +168,31 @@ type Notification struct {
 
 // Payment is one payment attempt as ordercore records it.
 type Payment struct {
-	ID      string // also the OutTradeNo at the channel
-	OrderID string
-	Channel string
-	Status  PaymentStatus
-	Amount  Money // the order's amount when the attempt was made
-	TxnID   string
+	ID      string        `json:"id"` // also the OutTradeNo at the channel
+	OrderID string        `json:"order_id"`
+	Channel string        `json:"channel"`
+	Status  PaymentStatus `json:"status"`
+	Amount  Money         `json:"amount"` // the order's amount when the attempt was made
+	TxnID   string        `json:"txn_id,omitempty"`
 	// Accepted is set on the one successful payment that paid its order. Any other
 	// successful payment of the order (a duplicate, money after close that could not revive
 	// it, a wrong amount) is refunded in full.
-	Accepted bool
+	Accepted bool `json:"accepted"`
 	// Money balances in Amount's currency, moved only by MoneyEntry rows: Captured is what
 	// the channel took; Refunding is held by pending refunds; Refunded has been paid back.
 	// Refunding + Refunded <= Captured, checked by the engine and by the database.
-	Captured  int64
-	Refunding int64
-	Refunded  int64
+	Captured  int64 `json:"captured"`
+	Refunding int64 `json:"refunding"`
+	Refunded  int64 `json:"refunded"`
 	// Instructions returned by the channel for the shopper.
-	Instructions PaymentInstructions
+	Instructions PaymentInstructions `json:"instructions"`
 	// SyncAttempts counts queries made by the payment sync; NextSyncAt is when the next is
 	// due (zero when the attempt needs none).
-	SyncAttempts int
-	NextSyncAt   time.Time
-	Version      int64
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	SyncAttempts int       `json:"sync_attempts"`
+	NextSyncAt   time.Time `json:"next_sync_at"`
+	Version      int64     `json:"version"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 // RefundKind says why a refund exists.
@@ -206,22 +208,22 @@ const (
 
 // Refund is money paid back on a payment.
 type Refund struct {
-	ID        string // also the OutRefundNo at the channel
-	OrderID   string
-	PaymentID string
-	Kind      RefundKind
-	Amount    Money
-	Reason    string
-	Status    RefundStatus
-	RefundID  string // the channel's id
+	ID        string       `json:"id"` // also the OutRefundNo at the channel
+	OrderID   string       `json:"order_id"`
+	PaymentID string       `json:"payment_id"`
+	Kind      RefundKind   `json:"kind"`
+	Amount    Money        `json:"amount"`
+	Reason    string       `json:"reason,omitempty"`
+	Status    RefundStatus `json:"status"`
+	RefundID  string       `json:"refund_id,omitempty"` // the channel's id
 	// Restock returns the order's sold stock to the shelf when the refund succeeds (goods
 	// that never left, or came back).
-	Restock      bool
-	SyncAttempts int
-	NextSyncAt   time.Time
-	Version      int64
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	Restock      bool      `json:"restock"`
+	SyncAttempts int       `json:"sync_attempts"`
+	NextSyncAt   time.Time `json:"next_sync_at"`
+	Version      int64     `json:"version"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 // MoneyMovement is the kind of a money ledger entry.
@@ -281,17 +283,17 @@ const (
 // ReviewItem is a case for an operator, with the evidence that opened it and an audit of
 // who resolved it, when and why.
 type ReviewItem struct {
-	ID         string
-	Kind       string
-	OrderID    string
-	PaymentID  string
-	RefundID   string
-	Evidence   []byte // JSON
-	Status     ReviewStatus
-	Resolution string
-	Note       string
-	ResolvedBy string
-	ResolvedAt time.Time
-	Version    int64
-	CreatedAt  time.Time
+	ID         string          `json:"id"`
+	Kind       string          `json:"kind"`
+	OrderID    string          `json:"order_id,omitempty"`
+	PaymentID  string          `json:"payment_id,omitempty"`
+	RefundID   string          `json:"refund_id,omitempty"`
+	Evidence   json.RawMessage `json:"evidence"`
+	Status     ReviewStatus    `json:"status"`
+	Resolution string          `json:"resolution,omitempty"`
+	Note       string          `json:"note,omitempty"`
+	ResolvedBy string          `json:"resolved_by,omitempty"`
+	ResolvedAt time.Time       `json:"resolved_at"`
+	Version    int64           `json:"version"`
+	CreatedAt  time.Time       `json:"created_at"`
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -29,20 +30,30 @@ type Config struct {
 	BatchMax       int           // committer batch bound (0: default)
 	BatchDelay     time.Duration // committer batch delay (0: default)
 	ManualPayments bool          // enable POST /v1/orders/{id}/payments/manual
-	Logger         *slog.Logger
-	Version        string
+	// Channels are the payment channels; notifications reach them at
+	// PublicURL/v1/channels/{name}/notify (PublicURL defaults to http://Addr).
+	Channels  []ordercore.Channel
+	PublicURL string
+	// PaymentSync and RefundSync override the sync schedules (tests compress time);
+	// SyncInterval is the longest the sync sleeps between sweeps.
+	PaymentSync  []time.Duration
+	RefundSync   []time.Duration
+	SyncInterval time.Duration
+	Logger       *slog.Logger
+	Version      string
 }
 
 // App is a running ordercore.
 type App struct {
-	cfg    Config
-	lock   *os.File
-	DB     *sqlite.DB
-	Engine *engine.Engine
-	server *http.Server
-	ln     net.Listener
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cfg      Config
+	lock     *os.File
+	DB       *sqlite.DB
+	Engine   *engine.Engine
+	Payments *engine.Payments
+	server   *http.Server
+	ln       net.Listener
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 // DBPath is where the SQLite file of a data directory lives.
@@ -63,9 +74,22 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	clock := ordercore.SystemClock{}
-	eng := engine.New(db, clock, engine.Config{BatchMax: cfg.BatchMax, BatchDelay: cfg.BatchDelay, Logger: cfg.Logger})
+	eng := engine.New(db, clock, engine.Config{BatchMax: cfg.BatchMax, BatchDelay: cfg.BatchDelay, Logger: cfg.Logger,
+		PaymentSync: cfg.PaymentSync, RefundSync: cfg.RefundSync})
 	a := &App{cfg: cfg, lock: lock, DB: db, Engine: eng}
-	api := httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments, Version: cfg.Version})
+	channels := map[string]ordercore.Channel{}
+	for _, ch := range cfg.Channels {
+		if _, dup := channels[ch.Name()]; dup {
+			eng.Close()
+			db.Close()
+			lock.Close()
+			return nil, fmt.Errorf("two payment channels are named %q", ch.Name())
+		}
+		channels[ch.Name()] = ch
+	}
+	a.Payments = &engine.Payments{Engine: eng, Reader: db, Clock: clock, Channels: channels, Interval: cfg.SyncInterval, Logger: cfg.Logger}
+	api := httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments,
+		Payments: a.Payments, Version: cfg.Version})
 	a.server = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
 	if a.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
@@ -74,14 +98,20 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		lock.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	public := strings.TrimSuffix(cfg.PublicURL, "/")
+	if public == "" {
+		public = "http://" + a.ln.Addr().String()
+	}
+	a.Payments.NotifyURL = func(channel string) string { return public + "/v1/channels/" + channel + "/notify" }
 	wctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	logErr := func(what string) func(error) {
 		return func(err error) { cfg.Logger.Warn(what+" failed", "err", err) }
 	}
 	workers := []interface{ Run(context.Context) }{
-		&engine.Expirer{Engine: eng, Reader: db, Clock: clock, OnErr: logErr("expiry sweep")},
+		&engine.Expirer{Engine: eng, Reader: db, Clock: clock, Payments: a.Payments, OnErr: logErr("expiry sweep")},
 		&engine.Pruner{Engine: eng, Clock: clock, OnErr: logErr("idempotency prune")},
+		a.Payments,
 	}
 	for _, w := range workers {
 		a.wg.Go(func() { w.Run(wctx) })

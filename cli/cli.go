@@ -41,7 +41,7 @@ second without ever overselling.`,
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(), verifyCmd(), benchCmd())
+	root.AddCommand(serveCmd(), verifyCmd(), benchCmd(), paysimCmd())
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0

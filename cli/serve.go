@@ -12,10 +12,12 @@ import (
 func serveCmd() *cobra.Command {
 	var cfg app.Config
 	var level string
+	var channels channelFlags
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the HTTP API and the background workers",
-		Long: `Run the HTTP API (OpenAPI document at /openapi.json), the order expiry sweeper and the
+		Long: `Run the HTTP API (OpenAPI document at /openapi.json), the order expiry sweeper, the
+payment sync (queries open payment attempts, sends and queries refunds) and the
 idempotency-key pruner, on the SQLite file DATA/ordercore.db (created if missing).
 SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2xx.`,
 		Args: cobra.NoArgs,
@@ -25,6 +27,9 @@ SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2
 				return err
 			}
 			cfg.Logger, cfg.Version = l, Version
+			if cfg.Channels, err = channels.build(); err != nil {
+				return err
+			}
 			a, err := app.Open(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -39,5 +44,10 @@ SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2
 	f.DurationVar(&cfg.BatchDelay, "batch-delay", time.Duration(limit.BatchDelayDefault), "how long the committer waits for a batch to fill (0: take what queued during the last commit)")
 	f.BoolVar(&cfg.ManualPayments, "manual-payments", false, "enable POST /v1/orders/{id}/payments/manual (operator-recorded payments)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cfg.PublicURL, "public-url", "", "URL payment channels reach this server at, for notifications (default http://ADDR)")
+	f.DurationSliceVar(&cfg.PaymentSync, "payment-sync", limit.PaymentSyncSchedule, "when the payment sync queries an open attempt, each step after the last")
+	f.DurationSliceVar(&cfg.RefundSync, "refund-sync", limit.RefundSyncSchedule, "when a pending refund is sent (first step) and then queried")
+	f.DurationVar(&cfg.SyncInterval, "sync-interval", limit.PaymentSyncInterval, "longest wait between payment sync sweeps")
+	channels.register(f)
 	return c
 }

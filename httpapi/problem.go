@@ -42,13 +42,24 @@ func statusOf(code string) int {
 	case ordercore.ENOTFOUND:
 		return http.StatusNotFound
 	case ordercore.EInsufficientStock, ordercore.EIllegalTransition, ordercore.ESKUExists,
-		ordercore.ECONFLICT, ordercore.EIdemKeyInUse:
+		ordercore.ECONFLICT, ordercore.EIdemKeyInUse, ordercore.EPaymentInProgress, ordercore.ENotPaid,
+		ordercore.EReviewResolved:
 		return http.StatusConflict
+	case ordercore.EUnknownChannel:
+		return http.StatusNotFound
+	case ordercore.EInvalidSignature, ordercore.EStaleNotification:
+		return http.StatusUnauthorized
+	case ordercore.EMerchantMismatch:
+		return http.StatusForbidden
+	case ordercore.EMalformedNotification:
+		return http.StatusBadRequest
+	case ordercore.EChannelRefused:
+		return http.StatusBadGateway
 	case ordercore.EMalformedJSON, ordercore.EInvalidCursor, ordercore.EInvalidIdemKey:
 		return http.StatusBadRequest
 	case ordercore.EBodyTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case ordercore.EOVERLOADED, ordercore.EUnavailable:
+	case ordercore.EOVERLOADED, ordercore.EUnavailable, ordercore.EChannelUnavailable:
 		return http.StatusServiceUnavailable
 	case ordercore.EINTERNAL:
 		return http.StatusInternalServerError

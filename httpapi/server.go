@@ -34,15 +34,19 @@ type Config struct {
 	// ManualPayments enables POST /v1/orders/{id}/payments/manual, which marks an order
 	// paid on an operator's word (bank transfer, cash on delivery). Off by default.
 	ManualPayments bool
-	Version        string
+	// Payments is the channel side of payments; nil serves no payment routes' channel
+	// calls (they answer unknown_channel).
+	Payments *engine.Payments
+	Version  string
 }
 
 // Server is the HTTP API.
 type Server struct {
-	cfg      Config
-	mux      *http.ServeMux
-	api      huma.API
-	inFlight idem.InFlight
+	cfg         Config
+	mux         *http.ServeMux
+	api         huma.API
+	inFlight    idem.InFlight
+	notifyStats notifyStats
 }
 
 // New builds the API's handler.
@@ -86,6 +90,14 @@ func (s *Server) routes() {
 	if s.cfg.ManualPayments {
 		huma.Register(s.api, post("manual-payment", "/v1/orders/{id}/payments/manual", "Record a payment received outside any channel", http.StatusOK), s.manualPayment)
 	}
+	huma.Register(s.api, post("pay-order", "/v1/orders/{id}/payments", "Open a payment attempt at a channel", http.StatusCreated), s.pay)
+	huma.Register(s.api, get("list-order-payments", "/v1/orders/{id}/payments", "An order's payment attempts and refunds"), s.orderPayments)
+	huma.Register(s.api, post("refund-order", "/v1/orders/{id}/refunds", "Refund part or all of an order's payment", http.StatusCreated), s.requestRefund)
+	huma.Register(s.api, get("list-review-items", "/v1/review-items", "Cases waiting for an operator, newest first"), s.listReviews)
+	huma.Register(s.api, get("get-review-item", "/v1/review-items/{id}", "Read one review item with its evidence"), s.getReview)
+	huma.Register(s.api, post("resolve-review-item", "/v1/review-items/{id}/resolve", "Resolve a review item (audited)", http.StatusOK), s.resolveReview)
+	huma.Register(s.api, get("list-channels", "/v1/channels", "Configured payment channels and their notification counts"), s.listChannels)
+	s.mux.HandleFunc("POST /v1/channels/{channel}/notify", s.notify)
 	huma.Register(s.api, get("list-events", "/v1/events", "The event feed, in commit order"), s.listEvents)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

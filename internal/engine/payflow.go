@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,29 +64,49 @@ func (s *Payments) channel(name string) (ordercore.Channel, error) {
 	return ch, nil
 }
 
-// Pay opens a payment attempt for a pending order at a channel: it closes the order's open
-// attempt at its channel first (one open attempt per order; a trade left open could be
-// paid too), records the new attempt, and asks the channel for the trade under the
-// attempt's id. idem, when set, stores the answer under an Idempotency-Key.
+// Pay opens a payment attempt for a pending order at a channel: it records the attempt,
+// closing the order's open attempt at its channel first when there is one (one open
+// attempt per order: a trade left open could be paid too), then asks the channel for the
+// trade under the attempt's id. idem, when set, stores the new attempt under an
+// Idempotency-Key: a retry finds it and asks the channel for the same trade again, which
+// the channel answers from its own idempotency on that id, so a retry never opens a
+// second trade. Result.Value is the attempt (ordercore.Payment).
 func (s *Payments) Pay(ctx context.Context, orderID, channel string, idem *Idem) (Result, error) {
 	ch, err := s.channel(channel)
 	if err != nil {
 		return Result{}, err
 	}
-	open, err := s.Reader.OpenPayments(ctx, []string{orderID})
+	start := StartPayment{OrderID: orderID, Channel: channel}
+	res, err := s.Engine.Submit(ctx, start, idem)
+	if ordercore.ErrorCode(err) == ordercore.EPaymentInProgress {
+		open, oerr := s.Reader.OpenPayments(ctx, []string{orderID})
+		if oerr != nil {
+			return Result{}, oerr
+		}
+		for _, p := range open {
+			if err := s.close(ctx, p); err != nil {
+				return Result{}, err
+			}
+		}
+		res, err = s.Engine.Submit(ctx, start, idem)
+	}
 	if err != nil {
 		return Result{}, err
 	}
-	for _, p := range open {
-		if err := s.close(ctx, p); err != nil {
+	var p ordercore.Payment
+	if res.Replayed != nil {
+		if err := json.Unmarshal(res.Replayed.Body, &p); err != nil {
+			return Result{}, fmt.Errorf("stored payment attempt: %w", err)
+		}
+		if p, err = s.Reader.Payment(ctx, p.ID); err != nil {
 			return Result{}, err
 		}
+		if !p.Status.Open() {
+			return Result{Value: p, Replayed: res.Replayed}, nil // ended since: nothing to ask the channel
+		}
+	} else {
+		p = res.Value.(ordercore.Payment)
 	}
-	res, err := s.Engine.Submit(ctx, StartPayment{OrderID: orderID, Channel: channel}, nil)
-	if err != nil {
-		return Result{}, err
-	}
-	p := res.Value.(ordercore.Payment)
 	o, err := s.Reader.Order(ctx, orderID)
 	if err != nil {
 		return Result{}, err
@@ -107,7 +128,11 @@ func (s *Payments) Pay(ctx context.Context, orderID, channel string, idem *Idem)
 		}
 		return Result{}, ordercore.Errorf(ordercore.EChannelRefused, "channel %s refused the payment: %v", channel, err)
 	}
-	return s.Engine.Submit(ctx, OpenedPayment{PaymentID: p.ID, Instructions: instr}, idem)
+	opened, err := s.Engine.Submit(ctx, OpenedPayment{PaymentID: p.ID, Instructions: instr}, nil)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Value: opened.Value, Replayed: res.Replayed}, nil
 }
 
 func (s *Payments) notifyURL(channel string) string {
