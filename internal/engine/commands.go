@@ -222,7 +222,11 @@ func (b *batch) transition(o *orderState, cmd order.Command, reason string, pay 
 	if err != nil || stale {
 		return err
 	}
-	if move, ok := order.Reservation(next.Status); ok {
+	move, ok := order.Reservation(next.Status)
+	if cmd == order.Revive {
+		move, ok = ordercore.MoveRevive, true // released units sold again, straight to sold
+	}
+	if ok {
 		for i, l := range o.cur.Lines {
 			s, ok := b.skus[l.SKU]
 			limit.Assert(ok, "sku %s of order %s not loaded", l.SKU, o.cur.ID)

@@ -278,6 +278,8 @@ func (s *Payments) syncPayment(ctx context.Context, p ordercore.Payment) error {
 	}
 	cp, err := ch.QueryPayment(ctx, p.ID)
 	switch {
+	case errors.Is(err, ordercore.ErrTradeNotFound) && !p.Status.Open():
+		return s.missed(ctx, p, "not found") // confirmed: it never became a trade
 	case errors.Is(err, ordercore.ErrTradeNotFound) && p.Status != ordercore.PaymentPending:
 		// The create call never took effect: the trade does not exist and never will
 		// under this id, so the attempt is closed here.
@@ -287,6 +289,8 @@ func (s *Payments) syncPayment(ctx context.Context, p ordercore.Payment) error {
 		return s.missed(ctx, p, err.Error())
 	case cp.OutTradeNo != p.ID:
 		return s.missed(ctx, p, fmt.Sprintf("query answered for trade %q", cp.OutTradeNo))
+	case !p.Status.Open() && cp.Status != ordercore.PaymentSucceeded:
+		return s.missed(ctx, p, string(cp.Status)) // confirmed closed or failed
 	case cp.Status == ordercore.PaymentPending:
 		if p.Status != ordercore.PaymentPending {
 			if err := s.apply(ctx, ChannelPayment{Channel: p.Channel, Source: "query", Payment: cp}); err != nil {

@@ -243,7 +243,9 @@ func (c UnknownPayment) execute(b *batch) (any, error) {
 
 // PaymentSyncMissed records a sync query that did not settle the attempt (still pending,
 // or the query itself timed out): the next query moves one step down the schedule, and
-// past its end the attempt goes to the review queue. Result: ordercore.Payment.
+// past its end the attempt goes to the review queue. For a closed or failed attempt it
+// records that the confirming query found it still so: no more queries. Result:
+// ordercore.Payment.
 type PaymentSyncMissed struct {
 	PaymentID string
 	Evidence  string
@@ -256,8 +258,13 @@ func (c PaymentSyncMissed) execute(b *batch) (any, error) {
 	if !ok {
 		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "payment %q not found", c.PaymentID)
 	}
-	if !p.cur.Status.Open() || p.cur.NextSyncAt.IsZero() {
-		return p.cur, nil // settled meanwhile, or already escalated
+	if p.cur.NextSyncAt.IsZero() {
+		return p.cur, nil // already escalated
+	}
+	if !p.cur.Status.Open() {
+		p.cur.NextSyncAt = time.Time{} // the confirming query of a closed or failed trade: still so
+		b.touchPayment(p)
+		return p.cur, nil
 	}
 	p.cur.SyncAttempts++
 	b.scheduleSync(p)
@@ -337,6 +344,12 @@ func (b *batch) applyChannelPayment(p *paymentState, c ChannelPayment) string {
 		}
 		p.cur.Status = cp.Status
 		b.scheduleSync(p)
+		// One more query after the first step of the schedule: channels take money for a
+		// trade that was just closed or failed (the shopper paid in the same second as the
+		// close, or retried the card), and that notification may never come.
+		if d, ok := schedule(b.cfg.PaymentSync, 0); ok {
+			p.cur.NextSyncAt = b.now.Add(d)
+		}
 		b.touchPayment(p)
 		typ := ordercore.EventPaymentFailed
 		if cp.Status == ordercore.PaymentClosed {
