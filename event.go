@@ -69,6 +69,8 @@ type RefundEvent struct {
 	Amount    Money        `json:"amount"`
 	Status    RefundStatus `json:"status"`
 	Reason    string       `json:"reason,omitempty"`
+	// RestockLines, on refund.succeeded, are the lines whose units went back on the shelf.
+	RestockLines []int `json:"restock_lines,omitempty"`
 }
 
 // ReviewEvent is the data of the review.* events, the audit of the review queue.

@@ -114,6 +114,9 @@ const (
 	// MoveRevive sells released stock again, straight from available to sold, when late
 	// money revives a cancelled order. A line is revived at most once.
 	MoveRevive StockMovement = "revive"
+	// MoveReturn puts sold units back on the shelf (sold to available) when a refund
+	// that restocks the line succeeds. A line is returned at most once.
+	MoveReturn StockMovement = "return"
 )
 
 // NewStockEntry returns the ledger entry of moving qty units of sku by movement m: restock
@@ -132,6 +135,8 @@ func NewStockEntry(sku string, m StockMovement, qty int64, orderID string, lineN
 		e.DReserved = -qty
 	case MoveRevive:
 		e.DSold = qty
+	case MoveReturn:
+		e.DSold = -qty
 	default:
 		panic("unknown stock movement " + string(m))
 	}

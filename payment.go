@@ -216,9 +216,9 @@ type Refund struct {
 	Reason    string       `json:"reason,omitempty"`
 	Status    RefundStatus `json:"status"`
 	RefundID  string       `json:"refund_id,omitempty"` // the channel's id
-	// Restock returns the order's sold stock to the shelf when the refund succeeds (goods
-	// that never left, or came back).
-	Restock      bool      `json:"restock"`
+	// RestockLines are the order's line numbers (1-based) whose units go back on the
+	// shelf when the refund succeeds: goods that never left, or came back.
+	RestockLines []int     `json:"restock_lines,omitempty"`
 	SyncAttempts int       `json:"sync_attempts"`
 	NextSyncAt   time.Time `json:"next_sync_at"`
 	Version      int64     `json:"version"`

@@ -97,8 +97,9 @@ type refundInput struct {
 	ID      string `path:"id" maxLength:"36"`
 	IdemKey string `header:"Idempotency-Key" maxLength:"255" doc:"A retry with the same key returns the same refund"`
 	Body    struct {
-		Amount MoneyBody `json:"amount" doc:"At most what remains refundable of the order's payment"`
-		Reason string    `json:"reason,omitempty" maxLength:"500"`
+		Amount       MoneyBody `json:"amount" doc:"At most what remains refundable of the order's payment"`
+		Reason       string    `json:"reason,omitempty" maxLength:"500"`
+		RestockLines []int     `json:"restock_lines,omitempty" maxItems:"100" doc:"Line numbers (from 1) whose units go back on the shelf when the refund succeeds"`
 	}
 }
 
@@ -112,7 +113,7 @@ func (s *Server) requestRefund(ctx context.Context, in *refundInput) (*refundOut
 	if !ordercore.ValidID(in.ID) {
 		return nil, problemOf(ordercore.Errorf(ordercore.ENOTFOUND, "order %q not found", in.ID))
 	}
-	cmd := engine.RequestRefund{OrderID: in.ID, Reason: in.Body.Reason,
+	cmd := engine.RequestRefund{OrderID: in.ID, Reason: in.Body.Reason, RestockLines: in.Body.RestockLines,
 		Amount: ordercore.Money{Amount: in.Body.Amount.Amount, Currency: ordercore.Currency(in.Body.Amount.Currency)}}
 	if err := cmd.Validate(); err != nil {
 		return nil, problemOf(err)

@@ -13,7 +13,7 @@ import (
 
 const paymentCols = "id, order_id, channel, status, currency, amount, txn_id, accepted, captured, refunding, refunded, instructions, sync_attempts, next_sync_at, version, created_at, updated_at"
 
-const refundCols = "id, order_id, payment_id, kind, currency, amount, reason, status, refund_id, restock, sync_attempts, next_sync_at, version, created_at, updated_at"
+const refundCols = "id, order_id, payment_id, kind, currency, amount, reason, status, refund_id, restock_lines, sync_attempts, next_sync_at, version, created_at, updated_at"
 
 const reviewCols = "id, kind, order_id, payment_id, refund_id, evidence, status, resolution, note, resolved_by, resolved_at, version, created_at"
 
@@ -68,9 +68,13 @@ func queryRefunds(ctx context.Context, q querier, query string, args ...any) ([]
 		var r ordercore.Refund
 		var next sql.NullInt64
 		var created, updated int64
+		var restock string
 		if err := rows.Scan(&r.ID, &r.OrderID, &r.PaymentID, &r.Kind, &r.Amount.Currency, &r.Amount.Amount, &r.Reason, &r.Status,
-			&r.RefundID, &r.Restock, &r.SyncAttempts, &next, &r.Version, &created, &updated); err != nil {
+			&r.RefundID, &restock, &r.SyncAttempts, &next, &r.Version, &created, &updated); err != nil {
 			return nil, fmt.Errorf("sqlite: scan refund: %w", err)
+		}
+		if err := json.Unmarshal([]byte(restock), &r.RestockLines); err != nil {
+			return nil, fmt.Errorf("sqlite: refund %s restock lines: %w", r.ID, err)
 		}
 		r.NextSyncAt, r.CreatedAt, r.UpdatedAt = fromNullMicros(next), fromMicros(created), fromMicros(updated)
 		out = append(out, r)
@@ -223,8 +227,12 @@ func paymentArgs(p ordercore.Payment) []any {
 }
 
 func refundArgs(r ordercore.Refund) []any {
+	restock, err := json.Marshal(r.RestockLines)
+	if err != nil || r.RestockLines == nil {
+		restock = []byte("[]")
+	}
 	return []any{r.ID, r.OrderID, r.PaymentID, string(r.Kind), string(r.Amount.Currency), r.Amount.Amount, r.Reason, string(r.Status),
-		r.RefundID, r.Restock, r.SyncAttempts, nullMicros(r.NextSyncAt), r.Version, micros(r.CreatedAt), micros(r.UpdatedAt)}
+		r.RefundID, string(restock), r.SyncAttempts, nullMicros(r.NextSyncAt), r.Version, micros(r.CreatedAt), micros(r.UpdatedAt)}
 }
 
 func reviewArgs(r ordercore.ReviewItem) []any {

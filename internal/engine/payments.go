@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 
 	"ordercore"
@@ -82,8 +83,27 @@ func (b *batch) paymentEvent(p *paymentState, typ, source, note string, paid *or
 }
 
 func (b *batch) refundEvent(r *refundState, typ string) {
-	b.event(ordercore.AggregateOrder, r.cur.OrderID, typ, ordercore.RefundEvent{RefundID: r.cur.ID, PaymentID: r.cur.PaymentID,
-		Kind: r.cur.Kind, Amount: r.cur.Amount, Status: r.cur.Status, Reason: r.cur.Reason})
+	ev := ordercore.RefundEvent{RefundID: r.cur.ID, PaymentID: r.cur.PaymentID,
+		Kind: r.cur.Kind, Amount: r.cur.Amount, Status: r.cur.Status, Reason: r.cur.Reason}
+	if typ == ordercore.EventRefundSucceeded || typ == ordercore.EventRefundRequested {
+		ev.RestockLines = r.cur.RestockLines
+	}
+	b.event(ordercore.AggregateOrder, r.cur.OrderID, typ, ev)
+}
+
+// restock puts a succeeded refund's returned lines back on the shelf.
+func (b *batch) restock(r *refundState) {
+	if len(r.cur.RestockLines) == 0 {
+		return
+	}
+	o, ok := b.orders[r.cur.OrderID]
+	limit.Assert(ok, "order %s of refund %s not loaded", r.cur.OrderID, r.cur.ID)
+	for _, n := range r.cur.RestockLines {
+		l := o.cur.Lines[n-1]
+		s, ok := b.skus[l.SKU]
+		limit.Assert(ok, "sku %s of order %s not loaded", l.SKU, o.cur.ID)
+		b.move(s, ordercore.MoveReturn, l.Quantity, o.cur.ID, n)
+	}
 }
 
 // money appends a money ledger entry and moves the payment's balances by it, asserting
@@ -442,6 +462,9 @@ type RequestRefund struct {
 	OrderID string
 	Amount  ordercore.Money
 	Reason  string
+	// RestockLines are line numbers (1-based) whose units go back on the shelf when the
+	// refund succeeds; each line at most once over all of an order's refunds.
+	RestockLines []int
 }
 
 func (c RequestRefund) keys(k *keySet) { k.order(c.OrderID); k.payOrder(c.OrderID) }
@@ -455,6 +478,33 @@ func (c RequestRefund) Validate() error {
 		return ordercore.Errorf(ordercore.EInvalidCurrency, "unsupported currency %q", c.Amount.Currency)
 	case len(c.Reason) > limit.ReasonBytesMax:
 		return ordercore.Errorf(ordercore.EINVALID, "reason must be at most %d bytes", limit.ReasonBytesMax)
+	case len(c.RestockLines) > limit.LinesPerOrderMax:
+		return ordercore.Errorf(ordercore.EINVALID, "restock_lines names at most %d lines", limit.LinesPerOrderMax)
+	}
+	seen := map[int]bool{}
+	for _, n := range c.RestockLines {
+		if n < 1 || n > limit.LinesPerOrderMax || seen[n] {
+			return ordercore.Errorf(ordercore.EINVALID, "restock_lines must be distinct line numbers from 1")
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+// checkRestock refuses lines the order does not have, or that a refund already returns.
+func (b *batch) checkRestock(o *orderState, p *paymentState, lines []int) error {
+	for _, n := range lines {
+		if n > len(o.cur.Lines) {
+			return ordercore.Errorf(ordercore.EINVALID, "order %s has no line %d", o.cur.ID, n)
+		}
+		if l := o.cur.Lines[n-1]; l.Reservation != ordercore.ReservationCommitted {
+			return ordercore.Errorf(ordercore.EINVALID, "line %d of order %s was never sold", n, o.cur.ID)
+		}
+		for _, r := range b.refundsOf(p.cur.ID) {
+			if r.cur.Status != ordercore.RefundFailed && slices.Contains(r.cur.RestockLines, n) {
+				return ordercore.Errorf(ordercore.EINVALID, "line %d of order %s is already restocked by refund %s", n, o.cur.ID, r.cur.ID)
+			}
+		}
 	}
 	return nil
 }
@@ -486,9 +536,13 @@ func (c RequestRefund) execute(b *batch) (any, error) {
 		return nil, ordercore.Errorf(ordercore.ERefundExceeds, "refund of %s exceeds the %s that remains refundable", c.Amount,
 			ordercore.Money{Amount: rest, Currency: p.cur.Amount.Currency})
 	}
+	if err := b.checkRestock(o, p, c.RestockLines); err != nil {
+		return nil, err
+	}
 	err := b.transition(o, order.RequestRefund, "", nil)
 	limit.Assert(err == nil, "request refund of order %s: %v", o.cur.ID, err)
 	r := b.refund(p, ordercore.RefundRequested, c.Amount.Amount, c.Reason)
+	r.cur.RestockLines = slices.Clone(c.RestockLines)
 	return r.cur, nil
 }
 
@@ -547,6 +601,7 @@ func (b *batch) applyChannelRefund(r *refundState, cr ordercore.ChannelRefund) s
 	switch cr.Status {
 	case ordercore.RefundSucceeded:
 		b.money(p, ordercore.MoneyRefundCommit, r.cur.Amount.Amount, r.cur.ID)
+		b.restock(r)
 		b.refundEvent(r, ordercore.EventRefundSucceeded)
 	case ordercore.RefundFailed:
 		b.money(p, ordercore.MoneyRefundRelease, r.cur.Amount.Amount, r.cur.ID)

@@ -67,6 +67,10 @@ func (c *checker) eventReplay() {
 		case ordercore.AggregateSKU:
 			r.skuEvent(e)
 		case ordercore.AggregateOrder:
+			if e.Type == ordercore.EventRefundSucceeded {
+				r.refunded(e) // its restocked lines went back on the shelf
+				continue
+			}
 			if strings.HasPrefix(e.Type, "payment.") || strings.HasPrefix(e.Type, "refund.") || strings.HasPrefix(e.Type, "review.") {
 				continue // money on the order's timeline; the money rules check payments
 			}
@@ -79,6 +83,32 @@ func (c *checker) eventReplay() {
 	}
 	r.compareOrders()
 	r.compareSKUs()
+}
+
+// refunded replays the stock side of a succeeded refund: each restocked line's units go
+// from sold back to available, once.
+func (r *replay) refunded(e ordercore.Event) {
+	var d ordercore.RefundEvent
+	if !r.decode(e, &d) || len(d.RestockLines) == 0 {
+		return
+	}
+	o := r.orders[e.AggregateID]
+	if o == nil {
+		r.bad(e, "refund.succeeded restocks order %s before its order.placed", e.AggregateID)
+		return
+	}
+	for _, n := range d.RestockLines {
+		if n < 1 || n > len(o.lines) {
+			r.bad(e, "refund.succeeded restocks line %d of order %s, which has %d lines", n, e.AggregateID, len(o.lines))
+			continue
+		}
+		l := o.lines[n-1]
+		if l.Reservation != ordercore.ReservationCommitted {
+			r.bad(e, "refund.succeeded restocks line %d of order %s, which is %s", n, e.AggregateID, l.Reservation)
+			continue
+		}
+		r.sku(l.SKU).sold -= l.Quantity
+	}
 }
 
 func (r *replay) bad(e ordercore.Event, format string, args ...any) {

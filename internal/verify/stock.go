@@ -26,7 +26,7 @@ func (c *checker) stockConservation() {
 			if e.OrderID != "" || e.LineNo != 0 || e.DTotal <= 0 || e.DReserved != 0 || e.DSold != 0 {
 				c.add(RuleStockConservation, ledgerSubject(i), "restock of sku %s must only raise total, for no order: %s", e.SKU, deltas(e))
 			}
-		case ordercore.MoveReserve, ordercore.MoveCommit, ordercore.MoveRelease, ordercore.MoveRevive:
+		case ordercore.MoveReserve, ordercore.MoveCommit, ordercore.MoveRelease, ordercore.MoveRevive, ordercore.MoveReturn:
 			// reservationOnce checks their shape against the order line.
 		default:
 			c.add(RuleStockConservation, ledgerSubject(i), "unknown movement %q on sku %s", e.Movement, e.SKU)
@@ -93,7 +93,7 @@ type lineKey struct {
 }
 
 // lineRows are the ledger rows (indexes into Snapshot.Ledger) of one reservation.
-type lineRows struct{ reserve, commit, release, revive []int }
+type lineRows struct{ reserve, commit, release, revive, ret []int }
 
 // reservationOnce: every line of every order has exactly one reserve row and at most one
 // commit or release row (DESIGN: "Each reservation resolves at most once"); the line's
@@ -102,11 +102,12 @@ type lineRows struct{ reserve, commit, release, revive []int }
 // movement (reserve +reserved; commit -reserved +sold; release -reserved). A double
 // release would hand the same units back twice, a double commit would sell them twice.
 // Reservation rows of orders or lines that do not exist are violations too. A released
-// line may be revived once (late money sold it again: +sold) and is then committed.
+// line may be revived once (late money sold it again: +sold) and is then committed. A
+// committed line may be returned once (a refund put it back on the shelf: -sold).
 func (c *checker) reservationOnce() {
 	rows := map[lineKey]*lineRows{}
 	for i, e := range c.snap.Ledger {
-		if e.Movement != ordercore.MoveReserve && e.Movement != ordercore.MoveCommit && e.Movement != ordercore.MoveRelease && e.Movement != ordercore.MoveRevive {
+		if e.Movement == ordercore.MoveRestock {
 			continue
 		}
 		if e.OrderID == "" || e.LineNo < 1 {
@@ -126,6 +127,8 @@ func (c *checker) reservationOnce() {
 			r.commit = append(r.commit, i)
 		case ordercore.MoveRevive:
 			r.revive = append(r.revive, i)
+		case ordercore.MoveReturn:
+			r.ret = append(r.ret, i)
 		default:
 			r.release = append(r.release, i)
 		}
@@ -150,7 +153,7 @@ func (c *checker) reservationOnce() {
 	})
 	for _, k := range orphans {
 		r := rows[k]
-		n := len(r.reserve) + len(r.commit) + len(r.release) + len(r.revive)
+		n := len(r.reserve) + len(r.commit) + len(r.release) + len(r.revive) + len(r.ret)
 		if _, ok := c.orders[k.order]; ok {
 			c.add(RuleReservationOnce, lineSubject(k.order, k.line), "%d ledger rows move a line the order does not have", n)
 		} else {
@@ -165,6 +168,9 @@ func (c *checker) checkLineRows(orderID string, no int, l ordercore.Line, r *lin
 		c.add(RuleReservationOnce, subj, "has %d reserve rows in the ledger, want exactly 1", len(r.reserve))
 	}
 	resolved := len(r.commit) + len(r.release)
+	if len(r.ret) > 1 || len(r.ret) == 1 && l.Reservation != ordercore.ReservationCommitted {
+		c.add(RuleReservationOnce, subj, "is %s with %d return rows, want a return only once, of a sold line", l.Reservation, len(r.ret))
+	}
 	if len(r.revive) > 1 || len(r.revive) == 1 && len(r.release) != 1 {
 		c.add(RuleReservationOnce, subj, "has %d revive rows and %d release rows, want a revive only once, after a release", len(r.revive), len(r.release))
 	} else if resolved > 1 {
@@ -198,7 +204,7 @@ func (c *checker) checkLineRows(orderID string, no int, l ordercore.Line, r *lin
 	for _, m := range []struct {
 		idx  []int
 		want balance
-	}{{r.reserve, balance{0, q, 0}}, {r.commit, balance{0, -q, q}}, {r.release, balance{0, -q, 0}}, {r.revive, balance{0, 0, q}}} {
+	}{{r.reserve, balance{0, q, 0}}, {r.commit, balance{0, -q, q}}, {r.release, balance{0, -q, 0}}, {r.revive, balance{0, 0, q}}, {r.ret, balance{0, 0, -q}}} {
 		for _, i := range m.idx {
 			e := c.snap.Ledger[i]
 			if e.SKU != l.SKU {

@@ -4,12 +4,13 @@
 -- is integer minor units of the payment's currency.
 
 -- Late money may revive a cancelled order: its released lines are sold again (movement
--- 'revive'). SQLite cannot change a CHECK in place, so the ledger is rebuilt. Each line is
--- reserved once, resolved (commit or release) at most once, and revived at most once.
+-- 'revive'); a refund may put sold lines back on the shelf (movement 'return'). SQLite
+-- cannot change a CHECK in place, so the ledger is rebuilt. Each line is reserved once,
+-- resolved (commit or release) at most once, revived at most once, returned at most once.
 CREATE TABLE stock_ledger_v2 (
     seq        INTEGER PRIMARY KEY,
     sku        TEXT NOT NULL,
-    movement   TEXT NOT NULL CHECK (movement IN ('restock', 'reserve', 'commit', 'release', 'revive')),
+    movement   TEXT NOT NULL CHECK (movement IN ('restock', 'reserve', 'commit', 'release', 'revive', 'return')),
     d_total    INTEGER NOT NULL,
     d_reserved INTEGER NOT NULL,
     d_sold     INTEGER NOT NULL,
@@ -22,7 +23,7 @@ INSERT INTO stock_ledger_v2 SELECT seq, sku, movement, d_total, d_reserved, d_so
 DROP TABLE stock_ledger;
 ALTER TABLE stock_ledger_v2 RENAME TO stock_ledger;
 CREATE UNIQUE INDEX stock_ledger_reservation ON stock_ledger
-    (order_id, line_no, CASE movement WHEN 'reserve' THEN 0 WHEN 'revive' THEN 2 ELSE 1 END)
+    (order_id, line_no, CASE movement WHEN 'reserve' THEN 0 WHEN 'revive' THEN 2 WHEN 'return' THEN 3 ELSE 1 END)
     WHERE order_id IS NOT NULL;
 
 CREATE TABLE payments (
@@ -65,7 +66,7 @@ CREATE TABLE refunds (
     reason        TEXT NOT NULL DEFAULT '',
     status        TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed', 'abnormal')),
     refund_id     TEXT NOT NULL DEFAULT '',
-    restock       INTEGER NOT NULL DEFAULT 0 CHECK (restock IN (0, 1)),
+    restock_lines TEXT NOT NULL DEFAULT '[]', -- JSON line numbers put back on the shelf when it succeeds
     sync_attempts INTEGER NOT NULL DEFAULT 0,
     next_sync_at  INTEGER,
     version       INTEGER NOT NULL CHECK (version >= 1),
@@ -126,7 +127,7 @@ DROP TABLE channel_events;
 DROP TABLE money_ledger;
 DROP TABLE refunds;
 DROP TABLE payments;
-DELETE FROM stock_ledger WHERE movement = 'revive';
+DELETE FROM stock_ledger WHERE movement IN ('revive', 'return');
 DROP INDEX stock_ledger_reservation;
 CREATE UNIQUE INDEX stock_ledger_reservation ON stock_ledger (order_id, line_no, movement = 'reserve')
     WHERE order_id IS NOT NULL;

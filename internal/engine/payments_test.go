@@ -1,0 +1,343 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"ordercore"
+	"ordercore/internal/engine"
+	"ordercore/internal/limit"
+)
+
+// payBundle is a worker of the matrix used one case at a time.
+type payBundle struct {
+	*matrixWorker
+	t *testing.T
+}
+
+func setupPay(t *testing.T) payBundle {
+	t.Helper()
+	m := newMatrixWorker(t, 0)
+	t.Cleanup(m.close)
+	return payBundle{m, t}
+}
+
+func (b payBundle) order(sku string, stock, qty int64) ordercore.Order {
+	b.t.Helper()
+	if _, err := b.submit(engine.CreateSKU{ID: sku, Name: sku, Price: ordercore.Money{Amount: 1000, Currency: "USD"}, Stock: stock}); err != nil {
+		b.t.Fatal(err)
+	}
+	v, err := b.submit(engine.PlaceOrder{UserID: "shopper", Lines: []engine.LineRequest{{SKU: sku, Quantity: qty}}})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return v.(ordercore.Order)
+}
+
+func (b payBundle) attempt(orderID string) string {
+	b.t.Helper()
+	res, err := b.pay.Pay(context.Background(), orderID, matrixChannel, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return res.Value.(ordercore.Payment).ID
+}
+
+func (b payBundle) notify(id string, p *ordercore.ChannelPayment, r *ordercore.ChannelRefund) string {
+	b.t.Helper()
+	body, _ := json.Marshal(note{id: id, pay: p, refund: r})
+	_, outcome, err := b.pay.Notify(context.Background(), matrixChannel, nil, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return outcome
+}
+
+func (b payBundle) sku(id string) ordercore.SKU {
+	b.t.Helper()
+	s, err := b.db.SKU(context.Background(), id)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return s
+}
+
+func (b payBundle) reviews() []ordercore.ReviewItem {
+	b.t.Helper()
+	items, err := b.db.Reviews(context.Background(), ordercore.ReviewOpen, "", 100)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return items
+}
+
+func (b payBundle) finish() {
+	b.t.Helper()
+	b.verify(b.t)
+}
+
+// TestRefundRestocksLines: a refund that restocks a line puts its units back on the shelf
+// when (and only when) it succeeds, once per line.
+func TestRefundRestocksLines(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	o := b.order("mug", 5, 2)
+	a := b.attempt(o.ID)
+	b.channel.set(a, ordercore.PaymentSucceeded, o.Amount)
+	if got := b.notify("e1", &ordercore.ChannelPayment{OutTradeNo: a, Status: ordercore.PaymentSucceeded, Amount: o.Amount}, nil); got != engine.OutcomeApplied {
+		t.Fatalf("outcome %q", got)
+	}
+	if s := b.sku("mug"); s.Sold != 2 || s.Available() != 3 {
+		t.Fatalf("after payment sku = %+v, want 2 sold, 3 available", s)
+	}
+	v, err := b.submit(engine.RequestRefund{OrderID: o.ID, Amount: o.Amount, RestockLines: []int{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := v.(ordercore.Refund)
+	if _, err := b.submit(engine.RequestRefund{OrderID: o.ID, Amount: ordercore.Money{Amount: 1, Currency: "USD"}}); ordercore.ErrorCode(err) != ordercore.ERefundExceeds {
+		t.Fatalf("refund beyond the capture: err %v, want %s", err, ordercore.ERefundExceeds)
+	}
+	if s := b.sku("mug"); s.Sold != 2 {
+		t.Fatalf("a pending refund restocked: %+v", s)
+	}
+	b.notify("e2", nil, &ordercore.ChannelRefund{OutTradeNo: a, OutRefundNo: r.ID, Status: ordercore.RefundSucceeded, Amount: r.Amount})
+	if s := b.sku("mug"); s.Sold != 0 || s.Available() != 5 {
+		t.Fatalf("after the refund sku = %+v, want 0 sold, 5 available", s)
+	}
+	got, _ := b.db.Order(context.Background(), o.ID)
+	if got.Status != ordercore.OrderRefunded {
+		t.Fatalf("order %s, want refunded", got.Status)
+	}
+	b.finish()
+}
+
+// TestRestockRules: a line is restocked at most once, and only lines that exist.
+func TestRestockRules(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	o := b.order("cap", 5, 1)
+	a := b.attempt(o.ID)
+	b.notify("e1", &ordercore.ChannelPayment{OutTradeNo: a, Status: ordercore.PaymentSucceeded, Amount: o.Amount}, nil)
+	half := ordercore.Money{Amount: o.Amount.Amount / 2, Currency: "USD"}
+	if _, err := b.submit(engine.RequestRefund{OrderID: o.ID, Amount: half, RestockLines: []int{2}}); ordercore.ErrorCode(err) != ordercore.EINVALID {
+		t.Fatalf("restock of a missing line: err %v", err)
+	}
+	if _, err := b.submit(engine.RequestRefund{OrderID: o.ID, Amount: half, RestockLines: []int{1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.submit(engine.RequestRefund{OrderID: o.ID, Amount: half, RestockLines: []int{1}}); ordercore.ErrorCode(err) != ordercore.EINVALID {
+		t.Fatalf("second restock of line 1: err %v", err)
+	}
+	b.finish()
+}
+
+// TestAmountMismatchNeverPays: money that differs from the order's amount does not pay the
+// order; it is refunded and an operator is told.
+func TestAmountMismatchNeverPays(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	o := b.order("hat", 5, 1)
+	a := b.attempt(o.ID)
+	under := ordercore.Money{Amount: o.Amount.Amount - 1, Currency: o.Amount.Currency}
+	b.notify("e1", &ordercore.ChannelPayment{OutTradeNo: a, Status: ordercore.PaymentSucceeded, Amount: under}, nil)
+	got, _ := b.db.Order(context.Background(), o.ID)
+	if got.Status != ordercore.OrderPendingPayment {
+		t.Fatalf("order %s after an underpayment, want pending_payment", got.Status)
+	}
+	ps, rs, _ := b.db.OrderPayments(context.Background(), o.ID)
+	if len(ps) != 1 || ps[0].Accepted || ps[0].Captured != under.Amount || len(rs) != 1 || rs[0].Amount != under || rs[0].Kind != ordercore.RefundMismatch {
+		t.Fatalf("payments %+v refunds %+v, want the underpayment captured and refunded in full", ps, rs)
+	}
+	items := b.reviews()
+	if len(items) != 1 || items[0].Kind != ordercore.ReviewAmountMismatch || items[0].PaymentID != a {
+		t.Fatalf("review items %+v, want one amount_mismatch for %s", items, a)
+	}
+	// Another currency captures nothing (it cannot sit on this payment's balance).
+	o2 := b.order("scarf", 5, 1)
+	a2 := b.attempt(o2.ID)
+	b.notify("e2", &ordercore.ChannelPayment{OutTradeNo: a2, Status: ordercore.PaymentSucceeded, Amount: ordercore.Money{Amount: o2.Amount.Amount, Currency: "EUR"}}, nil)
+	ps, _, _ = b.db.OrderPayments(context.Background(), o2.ID)
+	if ps[0].Captured != 0 || ps[0].Accepted {
+		t.Fatalf("payment in another currency: %+v", ps[0])
+	}
+	if n := len(b.reviews()); n != 2 {
+		t.Fatalf("%d open review items, want 2", n)
+	}
+	b.finish()
+}
+
+// TestLateMoneyRevivesOrRefunds: money after the order closed revives it when its stock is
+// still there, and is refunded when it is not.
+func TestLateMoneyRevivesOrRefunds(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	ctx := context.Background()
+	revive := b.order("lamp", 1, 1)
+	gone := b.order("desk", 1, 1)
+	ar, ag := b.attempt(revive.ID), b.attempt(gone.ID)
+	b.clock.Advance(limit.ExpiresInDefault + time.Second)
+	if _, err := b.expirer.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{revive.ID, gone.ID} {
+		if o, _ := b.db.Order(ctx, id); o.Status != ordercore.OrderCancelled {
+			t.Fatalf("order %s is %s after expiry", id, o.Status)
+		}
+	}
+	if _, err := b.submit(engine.PlaceOrder{UserID: "other", Lines: []engine.LineRequest{{SKU: "desk", Quantity: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	b.notify("e1", &ordercore.ChannelPayment{OutTradeNo: ar, Status: ordercore.PaymentSucceeded, Amount: revive.Amount}, nil)
+	b.notify("e2", &ordercore.ChannelPayment{OutTradeNo: ag, Status: ordercore.PaymentSucceeded, Amount: gone.Amount}, nil)
+	if o, _ := b.db.Order(ctx, revive.ID); o.Status != ordercore.OrderPaid {
+		t.Fatalf("revivable order is %s, want paid", o.Status)
+	}
+	if s := b.sku("lamp"); s.Sold != 1 || s.Available() != 0 {
+		t.Fatalf("revived stock %+v", s)
+	}
+	if o, _ := b.db.Order(ctx, gone.ID); o.Status != ordercore.OrderCancelled {
+		t.Fatalf("order whose stock is gone is %s, want cancelled", o.Status)
+	}
+	_, rs, _ := b.db.OrderPayments(ctx, gone.ID)
+	if len(rs) != 1 || rs[0].Kind != ordercore.RefundLate || rs[0].Amount != gone.Amount {
+		t.Fatalf("refunds of the late payment: %+v", rs)
+	}
+	b.finish()
+}
+
+// TestSyncExhaustedGoesToReview: an attempt the channel never settles is queried on the
+// schedule, then handed to an operator with its evidence; retry puts it back on schedule,
+// and the resolution is audited.
+func TestSyncExhaustedGoesToReview(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	ctx := context.Background()
+	o := b.order("kite", 5, 1)
+	a := b.attempt(o.ID)
+	for _, step := range limit.PaymentSyncSchedule {
+		b.clock.Advance(step)
+		if _, err := b.pay.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, _ := b.db.Payment(ctx, a)
+	if p.Status != ordercore.PaymentPending || !p.NextSyncAt.IsZero() || p.SyncAttempts != len(limit.PaymentSyncSchedule) {
+		t.Fatalf("after the schedule: %+v", p)
+	}
+	items := b.reviews()
+	if len(items) != 1 || items[0].Kind != ordercore.ReviewSyncExhausted {
+		t.Fatalf("review items %+v", items)
+	}
+	if _, err := b.submit(engine.ResolveReview{ID: items[0].ID, Action: engine.ReviewRetry, Note: "channel was down", By: "ops-ana"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.submit(engine.ResolveReview{ID: items[0].ID, Action: engine.ReviewDismiss, Note: "again", By: "ops-ana"}); ordercore.ErrorCode(err) != ordercore.EReviewResolved {
+		t.Fatalf("second resolve: err %v", err)
+	}
+	got, _ := b.db.Review(ctx, items[0].ID)
+	if got.Status != ordercore.ReviewResolved || got.ResolvedBy != "ops-ana" || got.Note != "channel was down" || got.ResolvedAt.IsZero() {
+		t.Fatalf("resolved item %+v", got)
+	}
+	b.channel.set(a, ordercore.PaymentSucceeded, o.Amount)
+	if _, err := b.pay.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := b.db.Order(ctx, o.ID); o.Status != ordercore.OrderPaid {
+		t.Fatalf("after retry the order is %s, want paid", o.Status)
+	}
+	b.finish()
+}
+
+// TestOrphanNotification: money for a trade ordercore never made is acknowledged and kept
+// for an operator, never dropped.
+func TestOrphanNotification(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	got := b.notify("e9", &ordercore.ChannelPayment{OutTradeNo: "not-ours", Status: ordercore.PaymentSucceeded, Amount: ordercore.Money{Amount: 5, Currency: "USD"}}, nil)
+	if got != engine.OutcomeOrphan {
+		t.Fatalf("outcome %q, want orphan", got)
+	}
+	if again := b.notify("e9", &ordercore.ChannelPayment{OutTradeNo: "not-ours", Status: ordercore.PaymentSucceeded}, nil); again != engine.OutcomeDuplicate {
+		t.Fatalf("second delivery: %q", again)
+	}
+	items := b.reviews()
+	if len(items) != 1 || items[0].Kind != ordercore.ReviewOrphan {
+		t.Fatalf("review items %+v", items)
+	}
+	b.finish()
+}
+
+// TestPayClosesTheOpenAttempt: a new attempt closes the old one at the channel first, and
+// a channel that says the old one is paid pays the order instead.
+func TestPayClosesTheOpenAttempt(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	ctx := context.Background()
+	o := b.order("pen", 5, 1)
+	a1 := b.attempt(o.ID)
+	a2 := b.attempt(o.ID)
+	if tr, _ := b.channel.trade(a1); tr.Status != ordercore.PaymentClosed {
+		t.Fatalf("old trade is %s at the channel, want closed", tr.Status)
+	}
+	b.channel.set(a2, ordercore.PaymentSucceeded, o.Amount)
+	_, err := b.pay.Pay(ctx, o.ID, matrixChannel, nil)
+	if ordercore.ErrorCode(err) != ordercore.EIllegalTransition {
+		t.Fatalf("third attempt while the second is paid: err %v", err)
+	}
+	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderPaid {
+		t.Fatalf("order %s, want paid by the attempt the close found paid", got.Status)
+	}
+	b.finish()
+}
+
+// TestUnknownCreateIsNeverReissued: a create whose answer is lost leaves the attempt
+// unknown; a new attempt waits until a query or close settles it.
+func TestUnknownCreateIsNeverReissued(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	ctx := context.Background()
+	o := b.order("cup", 5, 1)
+	slow := &unknownChannel{fakeChannel: b.channel}
+	b.pay.Channels[matrixChannel] = slow
+	_, err := b.pay.Pay(ctx, o.ID, matrixChannel, nil)
+	if ordercore.ErrorCode(err) != ordercore.EChannelUnavailable {
+		t.Fatalf("pay with a timing-out channel: err %v", err)
+	}
+	ps, _, _ := b.db.OrderPayments(ctx, o.ID)
+	if len(ps) != 1 || ps[0].Status != ordercore.PaymentUnknown {
+		t.Fatalf("payments %+v, want one unknown", ps)
+	}
+	_, err = b.pay.Pay(ctx, o.ID, matrixChannel, nil)
+	if ordercore.ErrorCode(err) != ordercore.EPaymentInProgress {
+		t.Fatalf("second pay while unknown: err %v", err)
+	}
+	if ps, _, _ := b.db.OrderPayments(ctx, o.ID); len(ps) != 1 {
+		t.Fatalf("%d attempts, want the unknown one only", len(ps))
+	}
+	b.pay.Channels[matrixChannel] = b.channel // the channel answers again
+	b.clock.Advance(limit.PaymentSyncSchedule[0])
+	if _, err := b.pay.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := b.db.Payment(ctx, ps[0].ID); p.Status != ordercore.PaymentPending {
+		t.Fatalf("after the query the attempt is %s, want pending (the trade existed)", p.Status)
+	}
+	b.finish()
+}
+
+// unknownChannel took the create but its answer is lost, and it cannot be closed either.
+type unknownChannel struct{ *fakeChannel }
+
+func (u *unknownChannel) CreatePayment(ctx context.Context, req ordercore.PaymentRequest) (ordercore.PaymentInstructions, error) {
+	u.fakeChannel.CreatePayment(ctx, req)
+	return ordercore.PaymentInstructions{}, errors.Join(ordercore.ErrOutcomeUnknown, errors.New("timeout"))
+}
+
+func (u *unknownChannel) ClosePayment(context.Context, string) error {
+	return errors.Join(ordercore.ErrOutcomeUnknown, errors.New("timeout"))
+}
+
