@@ -104,7 +104,7 @@ func TestCallbackMatrix(t *testing.T) {
 	}
 	stride := 1
 	if testing.Short() {
-		stride = 23 // a fixed sample across every flow; the full matrix runs without -short
+		stride = 97 // a fixed sample across every flow; the full matrix runs without -short
 	}
 	if s := os.Getenv("ORDERCORE_MATRIX_STRIDE"); s != "" {
 		stride, _ = strconv.Atoi(s)
