@@ -123,7 +123,8 @@ func digest(t testing.TB, path string) string {
 	}
 	defer db.Close()
 	h := sha256.New()
-	for _, table := range []string{"skus", "orders", "order_lines", "stock_ledger", "events", "idempotency_keys"} {
+	for _, table := range []string{"skus", "orders", "order_lines", "stock_ledger", "events", "idempotency_keys",
+		"payments", "refunds", "money_ledger", "channel_events", "review_items"} {
 		rows, err := db.Query("SELECT * FROM " + table + " ORDER BY 1, 2")
 		if err != nil {
 			t.Fatal(err)

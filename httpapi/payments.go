@@ -244,6 +244,12 @@ func (s *Server) notify(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problemOf(ordercore.Errorf(ordercore.EUnknownChannel, "no payment channel is configured")))
 		return
 	}
+	if _, ok := s.cfg.Payments.Channels[channel]; !ok {
+		// Not counted: the counters are per configured channel, so that requests to made-up
+		// paths cannot grow them.
+		writeProblem(w, problemOf(ordercore.Errorf(ordercore.EUnknownChannel, "no payment channel %q is configured", channel)))
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit.NotificationBytesMax))
 	if err != nil {
 		s.notifyStats.add(channel, ordercore.EBodyTooLarge)
