@@ -19,8 +19,11 @@ func verifyCmd() *cobra.Command {
 		Short: "Check every invariant of a database",
 		Long: `Check a database: stock conservation against the ledger, no negative balances, each
 reservation resolved at most once, order totals equal to their lines, projections equal to a
-replay of the events, no unpaid order past its deadline. Prints a report; exits 1 if any
-invariant is broken, 2 if the database cannot be read.
+replay of the events, no unpaid order past its deadline; payment balances equal to the money
+ledger, no refund beyond the capture, each refund held once and settled at most once, one
+accepted payment per order paid through a channel, every duplicate or late payment refunded
+or under review, no open payment or pending refund without a next action. Prints a report;
+exits 1 if any invariant is broken, 2 if the database cannot be read.
 
 The deadline rule judges unpaid orders against --as-of: "now" (the default) for the
 database of a running server; "last-event", the time of its newest event, for a copy or

@@ -119,7 +119,10 @@ func (c *checker) checkLineAmount(orderID string, no int, cur ordercore.Currency
 // stuckOrder: no order stays unpaid without a scheduled next action (P3). The next action
 // of a pending_payment order is its expiry, so it must have an ExpiresAt (an order without
 // one would hold its stock forever), and the sweeper must have cancelled it by ExpiresAt +
-// ExpiryGrace: an order still pending after that is overdue.
+// ExpiryGrace: an order still pending after that is overdue. The exception is an order
+// with a payment attempt still open at its channel: the expiry waits until the attempt is
+// closed there (the shopper may have paid it), so such an order is not overdue here, and
+// stuck_payment checks that the attempt itself has a next action.
 func (c *checker) stuckOrder() {
 	for _, o := range c.snap.Orders {
 		if o.Status != ordercore.OrderPendingPayment {
@@ -128,16 +131,16 @@ func (c *checker) stuckOrder() {
 		switch {
 		case o.ExpiresAt.IsZero():
 			c.add(RuleStuckOrder, orderSubject(o.ID), "pending_payment with no expires_at: nothing will ever close it and release its stock")
-		case o.ExpiresAt.Add(ExpiryGrace).Before(c.now):
+		case o.ExpiresAt.Add(ExpiryGrace).Before(c.now) && !c.openAttempt(o.ID):
 			c.add(RuleStuckOrder, orderSubject(o.ID), "pending_payment but expired at %s, %s before now (grace %s): the expiry sweeper should have cancelled it",
 				o.ExpiresAt.UTC().Format(time.RFC3339), c.now.Sub(o.ExpiresAt).Round(time.Second), ExpiryGrace)
 		}
 	}
 }
 
-// version: every order and SKU has version >= 1 (an order is placed at version 1 and every
-// transition adds one). Conditional updates compare versions; a row at version 0 or below
-// was not written by the engine.
+// version: every order, SKU, payment, refund and review item has version >= 1 (a row is
+// written at version 1 and every change adds one). Conditional updates compare versions; a
+// row at version 0 or below was not written by the engine.
 func (c *checker) version() {
 	for _, o := range c.snap.Orders {
 		if o.Version < 1 {
@@ -147,6 +150,21 @@ func (c *checker) version() {
 	for _, s := range c.snap.SKUs {
 		if s.Version < 1 {
 			c.add(RuleVersion, skuSubject(s.ID), "version %d, want >= 1", s.Version)
+		}
+	}
+	for _, p := range c.snap.Payments {
+		if p.Version < 1 {
+			c.add(RuleVersion, paymentSubject(p.ID), "version %d, want >= 1", p.Version)
+		}
+	}
+	for _, r := range c.snap.Refunds {
+		if r.Version < 1 {
+			c.add(RuleVersion, refundSubject(r.ID), "version %d, want >= 1", r.Version)
+		}
+	}
+	for _, it := range c.snap.Reviews {
+		if it.Version < 1 {
+			c.add(RuleVersion, "review "+it.ID, "version %d, want >= 1", it.Version)
 		}
 	}
 }

@@ -14,7 +14,9 @@ import (
 // counted ("... and N more").
 const ReportPerRuleMax = 50
 
-// Report writes a readable report: counts checked (skus, orders, ledger rows, events) then one line per violation, grouped by rule, at most 50 per rule with "... and N more".
+// Report writes a readable report: counts checked (skus, orders, ledger rows, events,
+// payments, refunds, money ledger rows) then one line per violation, grouped by rule, at
+// most 50 per rule with "... and N more".
 // Rules come in the order of Rules (unknown rule names last, by name). Write errors are
 // ignored: the report is for a person, and the caller decides the exit status from vs.
 func Report(w io.Writer, vs []Violation, snap *ordercore.Snapshot) {
@@ -24,8 +26,9 @@ func Report(w io.Writer, vs []Violation, snap *ordercore.Snapshot) {
 		for _, o := range snap.Orders {
 			lines += len(o.Lines)
 		}
-		fmt.Fprintf(&b, "checked %d skus, %d orders (%d lines), %d ledger rows, %d events\n",
-			len(snap.SKUs), len(snap.Orders), lines, len(snap.Ledger), len(snap.Events))
+		fmt.Fprintf(&b, "checked %d skus, %d orders (%d lines), %d ledger rows, %d events, %d payments, %d refunds, %d money ledger rows\n",
+			len(snap.SKUs), len(snap.Orders), lines, len(snap.Ledger), len(snap.Events),
+			len(snap.Payments), len(snap.Refunds), len(snap.MoneyLedger))
 	}
 	if len(vs) == 0 {
 		b.WriteString("no violations\n")

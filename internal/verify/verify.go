@@ -13,7 +13,8 @@ type Violation struct {
 	// Rule is the stable short name of the invariant (one of Rules); scripts match on it.
 	Rule string
 	// Subject names what is broken: "sku apple", "order <id>", "order <id> line 2",
-	// "event seq 17" or "ledger row 5" (1-based position in the snapshot's ledger).
+	// "event seq 17", "ledger row 5" (1-based position in the snapshot's ledger),
+	// "payment <id>", "refund <id>", "review <id>" or "money ledger seq 9".
 	Subject string
 	// Detail says how, with the values that disagree.
 	Detail string
@@ -42,8 +43,27 @@ const (
 	RuleEventReplay = "event_replay"
 	// RuleEventSequence: the event feed is well formed for its consumers.
 	RuleEventSequence = "event_sequence"
-	// RuleStuckOrder: no unpaid order lives past its deadline (P3).
+	// RuleStuckOrder: no unpaid order lives past its deadline (P3), unless a payment
+	// attempt of it is still open at its channel (stuck_payment judges the attempt).
 	RuleStuckOrder = "stuck_order"
+	// RuleMoneyConservation: a payment's captured, refunding and refunded balances are the
+	// sums of its money ledger rows (P2's bookkeeping: money is never created or lost
+	// outside the ledger).
+	RuleMoneyConservation = "money_conservation"
+	// RuleRefundBound: no payment or order refunds more than it captured (P2).
+	RuleRefundBound = "refund_bound"
+	// RuleRefundOnce: every refund holds its amount exactly once and settles at most once,
+	// as its status says.
+	RuleRefundOnce = "refund_once"
+	// RulePaymentOrder: one accepted payment pays an order, and an order paid through a
+	// channel has it (P2: a success is never lost and never applied twice).
+	RulePaymentOrder = "payment_order"
+	// RuleUnrefundedMoney: every duplicate or late payment is refunded, or in front of an
+	// operator.
+	RuleUnrefundedMoney = "unrefunded_money"
+	// RuleStuckPayment: no open payment attempt or pending refund lacks a scheduled next
+	// action (P3).
+	RuleStuckPayment = "stuck_payment"
 	// RuleVersion: every row has a positive version, so optimistic updates can work.
 	RuleVersion = "version"
 )
@@ -51,7 +71,8 @@ const (
 // Rules lists every rule in the order Check runs them and Report prints them.
 var Rules = []string{
 	RuleStockConservation, RuleNegativeBalance, RuleReservationOnce, RuleOrderLinesStatus,
-	RuleOrderTotal, RuleEventReplay, RuleEventSequence, RuleStuckOrder, RuleVersion,
+	RuleOrderTotal, RuleEventReplay, RuleEventSequence, RuleStuckOrder, RuleMoneyConservation,
+	RuleRefundBound, RuleRefundOnce, RulePaymentOrder, RuleUnrefundedMoney, RuleStuckPayment, RuleVersion,
 }
 
 // Check returns every invariant violation found in snap; an empty result means the database is sound.
@@ -68,6 +89,12 @@ func Check(snap *ordercore.Snapshot, now time.Time) []Violation {
 	c.eventReplay()
 	c.eventSequence()
 	c.stuckOrder()
+	c.moneyConservation()
+	c.refundBound()
+	c.refundOnce()
+	c.paymentOrder()
+	c.unrefundedMoney()
+	c.stuckPayment()
 	c.version()
 	return c.vs
 }
@@ -78,6 +105,7 @@ type checker struct {
 	now    time.Time
 	skus   map[string]*ordercore.SKU
 	orders map[string]*ordercore.Order
+	money  moneyIndex
 	vs     []Violation
 }
 
@@ -101,6 +129,7 @@ func newChecker(snap *ordercore.Snapshot, now time.Time) *checker {
 		}
 		c.orders[o.ID] = o
 	}
+	c.indexMoney()
 	return c
 }
 
