@@ -81,7 +81,9 @@ type Channel interface {
 	ClosePayment(ctx context.Context, outTradeNo string) error
 	// Refund asks the channel to pay req.Amount back. The same OutRefundNo is one refund.
 	Refund(ctx context.Context, req RefundRequest) (ChannelRefund, error)
-	// QueryRefund returns the channel's view of a refund.
+	// QueryRefund returns the channel's view of a refund. A refund the channel does not
+	// know (its request never arrived) is ErrTradeNotFound: the caller sends it again
+	// under the same OutRefundNo.
 	QueryRefund(ctx context.Context, outTradeNo, outRefundNo string) (ChannelRefund, error)
 	// ParseNotification authenticates an asynchronous notification from its raw bytes
 	// before reading anything out of it: a forged, unsigned, stale or foreign notification

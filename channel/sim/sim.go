@@ -285,8 +285,10 @@ func (c *Channel) refusal(status int, body []byte) error {
 		eb = ErrorBody{Code: "http_" + strconv.Itoa(status), Message: http.StatusText(status)}
 	}
 	switch {
-	case status == http.StatusNotFound && eb.Code == CodeTradeNotFound:
-		return ordercore.ErrTradeNotFound
+	case status == http.StatusNotFound && (eb.Code == CodeTradeNotFound || eb.Code == CodeRefundNotFound):
+		// A refund the channel never received is "not found" like a trade: the caller
+		// sends it again under the same refund number.
+		return fmt.Errorf("%s: %w", eb.Code, ordercore.ErrTradeNotFound)
 	case status == http.StatusConflict && eb.Code == CodeTradePaid:
 		return ordercore.ErrTradePaid
 	}

@@ -131,7 +131,7 @@ func TestPaymentRoundTrip(t *testing.T) {
 	if r.Status != ordercore.RefundSucceeded {
 		t.Errorf("refund ended %s, want succeeded", r.Status)
 	}
-	if _, err := b.ch.QueryRefund(bg, "t1", "nope"); channelCode(err) != sim.CodeRefundNotFound {
+	if _, err := b.ch.QueryRefund(bg, "t1", "nope"); !errors.Is(err, ordercore.ErrTradeNotFound) {
 		t.Errorf("unknown refund: %v", err)
 	}
 }

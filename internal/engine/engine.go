@@ -44,10 +44,10 @@ func (c Config) withDefaults() Config {
 	if c.QueueMax <= 0 {
 		c.QueueMax = limit.QueueCommandsMax
 	}
-	if c.PaymentSync == nil {
+	if len(c.PaymentSync) == 0 {
 		c.PaymentSync = limit.PaymentSyncSchedule
 	}
-	if c.RefundSync == nil {
+	if len(c.RefundSync) == 0 {
 		c.RefundSync = limit.RefundSyncSchedule
 	}
 	if c.Logger == nil {

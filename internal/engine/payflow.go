@@ -276,10 +276,11 @@ func (s *Payments) syncPayment(ctx context.Context, p ordercore.Payment) error {
 	if err != nil {
 		return s.missed(ctx, p, err.Error())
 	}
+	if !p.Status.Open() {
+		return s.confirmEnded(ctx, ch, p)
+	}
 	cp, err := ch.QueryPayment(ctx, p.ID)
 	switch {
-	case errors.Is(err, ordercore.ErrTradeNotFound) && !p.Status.Open():
-		return s.missed(ctx, p, "not found") // confirmed: it never became a trade
 	case errors.Is(err, ordercore.ErrTradeNotFound) && p.Status != ordercore.PaymentPending:
 		// The create call never took effect: the trade does not exist and never will
 		// under this id, so the attempt is closed here.
@@ -289,8 +290,6 @@ func (s *Payments) syncPayment(ctx context.Context, p ordercore.Payment) error {
 		return s.missed(ctx, p, err.Error())
 	case cp.OutTradeNo != p.ID:
 		return s.missed(ctx, p, fmt.Sprintf("query answered for trade %q", cp.OutTradeNo))
-	case !p.Status.Open() && cp.Status != ordercore.PaymentSucceeded:
-		return s.missed(ctx, p, string(cp.Status)) // confirmed closed or failed
 	case cp.Status == ordercore.PaymentPending:
 		if p.Status != ordercore.PaymentPending {
 			if err := s.apply(ctx, ChannelPayment{Channel: p.Channel, Source: "query", Payment: cp}); err != nil {
@@ -300,6 +299,24 @@ func (s *Payments) syncPayment(ctx context.Context, p ordercore.Payment) error {
 		return s.missed(ctx, p, "pending")
 	}
 	return s.apply(ctx, ChannelPayment{Channel: p.Channel, Source: "query", Payment: cp})
+}
+
+// confirmEnded makes sure a failed or closed attempt stays unpaid: it closes the trade at
+// the channel (closing a closed trade succeeds), so that a shopper can no longer pay it,
+// and a channel that says it was paid after all gets its money applied like any success.
+func (s *Payments) confirmEnded(ctx context.Context, ch ordercore.Channel, p ordercore.Payment) error {
+	err := ch.ClosePayment(ctx, p.ID)
+	switch {
+	case err == nil || errors.Is(err, ordercore.ErrTradeNotFound):
+		return s.missed(ctx, p, "closed")
+	case errors.Is(err, ordercore.ErrTradePaid):
+		cp, qerr := ch.QueryPayment(ctx, p.ID)
+		if qerr == nil && cp.Status == ordercore.PaymentSucceeded && cp.OutTradeNo == p.ID {
+			return s.apply(ctx, ChannelPayment{Channel: p.Channel, Source: "close", Payment: cp})
+		}
+		err = fmt.Errorf("trade paid, query: %v (%s)", qerr, cp.Status)
+	}
+	return s.apply(ctx, PaymentSyncMissed{PaymentID: p.ID, Evidence: err.Error(), Keep: true})
 }
 
 func (s *Payments) apply(ctx context.Context, cmd Command) error {

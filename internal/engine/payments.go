@@ -269,6 +269,9 @@ func (c UnknownPayment) execute(b *batch) (any, error) {
 type PaymentSyncMissed struct {
 	PaymentID string
 	Evidence  string
+	// Keep moves a closed or failed attempt along the schedule like an open one: its
+	// confirming close did not get an answer.
+	Keep bool
 }
 
 func (c PaymentSyncMissed) keys(k *keySet) { k.payment(c.PaymentID) }
@@ -281,13 +284,16 @@ func (c PaymentSyncMissed) execute(b *batch) (any, error) {
 	if p.cur.NextSyncAt.IsZero() {
 		return p.cur, nil // already escalated
 	}
-	if !p.cur.Status.Open() {
-		p.cur.NextSyncAt = time.Time{} // the confirming query of a closed or failed trade: still so
+	if !p.cur.Status.Open() && !c.Keep {
+		p.cur.NextSyncAt = time.Time{} // the confirming close of a closed or failed trade: done
 		b.touchPayment(p)
 		return p.cur, nil
 	}
 	p.cur.SyncAttempts++
-	b.scheduleSync(p)
+	p.cur.NextSyncAt = time.Time{}
+	if d, ok := schedule(b.cfg.PaymentSync, p.cur.SyncAttempts); ok {
+		p.cur.NextSyncAt = b.now.Add(d)
+	}
 	b.touchPayment(p)
 	if p.cur.NextSyncAt.IsZero() {
 		b.review(ordercore.ReviewSyncExhausted, p.cur.OrderID, p.cur.ID, "", map[string]any{
@@ -364,9 +370,10 @@ func (b *batch) applyChannelPayment(p *paymentState, c ChannelPayment) string {
 		}
 		p.cur.Status = cp.Status
 		b.scheduleSync(p)
-		// One more query after the first step of the schedule: channels take money for a
-		// trade that was just closed or failed (the shopper paid in the same second as the
-		// close, or retried the card), and that notification may never come.
+		// One more step after the first of the schedule: the trade is closed at the channel
+		// (a failed trade could still be paid: the shopper retries the card) and, if the
+		// channel took money for it after all (paid in the same second as the close), that
+		// money is applied; its notification may never come.
 		if d, ok := schedule(b.cfg.PaymentSync, 0); ok {
 			p.cur.NextSyncAt = b.now.Add(d)
 		}
@@ -727,6 +734,8 @@ func (c ResolveReview) execute(b *batch) (any, error) {
 		if err := b.retry(r.cur); err != nil {
 			return nil, err
 		}
+	} else if err := b.dismissible(r.cur); err != nil {
+		return nil, err
 	}
 	r.cur.Status, r.cur.Resolution, r.cur.Note, r.cur.ResolvedBy, r.cur.ResolvedAt = ordercore.ReviewResolved, c.Action, c.Note, c.By, b.now
 	r.cur.Version++
@@ -739,13 +748,36 @@ func (c ResolveReview) execute(b *batch) (any, error) {
 	return r.cur, nil
 }
 
-// retry puts an item's payment or refund back on its sync schedule.
+// dismissible refuses to dismiss an item whose payment or refund still waits on the
+// channel: dismissing it would leave it with no next step (P3); retry it instead.
+func (b *batch) dismissible(item ordercore.ReviewItem) error {
+	if r, ok := b.refunds[item.RefundID]; ok && item.RefundID != "" && r.cur.Status == ordercore.RefundPending {
+		return ordercore.Errorf(ordercore.ECONFLICT, "refund %s is still pending at the channel; retry it instead", r.cur.ID)
+	}
+	if p, ok := b.payments[item.PaymentID]; ok && item.RefundID == "" && p.cur.Status.Open() {
+		return ordercore.Errorf(ordercore.ECONFLICT, "payment %s is still %s at the channel; retry it instead", p.cur.ID, p.cur.Status)
+	}
+	return nil
+}
+
+// retry puts an item's payment or refund back on its sync schedule. A failed refund is
+// issued again under a new refund number (the channel closed the old one), for what the
+// payment still has to give back.
 func (b *batch) retry(item ordercore.ReviewItem) error {
 	if item.RefundID != "" {
-		if r, ok := b.refunds[item.RefundID]; ok && r.cur.Status == ordercore.RefundPending {
+		r, ok := b.refunds[item.RefundID]
+		switch {
+		case ok && r.cur.Status == ordercore.RefundPending:
 			r.cur.SyncAttempts, r.cur.NextSyncAt = 1, b.now
 			b.touchRefund(r)
 			return nil
+		case ok && r.cur.Status == ordercore.RefundFailed:
+			p := b.payments[r.cur.PaymentID]
+			if rest := p.cur.Captured - p.cur.Refunding - p.cur.Refunded; rest >= r.cur.Amount.Amount {
+				again := b.refund(p, r.cur.Kind, r.cur.Amount.Amount, r.cur.Reason)
+				again.cur.RestockLines = slices.Clone(r.cur.RestockLines)
+				return nil
+			}
 		}
 	} else if p, ok := b.payments[item.PaymentID]; ok && p.cur.Status.Open() {
 		p.cur.SyncAttempts, p.cur.NextSyncAt = 0, b.now

@@ -341,3 +341,55 @@ func (u *unknownChannel) ClosePayment(context.Context, string) error {
 	return errors.Join(ordercore.ErrOutcomeUnknown, errors.New("timeout"))
 }
 
+// TestReviewActionsKeepANextStep: an item whose payment still waits on the channel cannot
+// be dismissed (it would be left with no next step); a failed refund is retried under a
+// new refund number.
+func TestReviewActionsKeepANextStep(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	ctx := context.Background()
+	o := b.order("bell", 5, 1)
+	a := b.attempt(o.ID)
+	for _, step := range limit.PaymentSyncSchedule {
+		b.clock.Advance(step)
+		if _, err := b.pay.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	items := b.reviews()
+	if len(items) != 1 {
+		t.Fatalf("review items %+v", items)
+	}
+	if _, err := b.submit(engine.ResolveReview{ID: items[0].ID, Action: engine.ReviewDismiss, Note: "gone", By: "ops"}); ordercore.ErrorCode(err) != ordercore.ECONFLICT {
+		t.Fatalf("dismiss of an open attempt: err %v, want %s", err, ordercore.ECONFLICT)
+	}
+
+	b.notify("p1", &ordercore.ChannelPayment{OutTradeNo: a, Status: ordercore.PaymentSucceeded, Amount: o.Amount}, nil)
+	v, err := b.submit(engine.RequestRefund{OrderID: o.ID, Amount: o.Amount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := v.(ordercore.Refund)
+	b.notify("r1", nil, &ordercore.ChannelRefund{OutTradeNo: a, OutRefundNo: r.ID, Status: ordercore.RefundFailed, Amount: r.Amount})
+	var failed ordercore.ReviewItem
+	for _, it := range b.reviews() {
+		if it.Kind == ordercore.ReviewRefundFailed {
+			failed = it
+		}
+	}
+	if failed.RefundID != r.ID {
+		t.Fatalf("no refund_failed item for %s: %+v", r.ID, b.reviews())
+	}
+	if _, err := b.submit(engine.ResolveReview{ID: failed.ID, Action: engine.ReviewRetry, Note: "card replaced", By: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	_, rs, _ := b.db.OrderPayments(ctx, o.ID)
+	if len(rs) != 2 || rs[1].Status != ordercore.RefundPending || rs[1].ID == r.ID || rs[1].Amount != r.Amount {
+		t.Fatalf("refunds after retry %+v, want the failed one and a new pending one", rs)
+	}
+	b.notify("r2", nil, &ordercore.ChannelRefund{OutTradeNo: a, OutRefundNo: rs[1].ID, Status: ordercore.RefundSucceeded, Amount: r.Amount})
+	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderRefunded {
+		t.Fatalf("order %s after the second refund, want refunded", got.Status)
+	}
+	b.finish()
+}
