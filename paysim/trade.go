@@ -43,10 +43,11 @@ type refund struct {
 	notifyURL string
 }
 
-// expireLocked closes a pending trade whose time is up, as Alipay does, and tells the
-// merchant: expiry is the channel's decision, unlike a close the merchant asked for.
+// expireLocked closes an unpaid trade whose time is up (pending, or failed and so still
+// payable by another try), as Alipay does, and tells the merchant: expiry is the
+// channel's decision, unlike a close the merchant asked for.
 func (s *Server) expireLocked(ms *merchantState, t *trade, now time.Time) {
-	if t.Status == sim.TradePending && !now.Before(t.ExpiresAt) {
+	if (t.Status == sim.TradePending || t.Status == sim.TradeFailed) && !now.Before(t.ExpiresAt) {
 		t.Status = sim.TradeClosed
 		s.notifyTradeLocked(ms, t, sim.EventTradeClosed, now)
 	}
@@ -71,7 +72,7 @@ func (s *Server) payLocked(ms *merchantState, t *trade, success bool, now time.T
 	s.notifyTradeLocked(ms, t, sim.EventTradeSucceeded, now)
 	if double && t.OrderID != "" && s.dice.hit(dDoublePay, s.cfg.Faults.DoublePayRate) {
 		for _, o := range ms.order {
-			if o != t && o.OrderID == t.OrderID && o.Status != sim.TradeSucceeded {
+			if o != t && o.OrderID == t.OrderID && (o.Status == sim.TradePending || o.Status == sim.TradeFailed) {
 				s.payLocked(ms, o, true, now, false)
 				break
 			}

@@ -240,20 +240,22 @@ func reviewArgs(r ordercore.ReviewItem) []any {
 		r.ResolvedBy, nullMicros(r.ResolvedAt), r.Version, micros(r.CreatedAt)}
 }
 
-// payments writes a batch's payment rows. Changes rewrite every column but the id and the
+// payments writes a batch's payment rows: changes first, then new rows, because a batch
+// may close an order's open attempt and open its next one, and the unique index on open
+// attempts must see the close first. Changes rewrite every column but the id and the
 // order, guarded by the version; the table's CHECKs refuse refunds beyond the capture.
 func (w *writeTx) payments(ctx context.Context, c *ordercore.Changeset) error {
-	err := w.execRows(ctx, "INSERT INTO payments ("+paymentCols+") VALUES ("+marks(17)+")", len(c.NewPayments),
-		func(i int) []any { return paymentArgs(c.NewPayments[i]) }, nil)
-	if err != nil {
-		return err
-	}
-	return w.execRows(ctx, `UPDATE payments SET status = ?4, txn_id = ?7, accepted = ?8, captured = ?9, refunding = ?10, refunded = ?11,
+	err := w.execRows(ctx, `UPDATE payments SET status = ?4, txn_id = ?7, accepted = ?8, captured = ?9, refunding = ?10, refunded = ?11,
 		instructions = ?12, sync_attempts = ?13, next_sync_at = ?14, version = ?15, updated_at = ?17
 		WHERE id = ?1 AND order_id = ?2 AND channel = ?3 AND currency = ?5 AND amount = ?6 AND created_at = ?16 AND version = ?18`,
 		len(c.PaymentChanges),
 		func(i int) []any { ch := c.PaymentChanges[i]; return append(paymentArgs(ch.Payment), ch.FromVersion) },
 		versionGuard("payment", func(i int) string { return c.PaymentChanges[i].Payment.ID }, func(i int) int64 { return c.PaymentChanges[i].FromVersion }))
+	if err != nil {
+		return err
+	}
+	return w.execRows(ctx, "INSERT INTO payments ("+paymentCols+") VALUES ("+marks(17)+")", len(c.NewPayments),
+		func(i int) []any { return paymentArgs(c.NewPayments[i]) }, nil)
 }
 
 func (w *writeTx) refunds(ctx context.Context, c *ordercore.Changeset) error {

@@ -301,22 +301,31 @@ func (s *Payments) syncPayment(ctx context.Context, p ordercore.Payment) error {
 	return s.apply(ctx, ChannelPayment{Channel: p.Channel, Source: "query", Payment: cp})
 }
 
-// confirmEnded makes sure a failed or closed attempt stays unpaid: it closes the trade at
-// the channel (closing a closed trade succeeds), so that a shopper can no longer pay it,
-// and a channel that says it was paid after all gets its money applied like any success.
+// confirmEnded makes sure an ended attempt stays unpaid. A failed trade is closed at the
+// channel (another try of the card could still pay it), which schedules one more step; a
+// closed trade is queried once more, a while after the close, because channels take money
+// for a trade closed in the same moment, and that notification may never come.
 func (s *Payments) confirmEnded(ctx context.Context, ch ordercore.Channel, p ordercore.Payment) error {
-	err := ch.ClosePayment(ctx, p.ID)
-	switch {
-	case err == nil || errors.Is(err, ordercore.ErrTradeNotFound):
-		return s.missed(ctx, p, "closed")
-	case errors.Is(err, ordercore.ErrTradePaid):
-		cp, qerr := ch.QueryPayment(ctx, p.ID)
-		if qerr == nil && cp.Status == ordercore.PaymentSucceeded && cp.OutTradeNo == p.ID {
-			return s.apply(ctx, ChannelPayment{Channel: p.Channel, Source: "close", Payment: cp})
+	if p.Status == ordercore.PaymentFailed {
+		err := ch.ClosePayment(ctx, p.ID)
+		switch {
+		case err == nil || errors.Is(err, ordercore.ErrTradeNotFound):
+			return s.apply(ctx, ChannelPayment{Channel: p.Channel, Source: "close",
+				Payment: ordercore.ChannelPayment{OutTradeNo: p.ID, Status: ordercore.PaymentClosed}})
+		case !errors.Is(err, ordercore.ErrTradePaid):
+			return s.apply(ctx, PaymentSyncMissed{PaymentID: p.ID, Evidence: err.Error(), Keep: true})
 		}
-		err = fmt.Errorf("trade paid, query: %v (%s)", qerr, cp.Status)
 	}
-	return s.apply(ctx, PaymentSyncMissed{PaymentID: p.ID, Evidence: err.Error(), Keep: true})
+	cp, err := ch.QueryPayment(ctx, p.ID)
+	switch {
+	case errors.Is(err, ordercore.ErrTradeNotFound):
+		return s.missed(ctx, p, "not found")
+	case err != nil:
+		return s.apply(ctx, PaymentSyncMissed{PaymentID: p.ID, Evidence: err.Error(), Keep: true})
+	case cp.OutTradeNo == p.ID && cp.Status == ordercore.PaymentSucceeded:
+		return s.apply(ctx, ChannelPayment{Channel: p.Channel, Source: "query", Payment: cp})
+	}
+	return s.missed(ctx, p, string(cp.Status))
 }
 
 func (s *Payments) apply(ctx context.Context, cmd Command) error {

@@ -365,7 +365,8 @@ func (b *batch) applyChannelPayment(p *paymentState, c ChannelPayment) string {
 		}
 		b.succeeded(p, c)
 	case ordercore.PaymentFailed, ordercore.PaymentClosed:
-		if !p.cur.Status.Open() {
+		closing := p.cur.Status == ordercore.PaymentFailed && cp.Status == ordercore.PaymentClosed
+		if !p.cur.Status.Open() && !closing {
 			return OutcomeStale // ended already; success is never undone by a late failure
 		}
 		p.cur.Status = cp.Status
