@@ -1,11 +1,8 @@
 package bench
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -237,27 +234,8 @@ func markers(section string) (begin, end string) {
 // into the file at path: between its markers if they are there, else appended; the file
 // is created with a title if it does not exist.
 func (r *Report) UpdateMarkdownFile(path, section string) error {
-	MarkdownBegin, MarkdownEnd := markers(section)
-	body := MarkdownBegin + "\n" + r.Markdown() + MarkdownEnd + "\n"
-	old, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		old = []byte("# Benchmarks\n\n")
-	case err != nil:
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	text := string(old)
-	if i := strings.Index(text, MarkdownBegin); i >= 0 {
-		if j := strings.Index(text[i:], MarkdownEnd); j >= 0 {
-			rest := strings.TrimPrefix(text[i+j+len(MarkdownEnd):], "\n")
-			text = text[:i] + body + rest
-			return os.WriteFile(path, []byte(text), 0o644)
-		}
-	}
-	if text != "" && !strings.HasSuffix(text, "\n\n") {
-		text = strings.TrimSuffix(text, "\n") + "\n\n"
-	}
-	return os.WriteFile(path, []byte(text+body), 0o644)
+	begin, end := markers(section)
+	return replaceSection(path, begin, end, r.Markdown())
 }
 
 func orDash(s string) string {

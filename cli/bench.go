@@ -18,7 +18,7 @@ func benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure ordercore on this machine",
 	}
-	c.AddCommand(benchPlaceOrderCmd())
+	c.AddCommand(benchPlaceOrderCmd(), benchNotifyCmd())
 	return c
 }
 

@@ -81,9 +81,12 @@ type batch struct {
 	idem     map[string]ordercore.IdemRecord
 	payments map[string]*paymentState
 	refunds  map[string]*refundState
-	reviews  map[string]*reviewState
-	inbox    map[ordercore.ChannelEventKey]bool
-	cs       ordercore.Changeset
+	// orderPays and payRefunds index the loaded payments by order and refunds by payment.
+	orderPays  map[string][]*paymentState
+	payRefunds map[string][]*refundState
+	reviews    map[string]*reviewState
+	inbox      map[ordercore.ChannelEventKey]bool
+	cs         ordercore.Changeset
 }
 
 // load reads every row the calls touch: their orders, then the SKUs of those orders and of
@@ -98,7 +101,7 @@ func load(ctx context.Context, tx ordercore.WriteTx, now time.Time, cfg *Config,
 	}
 	b := &batch{now: now, cfg: cfg, skus: make(map[string]*skuState, len(k.skus)),
 		orders: make(map[string]*orderState, len(k.orders)), payments: map[string]*paymentState{},
-		refunds: map[string]*refundState{}, reviews: map[string]*reviewState{}, inbox: map[ordercore.ChannelEventKey]bool{}}
+		refunds: map[string]*refundState{}, orderPays: map[string][]*paymentState{}, payRefunds: map[string][]*refundState{}, reviews: map[string]*reviewState{}, inbox: map[ordercore.ChannelEventKey]bool{}}
 	if k.wantsPayments() {
 		if err := b.loadPayments(ctx, tx, &k); err != nil {
 			return nil, err
@@ -248,11 +251,11 @@ func (b *batch) loadPayments(ctx context.Context, tx ordercore.WriteTx, k *keySe
 	if refunds, err = tx.Refunds(ctx, nil, orders); err != nil {
 		return fmt.Errorf("load refunds of orders: %w", err)
 	}
-	for id, p := range payments {
-		b.payments[id] = &paymentState{origVersion: p.Version, cur: p}
+	for _, p := range payments {
+		b.addPayment(&paymentState{origVersion: p.Version, cur: p})
 	}
-	for id, r := range refunds {
-		b.refunds[id] = &refundState{origVersion: r.Version, cur: r}
+	for _, r := range refunds {
+		b.addRefund(&refundState{origVersion: r.Version, cur: r})
 	}
 	for _, id := range orders {
 		k.order(id)

@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"time"
 
 	"ordercore"
@@ -41,25 +42,26 @@ func schedule(s []time.Duration, n int) (time.Duration, bool) {
 	return s[n], true
 }
 
-// paymentsOf returns the loaded attempts of an order.
-func (b *batch) paymentsOf(orderID string) []*paymentState {
-	var out []*paymentState
-	for _, id := range sortedKeys(b.payments) {
-		if p := b.payments[id]; p.cur.OrderID == orderID {
-			out = append(out, p)
-		}
-	}
-	return out
+// paymentsOf returns the loaded attempts of an order, oldest first.
+func (b *batch) paymentsOf(orderID string) []*paymentState { return b.orderPays[orderID] }
+
+// refundsOf returns the loaded refunds of a payment, oldest first.
+func (b *batch) refundsOf(paymentID string) []*refundState { return b.payRefunds[paymentID] }
+
+// addPayment and addRefund put a row in the working state and its per-order or
+// per-payment index (kept in id order, so oldest first).
+func (b *batch) addPayment(p *paymentState) {
+	b.payments[p.cur.ID] = p
+	list := append(b.orderPays[p.cur.OrderID], p)
+	slices.SortFunc(list, func(x, y *paymentState) int { return strings.Compare(x.cur.ID, y.cur.ID) })
+	b.orderPays[p.cur.OrderID] = list
 }
 
-func (b *batch) refundsOf(paymentID string) []*refundState {
-	var out []*refundState
-	for _, id := range sortedKeys(b.refunds) {
-		if r := b.refunds[id]; r.cur.PaymentID == paymentID {
-			out = append(out, r)
-		}
-	}
-	return out
+func (b *batch) addRefund(r *refundState) {
+	b.refunds[r.cur.ID] = r
+	list := append(b.payRefunds[r.cur.PaymentID], r)
+	slices.SortFunc(list, func(x, y *refundState) int { return strings.Compare(x.cur.ID, y.cur.ID) })
+	b.payRefunds[r.cur.PaymentID] = list
 }
 
 // touch marks a payment changed in this batch: its version rises once per batch.
@@ -153,7 +155,7 @@ func (b *batch) refund(p *paymentState, kind ordercore.RefundKind, amount int64,
 		r.cur.NextSyncAt = b.now.Add(d)
 	}
 	b.money(p, ordercore.MoneyRefundHold, amount, r.cur.ID)
-	b.refunds[r.cur.ID] = r
+	b.addRefund(r)
 	b.refundEvent(r, ordercore.EventRefundRequested)
 	return r
 }
@@ -195,7 +197,7 @@ func (c StartPayment) execute(b *batch) (any, error) {
 	p := &paymentState{isNew: true, cur: ordercore.Payment{ID: ordercore.NewID(b.now), OrderID: c.OrderID, Channel: c.Channel,
 		Status: ordercore.PaymentCreated, Amount: o.cur.Amount, Version: 1, CreatedAt: b.now, UpdatedAt: b.now}}
 	b.scheduleSync(p)
-	b.payments[p.cur.ID] = p
+	b.addPayment(p)
 	b.paymentEvent(p, ordercore.EventPaymentStarted, "", "", nil)
 	return p.cur, nil
 }
