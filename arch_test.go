@@ -23,6 +23,7 @@ const module = "ordercore"
 // domainPackages may import only the standard library, the root and internal/limit.
 var domainPackages = []string{
 	"ordercore/internal/order",
+	"ordercore/internal/payment",
 	"ordercore/internal/limit",
 	"ordercore/internal/idem",
 	"ordercore/internal/verify",

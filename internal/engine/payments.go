@@ -9,6 +9,7 @@ import (
 	"ordercore"
 	"ordercore/internal/limit"
 	"ordercore/internal/order"
+	"ordercore/internal/payment"
 )
 
 // The payment side of the committer: payment attempts, the money they take and give back,
@@ -232,8 +233,8 @@ func (c OpenedPayment) execute(b *batch) (any, error) {
 	if c.Instructions.TxnID != "" && p.cur.TxnID == "" {
 		p.cur.TxnID = c.Instructions.TxnID
 	}
-	if p.cur.Status == ordercore.PaymentCreated || p.cur.Status == ordercore.PaymentUnknown {
-		p.cur.Status = ordercore.PaymentPending
+	if next, stale := payment.Next(p.cur.Status, ordercore.PaymentPending); !stale {
+		p.cur.Status = next
 		b.paymentEvent(p, ordercore.EventPaymentPending, "create", "", nil)
 	}
 	b.touchPayment(p)
@@ -255,8 +256,8 @@ func (c UnknownPayment) execute(b *batch) (any, error) {
 	if !ok {
 		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "payment %q not found", c.PaymentID)
 	}
-	if p.cur.Status == ordercore.PaymentCreated || p.cur.Status == ordercore.PaymentPending {
-		p.cur.Status = ordercore.PaymentUnknown
+	if next, stale := payment.Next(p.cur.Status, ordercore.PaymentUnknown); !stale {
+		p.cur.Status = next
 		b.touchPayment(p)
 		b.paymentEvent(p, ordercore.EventPaymentUnknown, c.Source, "", nil)
 	}
@@ -360,18 +361,15 @@ func (b *batch) applyChannelPayment(p *paymentState, c ChannelPayment) string {
 		p.cur.TxnID = cp.TxnID
 		b.touchPayment(p)
 	}
-	switch cp.Status {
+	next, stale := payment.Next(p.cur.Status, cp.Status)
+	if stale || cp.Status == ordercore.PaymentUnknown {
+		return OutcomeStale // unknown is never a channel's report; only our own timeouts
+	}
+	switch next {
 	case ordercore.PaymentSucceeded:
-		if p.cur.Status == ordercore.PaymentSucceeded {
-			return OutcomeStale
-		}
 		b.succeeded(p, c)
 	case ordercore.PaymentFailed, ordercore.PaymentClosed:
-		closing := p.cur.Status == ordercore.PaymentFailed && cp.Status == ordercore.PaymentClosed
-		if !p.cur.Status.Open() && !closing {
-			return OutcomeStale // ended already; success is never undone by a late failure
-		}
-		p.cur.Status = cp.Status
+		p.cur.Status = next
 		b.scheduleSync(p)
 		// One more step after the first of the schedule: the trade is closed at the channel
 		// (a failed trade could still be paid: the shopper retries the card) and, if the
@@ -382,19 +380,14 @@ func (b *batch) applyChannelPayment(p *paymentState, c ChannelPayment) string {
 		}
 		b.touchPayment(p)
 		typ := ordercore.EventPaymentFailed
-		if cp.Status == ordercore.PaymentClosed {
+		if next == ordercore.PaymentClosed {
 			typ = ordercore.EventPaymentClosed
 		}
 		b.paymentEvent(p, typ, c.Source, "", nil)
 	case ordercore.PaymentPending:
-		if p.cur.Status != ordercore.PaymentCreated && p.cur.Status != ordercore.PaymentUnknown {
-			return OutcomeStale
-		}
-		p.cur.Status = ordercore.PaymentPending
+		p.cur.Status = next
 		b.touchPayment(p)
 		b.paymentEvent(p, ordercore.EventPaymentPending, c.Source, "", nil)
-	default:
-		return OutcomeStale
 	}
 	return OutcomeApplied
 }
@@ -602,11 +595,12 @@ func (b *batch) applyChannelRefund(r *refundState, cr ordercore.ChannelRefund) s
 		r.cur.RefundID = cr.RefundID
 		b.touchRefund(r)
 	}
-	if r.cur.Status.Terminal() || !cr.Status.Terminal() {
+	next, stale := payment.NextRefund(r.cur.Status, cr.Status)
+	if stale {
 		return OutcomeStale
 	}
 	p := b.payments[r.cur.PaymentID]
-	r.cur.Status, r.cur.NextSyncAt = cr.Status, time.Time{}
+	r.cur.Status, r.cur.NextSyncAt = next, time.Time{}
 	b.touchRefund(r)
 	switch cr.Status {
 	case ordercore.RefundSucceeded:
