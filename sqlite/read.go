@@ -78,9 +78,15 @@ func (db *DB) AggregateEvents(ctx context.Context, id string, limit int) ([]orde
 	return queryEvents(ctx, db.read, "WHERE aggregate_id = ? ORDER BY seq LIMIT ?", id, limit)
 }
 
+// notAwaitingSync leaves out orders whose payment attempt is unknown: its close at the
+// channel did not get an answer, and the payment sync resolves it on its schedule. Without
+// it, a channel that is down would have the expiry sweeper retry the same orders without
+// pause, and starve the orders behind them.
+const notAwaitingSync = "NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = orders.id AND p.status = 'unknown')"
+
 // ExpiredOrders lists due unpaid orders over the orders_expiry partial index.
 func (db *DB) ExpiredOrders(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	rows, err := db.read.QueryContext(ctx, "SELECT id FROM orders WHERE status = 'pending_payment' AND expires_at <= ? ORDER BY expires_at LIMIT ?", micros(now), limit)
+	rows, err := db.read.QueryContext(ctx, "SELECT id FROM orders WHERE status = 'pending_payment' AND expires_at <= ? AND "+notAwaitingSync+" ORDER BY expires_at LIMIT ?", micros(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: query expired orders: %w", err)
 	}
@@ -99,7 +105,7 @@ func (db *DB) ExpiredOrders(ctx context.Context, now time.Time, limit int) ([]st
 // NextExpiry returns the earliest deadline of an unpaid order.
 func (db *DB) NextExpiry(ctx context.Context) (time.Time, bool, error) {
 	var us sql.NullInt64
-	err := db.read.QueryRowContext(ctx, "SELECT MIN(expires_at) FROM orders WHERE status = 'pending_payment'").Scan(&us)
+	err := db.read.QueryRowContext(ctx, "SELECT MIN(expires_at) FROM orders WHERE status = 'pending_payment' AND "+notAwaitingSync).Scan(&us)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("sqlite: next expiry: %w", err)
 	}

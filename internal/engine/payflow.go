@@ -172,10 +172,10 @@ func (s *Payments) close(ctx context.Context, p ordercore.Payment) error {
 
 func (s *Payments) inProgress(ctx context.Context, p ordercore.Payment, cause error) error {
 	s.logger().Warn("closing a payment attempt at its channel failed; it stays open", "payment", p.ID, "channel", p.Channel, "err", cause)
-	if errors.Is(cause, ordercore.ErrOutcomeUnknown) {
-		if _, err := s.Engine.Submit(ctx, UnknownPayment{PaymentID: p.ID, Source: "close"}, nil); err != nil {
-			return err
-		}
+	// Unknown until a query says otherwise: the payment sync asks on its schedule, and the
+	// expiry sweeper leaves the order alone meanwhile instead of retrying the close.
+	if _, err := s.Engine.Submit(ctx, UnknownPayment{PaymentID: p.ID, Source: "close"}, nil); err != nil {
+		return err
 	}
 	return ordercore.Errorf(ordercore.EPaymentInProgress, "payment %s of order %s could not be closed at %s yet; retry shortly", p.ID, p.OrderID, p.Channel)
 }

@@ -399,3 +399,46 @@ func TestReviewActionsKeepANextStep(t *testing.T) {
 	}
 	b.finish()
 }
+
+// TestExpiryWaitsForAnUnansweredClose: an order whose attempt cannot be closed at the
+// channel (no answer) is not expired, and not retried by the sweeper meanwhile (it would
+// spin on it and starve the orders behind it); the payment sync resolves the attempt, and
+// then the order expires.
+func TestExpiryWaitsForAnUnansweredClose(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	ctx := context.Background()
+	o := b.order("fan", 5, 1)
+	a := b.attempt(o.ID)
+	b.pay.Channels[matrixChannel] = &unknownChannel{fakeChannel: b.channel}
+	b.clock.Advance(limit.ExpiresInDefault + time.Second)
+	if _, err := b.expirer.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := b.db.Payment(ctx, a); p.Status != ordercore.PaymentUnknown {
+		t.Fatalf("attempt %s after an unanswered close, want unknown", p.Status)
+	}
+	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderPendingPayment {
+		t.Fatalf("order %s while its attempt may be open, want pending_payment", got.Status)
+	}
+	if ids, _ := b.db.ExpiredOrders(ctx, b.clock.Now(), 10); len(ids) != 0 {
+		t.Fatalf("the sweeper would retry %v at once", ids)
+	}
+	b.pay.Channels[matrixChannel] = b.channel // it answers again
+	if p, _ := b.db.Payment(ctx, a); p.NextSyncAt.After(b.clock.Now()) {
+		b.clock.Advance(p.NextSyncAt.Sub(b.clock.Now()))
+	}
+	if _, err := b.pay.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.expirer.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderCancelled {
+		t.Fatalf("order %s once the attempt is closed, want cancelled", got.Status)
+	}
+	if tr, _ := b.channel.trade(a); tr.Status != ordercore.PaymentClosed {
+		t.Fatalf("trade %s at the channel, want closed", tr.Status)
+	}
+	b.finish()
+}
