@@ -57,8 +57,31 @@ func (c *channelFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&c.wechatBase, "wechat-base-url", "", "WeChat Pay API URL (default the production API)")
 }
 
-// build returns the enabled channels.
+// build returns the enabled channels. A channel's settings without the flag that enables
+// it are refused: a forgotten --stripe-key would otherwise start a server without Stripe.
 func (c *channelFlags) build() ([]ordercore.Channel, error) {
+	for _, g := range []struct {
+		enabler string
+		on      bool
+		others  map[string]bool
+	}{
+		{"--sim-url", c.simURL != "", map[string]bool{"--sim-api-key": c.simAPIKey != "", "--sim-secret": len(c.simSecrets) > 0}},
+		{"--stripe-key", c.stripeKey != "", map[string]bool{"--stripe-webhook-secret": len(c.stripeSecrets) > 0}},
+		{"--alipay-app-id", c.alipayAppID != "", map[string]bool{"--alipay-private-key": c.alipayKey != "", "--alipay-public-key": c.alipayPublicKey != "",
+			"--alipay-seller-id": c.alipaySeller != "", "--alipay-gateway": c.alipayGateway != ""}},
+		{"--wechat-mchid", c.wechatMchID != "", map[string]bool{"--wechat-appid": c.wechatAppID != "", "--wechat-serial": c.wechatSerial != "",
+			"--wechat-private-key": c.wechatKey != "", "--wechat-platform-key": len(c.wechatPlatformKeys) > 0,
+			"--wechat-apiv3-key": c.wechatAPIv3Key != "", "--wechat-base-url": c.wechatBase != ""}},
+	} {
+		if g.on {
+			continue
+		}
+		for flag, set := range g.others {
+			if set {
+				return nil, fmt.Errorf("%s is set but %s is not: the channel is enabled by %s", flag, g.enabler, g.enabler)
+			}
+		}
+	}
 	var out []ordercore.Channel
 	add := func(ch ordercore.Channel, err error) error {
 		if err != nil {
@@ -80,11 +103,11 @@ func (c *channelFlags) build() ([]ordercore.Channel, error) {
 	if c.alipayAppID != "" {
 		key, err := privateKey(c.alipayKey)
 		if err != nil {
-			return nil, fmt.Errorf("alipay channel: %w", err)
+			return nil, fmt.Errorf("alipay channel: --alipay-private-key: %w", err)
 		}
 		pub, err := publicKey(c.alipayPublicKey)
 		if err != nil {
-			return nil, fmt.Errorf("alipay channel: %w", err)
+			return nil, fmt.Errorf("alipay channel: --alipay-public-key: %w", err)
 		}
 		if err := add(alipay.New(alipay.Config{AppID: c.alipayAppID, SellerID: c.alipaySeller, PrivateKey: key, AlipayPublicKey: pub, GatewayURL: c.alipayGateway})); err != nil {
 			return nil, fmt.Errorf("alipay channel: %w", err)
@@ -93,7 +116,7 @@ func (c *channelFlags) build() ([]ordercore.Channel, error) {
 	if c.wechatMchID != "" {
 		key, err := privateKey(c.wechatKey)
 		if err != nil {
-			return nil, fmt.Errorf("wechat channel: %w", err)
+			return nil, fmt.Errorf("wechat channel: --wechat-private-key: %w", err)
 		}
 		platform := map[string]*rsa.PublicKey{}
 		for _, kv := range c.wechatPlatformKeys {
@@ -102,7 +125,7 @@ func (c *channelFlags) build() ([]ordercore.Channel, error) {
 				return nil, fmt.Errorf("wechat channel: --wechat-platform-key wants SERIAL=FILE, got %q", kv)
 			}
 			if platform[serial], err = publicKey(file); err != nil {
-				return nil, fmt.Errorf("wechat channel: %w", err)
+				return nil, fmt.Errorf("wechat channel: --wechat-platform-key %s: %w", serial, err)
 			}
 		}
 		if err := add(wechat.New(wechat.Config{AppID: c.wechatAppID, MchID: c.wechatMchID, MchCertSerial: c.wechatSerial, MchPrivateKey: key,
@@ -159,7 +182,7 @@ func publicKey(path string) (*rsa.PublicKey, error) {
 	case "CERTIFICATE":
 		cert, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, fmt.Errorf("%s: not a readable certificate: %w", path, err)
 		}
 		k = cert.PublicKey
 	case "RSA PUBLIC KEY":
@@ -168,7 +191,7 @@ func publicKey(path string) (*rsa.PublicKey, error) {
 		k, err = x509.ParsePKIXPublicKey(b.Bytes)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: not an RSA public key or certificate (PEM %q)", path, b.Type)
 	}
 	rk, ok := k.(*rsa.PublicKey)
 	if !ok {

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,6 +29,9 @@ SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2
 				return err
 			}
 			cfg.Logger, cfg.Version = l, Version
+			if err := checkPaymentSettings(cfg); err != nil {
+				return err
+			}
 			if cfg.Channels, err = channels.build(); err != nil {
 				return err
 			}
@@ -50,4 +55,30 @@ SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2
 	f.DurationVar(&cfg.SyncInterval, "sync-interval", limit.PaymentSyncInterval, "longest wait between payment sync sweeps")
 	channels.register(f)
 	return c
+}
+
+// checkPaymentSettings refuses payment settings that would only fail later, payment by
+// payment: a notify URL channels cannot post to, or a schedule that goes backwards.
+func checkPaymentSettings(cfg app.Config) error {
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--public-url %q: want an absolute http(s) URL that channels can reach, e.g. https://shop.example", cfg.PublicURL)
+		}
+	}
+	for _, sched := range []struct {
+		flag      string
+		steps     []time.Duration
+		zeroFirst bool
+	}{{"--payment-sync", cfg.PaymentSync, false}, {"--refund-sync", cfg.RefundSync, true}} {
+		for i, d := range sched.steps {
+			if d < 0 || d == 0 && !(sched.zeroFirst && i == 0) {
+				return fmt.Errorf("%s: step %d is %s; every step must be positive (a refund's first, its send, may be 0s)", sched.flag, i+1, d)
+			}
+		}
+	}
+	if cfg.SyncInterval <= 0 {
+		return fmt.Errorf("--sync-interval %s: must be positive", cfg.SyncInterval)
+	}
+	return nil
 }
