@@ -328,7 +328,7 @@ func (db *DB) DuePayments(ctx context.Context, now time.Time, limit int) ([]orde
 
 // DueRefunds lists refunds due to be sent or queried over the refunds_sync partial index.
 func (db *DB) DueRefunds(ctx context.Context, now time.Time, limit int) ([]ordercore.Refund, error) {
-	return queryRefunds(ctx, db.read, "SELECT "+refundCols+" FROM refunds WHERE next_sync_at IS NOT NULL AND next_sync_at <= ? ORDER BY next_sync_at LIMIT ?", micros(now), limit)
+	return queryRefunds(ctx, db.read, "SELECT "+refundCols+" FROM refunds WHERE status = 'pending' AND next_sync_at IS NOT NULL AND next_sync_at <= ? ORDER BY next_sync_at LIMIT ?", micros(now), limit)
 }
 
 // OpenPayments lists the open attempts of the orders.

@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Expiry", testExpiry},
 		{"OrdersByUser", testOrdersByUser},
 	}
+	tests = append(tests, paymentTests()...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
