@@ -163,7 +163,9 @@ type reviewIDInput struct {
 }
 
 type reviewOutput struct {
-	Body ordercore.ReviewItem
+	Status   int
+	Replayed string `header:"Idempotent-Replayed"`
+	Body     ordercore.ReviewItem
 }
 
 func (s *Server) getReview(ctx context.Context, in *reviewIDInput) (*reviewOutput, error) {
@@ -174,12 +176,13 @@ func (s *Server) getReview(ctx context.Context, in *reviewIDInput) (*reviewOutpu
 	if err != nil {
 		return nil, problemOf(err)
 	}
-	return &reviewOutput{Body: r}, nil
+	return &reviewOutput{Status: http.StatusOK, Body: r}, nil
 }
 
 type resolveReviewInput struct {
-	ID   string `path:"id" maxLength:"36"`
-	Body struct {
+	ID      string `path:"id" maxLength:"36"`
+	IdemKey string `header:"Idempotency-Key" maxLength:"255" doc:"A retry with the same key returns the same resolution"`
+	Body    struct {
 		Action string `json:"action" enum:"dismiss,retry" doc:"dismiss: settled outside ordercore; retry: query the payment or refund again from the first step of its schedule"`
 		Note   string `json:"note" minLength:"1" maxLength:"500" doc:"Why: kept in the audit"`
 		By     string `json:"by" minLength:"1" maxLength:"64" doc:"The operator resolving it: kept in the audit"`
@@ -194,14 +197,14 @@ func (s *Server) resolveReview(ctx context.Context, in *resolveReviewInput) (*re
 	if err := cmd.Validate(); err != nil {
 		return nil, problemOf(err)
 	}
-	_, r, _, err := submit[ordercore.ReviewItem](ctx, s, cmd, "resolve-review "+in.ID, "", nil, http.StatusOK)
+	status, r, replayed, err := submit[ordercore.ReviewItem](ctx, s, cmd, "resolve-review "+in.ID, in.IdemKey, in.Body, http.StatusOK)
 	if err != nil {
 		return nil, err
 	}
 	if s.cfg.Payments != nil && cmd.Action == engine.ReviewRetry {
 		s.cfg.Payments.Nudge()
 	}
-	return &reviewOutput{Body: r}, nil
+	return &reviewOutput{Status: status, Replayed: replayedHeader(replayed), Body: r}, nil
 }
 
 // notifyStats counts channel notifications by channel and outcome: accepted ones by what

@@ -1134,7 +1134,7 @@ func TestOpenAPIDocumentListsPayments(t *testing.T) {
 		{"/v1/orders/{id}/refunds", "post", "refund-order", true},
 		{"/v1/review-items", "get", "list-review-items", false},
 		{"/v1/review-items/{id}", "get", "get-review-item", false},
-		{"/v1/review-items/{id}/resolve", "post", "resolve-review-item", false},
+		{"/v1/review-items/{id}/resolve", "post", "resolve-review-item", true},
 		{"/v1/channels", "get", "list-channels", false},
 	} {
 		o, ok := doc.Paths[op.path][op.method]
