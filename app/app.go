@@ -36,11 +36,12 @@ type Config struct {
 	PublicURL string
 	// PaymentSync and RefundSync override the sync schedules (tests compress time);
 	// SyncInterval is the longest the sync sleeps between sweeps.
-	PaymentSync  []time.Duration
-	RefundSync   []time.Duration
-	SyncInterval time.Duration
-	Logger       *slog.Logger
-	Version      string
+	PaymentSync          []time.Duration
+	PaymentSyncByChannel map[string][]time.Duration
+	RefundSync           []time.Duration
+	SyncInterval         time.Duration
+	Logger               *slog.Logger
+	Version              string
 }
 
 // App is a running ordercore.
@@ -75,7 +76,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	clock := ordercore.SystemClock{}
 	eng := engine.New(db, clock, engine.Config{BatchMax: cfg.BatchMax, BatchDelay: cfg.BatchDelay, Logger: cfg.Logger,
-		PaymentSync: cfg.PaymentSync, RefundSync: cfg.RefundSync})
+		PaymentSync: cfg.PaymentSync, PaymentSyncByChannel: cfg.PaymentSyncByChannel, RefundSync: cfg.RefundSync})
 	a := &App{cfg: cfg, lock: lock, DB: db, Engine: eng}
 	channels := map[string]ordercore.Channel{}
 	for _, ch := range cfg.Channels {

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +16,7 @@ func serveCmd() *cobra.Command {
 	var cfg app.Config
 	var level string
 	var channels channelFlags
+	var syncFor []string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the HTTP API and the background workers",
@@ -29,6 +31,9 @@ SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2
 				return err
 			}
 			cfg.Logger, cfg.Version = l, Version
+			if cfg.PaymentSyncByChannel, err = parseSyncFor(syncFor); err != nil {
+				return err
+			}
 			if err := checkPaymentSettings(cfg); err != nil {
 				return err
 			}
@@ -49,6 +54,7 @@ SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2
 	f.DurationVar(&cfg.BatchDelay, "batch-delay", time.Duration(limit.BatchDelayDefault), "how long the committer waits for a batch to fill (0: take what queued during the last commit)")
 	f.BoolVar(&cfg.ManualPayments, "manual-payments", false, "enable POST /v1/orders/{id}/payments/manual (operator-recorded payments)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	f.StringArrayVar(&syncFor, "payment-sync-for", nil, "CHANNEL=STEPS: the payment sync schedule of one channel, e.g. stripe=2m,5m,15m,1h,6h (repeatable)")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "URL payment channels reach this server at, for notifications (default http://ADDR)")
 	f.DurationSliceVar(&cfg.PaymentSync, "payment-sync", limit.PaymentSyncSchedule, "when the payment sync queries an open attempt, each step after the last")
 	f.DurationSliceVar(&cfg.RefundSync, "refund-sync", limit.RefundSyncSchedule, "when a pending refund is sent (first step) and then queried")
@@ -77,8 +83,34 @@ func checkPaymentSettings(cfg app.Config) error {
 			}
 		}
 	}
+	for ch, steps := range cfg.PaymentSyncByChannel {
+		for i, d := range steps {
+			if d <= 0 {
+				return fmt.Errorf("--payment-sync-for %s: step %d is %s; every step must be positive", ch, i+1, d)
+			}
+		}
+	}
 	if cfg.SyncInterval <= 0 {
 		return fmt.Errorf("--sync-interval %s: must be positive", cfg.SyncInterval)
 	}
 	return nil
+}
+
+// parseSyncFor reads --payment-sync-for CHANNEL=STEPS values.
+func parseSyncFor(values []string) (map[string][]time.Duration, error) {
+	out := map[string][]time.Duration{}
+	for _, v := range values {
+		ch, steps, ok := strings.Cut(v, "=")
+		if !ok || ch == "" || steps == "" {
+			return nil, fmt.Errorf("--payment-sync-for wants CHANNEL=STEPS, e.g. stripe=2m,5m,1h; got %q", v)
+		}
+		for _, part := range strings.Split(steps, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(part))
+			if err != nil {
+				return nil, fmt.Errorf("--payment-sync-for %s: %w", ch, err)
+			}
+			out[ch] = append(out[ch], d)
+		}
+	}
+	return out, nil
 }

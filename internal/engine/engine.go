@@ -27,8 +27,12 @@ type Config struct {
 	// (limit.PaymentSyncSchedule when nil); RefundSync is when a pending refund is sent
 	// and then queried (limit.RefundSyncSchedule when nil).
 	PaymentSync []time.Duration
-	RefundSync  []time.Duration
-	Logger      *slog.Logger
+	// PaymentSyncByChannel overrides PaymentSync for the channels it names: channels
+	// differ in how soon a query knows (a search index that lags, a bank that settles
+	// late).
+	PaymentSyncByChannel map[string][]time.Duration
+	RefundSync           []time.Duration
+	Logger               *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -54,6 +58,14 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
+}
+
+// paymentSync is the sync schedule of a channel's attempts.
+func (c *Config) paymentSync(channel string) []time.Duration {
+	if s := c.PaymentSyncByChannel[channel]; len(s) > 0 {
+		return s
+	}
+	return c.PaymentSync
 }
 
 // Idem asks that a command's outcome be stored under an Idempotency-Key, with the hash of

@@ -145,7 +145,9 @@ type matrixWorker struct {
 	expirer *engine.Expirer
 }
 
-func newMatrixWorker(t *testing.T, n int) *matrixWorker {
+func newMatrixWorker(t *testing.T, n int) *matrixWorker { return newMatrixWorkerWith(t, n, engine.Config{}) }
+
+func newMatrixWorkerWith(t *testing.T, n int, cfg engine.Config) *matrixWorker {
 	// synchronous=NORMAL: what is under test is the logic of the payment commands, not
 	// durability (the crash test owns that), and a fsync per commit would make the full
 	// matrix take minutes.
@@ -154,7 +156,7 @@ func newMatrixWorker(t *testing.T, n int) *matrixWorker {
 		t.Fatal(err)
 	}
 	clock := &manualClock{now: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}
-	eng := engine.New(db, clock, engine.Config{})
+	eng := engine.New(db, clock, cfg)
 	ch := newFakeChannel()
 	pay := &engine.Payments{Engine: eng, Reader: db, Clock: clock, Channels: map[string]ordercore.Channel{matrixChannel: ch}}
 	return &matrixWorker{db: db, eng: eng, clock: clock, channel: ch, pay: pay,

@@ -210,7 +210,7 @@ func (b *batch) scheduleSync(p *paymentState) {
 	if !p.cur.Status.Open() {
 		return
 	}
-	if d, ok := schedule(b.cfg.PaymentSync, p.cur.SyncAttempts); ok {
+	if d, ok := schedule(b.cfg.paymentSync(p.cur.Channel), p.cur.SyncAttempts); ok {
 		p.cur.NextSyncAt = b.now.Add(d)
 	}
 }
@@ -294,7 +294,7 @@ func (c PaymentSyncMissed) execute(b *batch) (any, error) {
 	}
 	p.cur.SyncAttempts++
 	p.cur.NextSyncAt = time.Time{}
-	if d, ok := schedule(b.cfg.PaymentSync, p.cur.SyncAttempts); ok {
+	if d, ok := schedule(b.cfg.paymentSync(p.cur.Channel), p.cur.SyncAttempts); ok {
 		p.cur.NextSyncAt = b.now.Add(d)
 	}
 	b.touchPayment(p)
@@ -375,7 +375,7 @@ func (b *batch) applyChannelPayment(p *paymentState, c ChannelPayment) string {
 		// (a failed trade could still be paid: the shopper retries the card) and, if the
 		// channel took money for it after all (paid in the same second as the close), that
 		// money is applied; its notification may never come.
-		if d, ok := schedule(b.cfg.PaymentSync, 0); ok {
+		if d, ok := schedule(b.cfg.paymentSync(p.cur.Channel), 0); ok {
 			p.cur.NextSyncAt = b.now.Add(d)
 		}
 		b.touchPayment(p)

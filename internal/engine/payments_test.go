@@ -442,3 +442,26 @@ func TestExpiryWaitsForAnUnansweredClose(t *testing.T) {
 	}
 	b.finish()
 }
+
+// TestPaymentSyncScheduleByChannel: a channel with its own schedule is queried on it;
+// others keep the default.
+func TestPaymentSyncScheduleByChannel(t *testing.T) {
+	t.Parallel()
+	m := newMatrixWorkerWith(t, 0, engine.Config{PaymentSyncByChannel: map[string][]time.Duration{matrixChannel: {7 * time.Second, 11 * time.Second}}})
+	t.Cleanup(m.close)
+	b := payBundle{m, t}
+	o := b.order("ink", 5, 1)
+	a := b.attempt(o.ID)
+	p, _ := b.db.Payment(context.Background(), a)
+	if want := b.clock.Now().Add(7 * time.Second); !p.NextSyncAt.Equal(want) {
+		t.Fatalf("first query at %v, want %v (the channel's first step)", p.NextSyncAt, want)
+	}
+	b.clock.Advance(7 * time.Second)
+	if _, err := b.pay.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p, _ = b.db.Payment(context.Background(), a)
+	if want := b.clock.Now().Add(11 * time.Second); !p.NextSyncAt.Equal(want) {
+		t.Fatalf("second query at %v, want %v", p.NextSyncAt, want)
+	}
+}
