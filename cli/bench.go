@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"ordercore/app"
 	"ordercore/bench"
@@ -22,10 +24,68 @@ func benchCmd() *cobra.Command {
 	return c
 }
 
+// benchRun is what every bench command shares: a scratch directory, an optional CPU
+// profile, and the report printed and optionally written to a markdown file.
+type benchRun struct {
+	dir                        *string
+	keep                       bool
+	write, section, cpuProfile string
+}
+
+type benchReport interface {
+	WriteText(io.Writer)
+	UpdateMarkdownFile(path, section string) error
+}
+
+func (b *benchRun) flags(f *pflag.FlagSet, what string) {
+	f.StringVar(b.dir, "dir", "", "scratch directory for the data (default a temporary one, removed after)")
+	f.BoolVar(&b.keep, "keep", false, "keep the temporary scratch directory")
+	f.StringVar(&b.write, "write", "", "update the "+what+" section of this markdown file, e.g. BENCHMARKS.md")
+	f.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof reads it)")
+	f.StringVar(&b.section, "section", "", "name of the section --write replaces, so runs with other settings keep their own")
+}
+
+// run prepares the scratch directory and the profile, runs fn, and prints and writes its
+// report.
+func (b *benchRun) run(cmd *cobra.Command, prefix string, fn func() (benchReport, error)) (benchReport, error) {
+	if *b.dir == "" {
+		dir, err := os.MkdirTemp("", prefix)
+		if err != nil {
+			return nil, err
+		}
+		*b.dir = dir
+		if !b.keep {
+			defer os.RemoveAll(dir)
+		}
+	}
+	if b.cpuProfile != "" {
+		f, err := os.Create(b.cpuProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	rep, err := fn()
+	if err != nil {
+		return nil, err
+	}
+	rep.WriteText(cmd.OutOrStdout())
+	if b.write != "" {
+		if err := rep.UpdateMarkdownFile(b.write, b.section); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "\nwrote %s\n", b.write)
+	}
+	return rep, nil
+}
+
 func benchPlaceOrderCmd() *cobra.Command {
 	var cfg bench.Config
-	var write, section, cpuProfile string
-	var keep bool
+	b := benchRun{dir: &cfg.Dir}
 	c := &cobra.Command{
 		Use:   "place-order",
 		Short: "Orders per second and latency: engine, naive, storage ceiling, HTTP, trivial handler",
@@ -44,41 +104,10 @@ settings, orders/s, latency percentiles and batch sizes; --write updates the
 place-order section of a markdown file (BENCHMARKS.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.Dir == "" {
-				dir, err := os.MkdirTemp("", "ordercore-bench-")
-				if err != nil {
-					return err
-				}
-				cfg.Dir = dir
-				if !keep {
-					defer os.RemoveAll(dir)
-				}
-			}
 			cfg.Progress = cmd.ErrOrStderr()
 			cfg.HTTP = serveForBench
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
-			}
-			rep, err := bench.Run(cmd.Context(), cfg)
-			if err != nil {
-				return err
-			}
-			rep.WriteText(cmd.OutOrStdout())
-			if write != "" {
-				if err := rep.UpdateMarkdownFile(write, section); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "\nwrote %s\n", write)
-			}
-			return nil
+			_, err := b.run(cmd, "ordercore-bench-", func() (benchReport, error) { return bench.Run(cmd.Context(), cfg) })
+			return err
 		},
 	}
 	f := c.Flags()
@@ -87,11 +116,7 @@ place-order section of a markdown file (BENCHMARKS.md).`,
 	f.IntVar(&cfg.SKUs, "skus", bench.SKUsDefault, "SKUs of the many-SKU scenario")
 	f.StringSliceVar(&cfg.Paths, "paths", nil, fmt.Sprintf("paths to run (default all of %v)", bench.Paths))
 	f.StringSliceVar(&cfg.Scenarios, "scenarios", nil, "scenarios to run: hot, many (default both)")
-	f.StringVar(&cfg.Dir, "dir", "", "scratch directory for the databases (default a temporary one, removed after)")
-	f.BoolVar(&keep, "keep", false, "keep the temporary scratch directory")
-	f.StringVar(&write, "write", "", "update the place-order section of this markdown file, e.g. BENCHMARKS.md")
-	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof reads it)")
-	f.StringVar(&section, "section", "", "name of the section --write replaces, so runs with other settings keep their own")
+	b.flags(f, "place-order")
 	return c
 }
 

@@ -3,8 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
-	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,8 +14,7 @@ import (
 
 func benchNotifyCmd() *cobra.Command {
 	var cfg bench.NotifyConfig
-	var write, section, cpuProfile string
-	var keep bool
+	b := benchRun{dir: &cfg.Dir}
 	c := &cobra.Command{
 		Use:   "notify",
 		Short: "Channel notifications per second over HTTP: verified, durably applied, acknowledged",
@@ -42,42 +39,14 @@ settings, notifications/s and latency percentiles; --write updates the notify se
 markdown file (BENCHMARKS.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.Dir == "" {
-				dir, err := os.MkdirTemp("", "ordercore-bench-notify-")
-				if err != nil {
-					return err
-				}
-				cfg.Dir = dir
-				if !keep {
-					defer os.RemoveAll(dir)
-				}
-			}
 			cfg.Progress = cmd.ErrOrStderr()
 			cfg.Serve = serveNotifyForBench
 			cfg.HTTP = serveForBench
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
-			}
-			rep, err := bench.RunNotify(cmd.Context(), cfg)
+			rep, err := b.run(cmd, "ordercore-bench-notify-", func() (benchReport, error) { return bench.RunNotify(cmd.Context(), cfg) })
 			if err != nil {
 				return err
 			}
-			rep.WriteText(cmd.OutOrStdout())
-			if write != "" {
-				if err := rep.UpdateMarkdownFile(write, section); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "\nwrote %s\n", write)
-			}
-			if !rep.Holds() {
+			if !rep.(*bench.NotifyReport).Holds() {
 				return &ExitError{Code: 1, Err: fmt.Errorf("a check after the run does not hold (see \"what must hold\")")}
 			}
 			return nil
@@ -88,11 +57,7 @@ markdown file (BENCHMARKS.md).`,
 	f.IntVar(&cfg.Clients, "clients", bench.ClientsDefault, "concurrent HTTP connections")
 	f.IntVar(&cfg.Orders, "orders", bench.NotifyOrdersDefault, "orders with an open payment attempt prepared for the notify path (half for notify-dup)")
 	f.StringSliceVar(&cfg.Paths, "paths", nil, fmt.Sprintf("paths to run (default all of %v)", bench.NotifyPaths))
-	f.StringVar(&cfg.Dir, "dir", "", "scratch directory for the data directories (default a temporary one, removed after)")
-	f.BoolVar(&keep, "keep", false, "keep the temporary scratch directory")
-	f.StringVar(&write, "write", "", "update the notify section of this markdown file, e.g. BENCHMARKS.md")
-	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof reads it)")
-	f.StringVar(&section, "section", "", "name of the section --write replaces, so runs with other settings keep their own")
+	b.flags(f, "notify")
 	return c
 }
 
