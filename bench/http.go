@@ -132,13 +132,17 @@ func newClient(conns int) *http.Client {
 }
 
 // post sends a JSON body and reads the whole answer (so that the connection is reused),
-// returning its status. buf is scratch space reused between calls.
-func post(ctx context.Context, c *http.Client, url string, body []byte, buf *[]byte) (int, error) {
+// returning its status. buf is scratch space reused between calls; header adds name, value
+// pairs (a notification's signature).
+func post(ctx context.Context, c *http.Client, url string, body []byte, buf *[]byte, header ...string) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, err

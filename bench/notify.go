@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -502,7 +501,7 @@ func driveNotify(ctx context.Context, cfg NotifyConfig, out *progress, path stri
 		}
 		body := targets[i].body
 		start := time.Now()
-		status, err := postSigned(ctx, client, url, body, sim.Sign(secret, start, body), &w.buf)
+		status, err := post(ctx, client, url, body, &w.buf, sim.HeaderSignature, sim.Sign(secret, start, body))
 		d := time.Since(start)
 		if err == nil && status != want {
 			err = statusError{status}
@@ -685,31 +684,6 @@ func (w notifyWindow) fill(r *NotifyResult) {
 
 func (l latencies) percentiles(n int64) Latency {
 	return Latency{N: n, P50: l.quantile(0.50), P99: l.quantile(0.99), P999: l.quantile(0.999)}
-}
-
-// postSigned posts a notification body with its signature header and reads the whole
-// answer, returning its status.
-func postSigned(ctx context.Context, c *http.Client, url string, body []byte, signature string, buf *[]byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(sim.HeaderSignature, signature)
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if *buf == nil {
-		*buf = make([]byte, 0, 4096)
-	}
-	b := bytes.NewBuffer((*buf)[:0])
-	if _, err := b.ReadFrom(io.LimitReader(resp.Body, responseBytesMax)); err != nil {
-		return 0, fmt.Errorf("read answer: %w", err)
-	}
-	*buf = b.Bytes()
-	return resp.StatusCode, nil
 }
 
 // getJSON reads a JSON answer of the API into out.
