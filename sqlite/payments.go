@@ -17,6 +17,39 @@ const refundCols = "id, order_id, payment_id, kind, currency, amount, reason, st
 
 const reviewCols = "id, kind, order_id, payment_id, refund_id, evidence, status, resolution, note, resolved_by, resolved_at, version, created_at"
 
+// The payment side's write statements, prepared at Open with its loads (paymentStatements).
+var (
+	insertPayment = "INSERT INTO payments (" + paymentCols + ") VALUES (" + marks(17) + ")"
+	updatePayment = `UPDATE payments SET status = ?4, txn_id = ?7, accepted = ?8, captured = ?9, refunding = ?10, refunded = ?11,
+		instructions = ?12, sync_attempts = ?13, next_sync_at = ?14, version = ?15, updated_at = ?17
+		WHERE id = ?1 AND order_id = ?2 AND channel = ?3 AND currency = ?5 AND amount = ?6 AND created_at = ?16 AND version = ?18`
+	insertRefund = "INSERT INTO refunds (" + refundCols + ") VALUES (" + marks(15) + ")"
+	updateRefund = `UPDATE refunds SET status = ?8, refund_id = ?9, sync_attempts = ?11, next_sync_at = ?12, version = ?13, updated_at = ?15
+		WHERE id = ?1 AND payment_id = ?3 AND amount = ?6 AND version = ?16`
+	insertMoney  = "INSERT INTO money_ledger (payment_id, order_id, refund_id, movement, amount, currency, at) VALUES (?,?,?,?,?,?,?)"
+	insertInbox  = "INSERT INTO channel_events (channel, event_id, payment_id, refund_id, outcome, received_at) VALUES (?,?,?,?,?,?)"
+	inboxLookup  = "SELECT 1 FROM channel_events WHERE channel = ? AND event_id = ?"
+	insertReview = "INSERT INTO review_items (" + reviewCols + ") VALUES (" + marks(13) + ")"
+	updateReview = `UPDATE review_items SET status = ?7, resolution = ?8, note = ?9, resolved_by = ?10, resolved_at = ?11, version = ?12
+		WHERE id = ?1 AND version = ?14`
+)
+
+// paymentStatements lists the payment side's statements to prepare at Open: the writes,
+// and the batch loads for every padded IN-list size (inList).
+func paymentStatements() []string {
+	out := []string{insertPayment, updatePayment, insertRefund, updateRefund, insertMoney, insertInbox, inboxLookup, insertReview, updateReview}
+	for size := 1; size <= inListMax; size *= 2 {
+		in := marks(size)
+		out = append(out,
+			"SELECT "+paymentCols+" FROM payments WHERE id IN ("+in+")",
+			"SELECT "+paymentCols+" FROM payments WHERE order_id IN ("+in+")",
+			"SELECT "+refundCols+" FROM refunds WHERE id IN ("+in+")",
+			"SELECT "+refundCols+" FROM refunds WHERE order_id IN ("+in+")",
+			"SELECT "+reviewCols+" FROM review_items WHERE id IN ("+in+")")
+	}
+	return out
+}
+
 // nullMicros stores a zero time as NULL (no sync due).
 func nullMicros(t time.Time) any {
 	if t.IsZero() {
@@ -125,7 +158,7 @@ func byIDsOrOrders(ids, orderIDs []string, fn func(where string, args []any) err
 func (w *writeTx) Payments(ctx context.Context, ids, orderIDs []string) (map[string]ordercore.Payment, error) {
 	out := map[string]ordercore.Payment{}
 	err := byIDsOrOrders(ids, orderIDs, func(where string, args []any) error {
-		ps, err := queryPayments(ctx, w.tx, "SELECT "+paymentCols+" FROM payments WHERE "+where, args...)
+		ps, err := queryPayments(ctx, w, "SELECT "+paymentCols+" FROM payments WHERE "+where, args...)
 		for _, p := range ps {
 			out[p.ID] = p
 		}
@@ -137,7 +170,7 @@ func (w *writeTx) Payments(ctx context.Context, ids, orderIDs []string) (map[str
 func (w *writeTx) Refunds(ctx context.Context, ids, orderIDs []string) (map[string]ordercore.Refund, error) {
 	out := map[string]ordercore.Refund{}
 	err := byIDsOrOrders(ids, orderIDs, func(where string, args []any) error {
-		rs, err := queryRefunds(ctx, w.tx, "SELECT "+refundCols+" FROM refunds WHERE "+where, args...)
+		rs, err := queryRefunds(ctx, w, "SELECT "+refundCols+" FROM refunds WHERE "+where, args...)
 		for _, r := range rs {
 			out[r.ID] = r
 		}
@@ -151,11 +184,7 @@ func (w *writeTx) ChannelEvents(ctx context.Context, keys []ordercore.ChannelEve
 	if len(keys) == 0 {
 		return out, nil
 	}
-	st, err := w.tx.PrepareContext(ctx, "SELECT 1 FROM channel_events WHERE channel = ? AND event_id = ?")
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: prepare inbox lookup: %w", err)
-	}
-	defer st.Close()
+	st := w.stmt(ctx, inboxLookup)
 	for _, k := range keys {
 		var one int
 		err := st.QueryRowContext(ctx, k.Channel, k.EventID).Scan(&one)
@@ -173,7 +202,7 @@ func (w *writeTx) ReviewItems(ctx context.Context, ids []string) (map[string]ord
 	out := map[string]ordercore.ReviewItem{}
 	err := chunks(ids, func(part []string) error {
 		in, args := inList(part)
-		rs, err := queryReviews(ctx, w.tx, "SELECT "+reviewCols+" FROM review_items WHERE id IN ("+in+")", args...)
+		rs, err := queryReviews(ctx, w, "SELECT "+reviewCols+" FROM review_items WHERE id IN ("+in+")", args...)
 		for _, r := range rs {
 			out[r.ID] = r
 		}
@@ -182,17 +211,13 @@ func (w *writeTx) ReviewItems(ctx context.Context, ids []string) (map[string]ord
 	return out, err
 }
 
-// execRows runs one statement once per row, prepared once for the batch: payment rows are
-// few per batch next to orders, so they are not worth multi-row statements.
+// execRows runs one prepared statement once per row: payment rows are few per batch next
+// to orders, so they are not worth multi-row statements.
 func (w *writeTx) execRows(ctx context.Context, query string, n int, row func(i int) []any, check func(i int, affected int64) error) error {
 	if n == 0 {
 		return nil
 	}
-	st, err := w.tx.PrepareContext(ctx, query)
-	if err != nil {
-		return fmt.Errorf("sqlite: prepare %.40s: %w", query, err)
-	}
-	defer st.Close()
+	st := w.stmt(ctx, query)
 	for i := range n {
 		res, err := st.ExecContext(ctx, row(i)...)
 		if err != nil {
@@ -245,56 +270,48 @@ func reviewArgs(r ordercore.ReviewItem) []any {
 // attempts must see the close first. Changes rewrite every column but the id and the
 // order, guarded by the version; the table's CHECKs refuse refunds beyond the capture.
 func (w *writeTx) payments(ctx context.Context, c *ordercore.Changeset) error {
-	err := w.execRows(ctx, `UPDATE payments SET status = ?4, txn_id = ?7, accepted = ?8, captured = ?9, refunding = ?10, refunded = ?11,
-		instructions = ?12, sync_attempts = ?13, next_sync_at = ?14, version = ?15, updated_at = ?17
-		WHERE id = ?1 AND order_id = ?2 AND channel = ?3 AND currency = ?5 AND amount = ?6 AND created_at = ?16 AND version = ?18`,
-		len(c.PaymentChanges),
+	err := w.execRows(ctx, updatePayment, len(c.PaymentChanges),
 		func(i int) []any { ch := c.PaymentChanges[i]; return append(paymentArgs(ch.Payment), ch.FromVersion) },
 		versionGuard("payment", func(i int) string { return c.PaymentChanges[i].Payment.ID }, func(i int) int64 { return c.PaymentChanges[i].FromVersion }))
 	if err != nil {
 		return err
 	}
-	return w.execRows(ctx, "INSERT INTO payments ("+paymentCols+") VALUES ("+marks(17)+")", len(c.NewPayments),
+	return w.execRows(ctx, insertPayment, len(c.NewPayments),
 		func(i int) []any { return paymentArgs(c.NewPayments[i]) }, nil)
 }
 
 func (w *writeTx) refunds(ctx context.Context, c *ordercore.Changeset) error {
-	err := w.execRows(ctx, "INSERT INTO refunds ("+refundCols+") VALUES ("+marks(15)+")", len(c.NewRefunds),
+	err := w.execRows(ctx, insertRefund, len(c.NewRefunds),
 		func(i int) []any { return refundArgs(c.NewRefunds[i]) }, nil)
 	if err != nil {
 		return err
 	}
-	return w.execRows(ctx, `UPDATE refunds SET status = ?8, refund_id = ?9, sync_attempts = ?11, next_sync_at = ?12, version = ?13, updated_at = ?15
-		WHERE id = ?1 AND payment_id = ?3 AND amount = ?6 AND version = ?16`,
-		len(c.RefundChanges),
+	return w.execRows(ctx, updateRefund, len(c.RefundChanges),
 		func(i int) []any { ch := c.RefundChanges[i]; return append(refundArgs(ch.Refund), ch.FromVersion) },
 		versionGuard("refund", func(i int) string { return c.RefundChanges[i].Refund.ID }, func(i int) int64 { return c.RefundChanges[i].FromVersion }))
 }
 
 func (w *writeTx) moneyLedger(ctx context.Context, c *ordercore.Changeset) error {
-	return w.execRows(ctx, "INSERT INTO money_ledger (payment_id, order_id, refund_id, movement, amount, currency, at) VALUES (?,?,?,?,?,?,?)",
-		len(c.MoneyLedger), func(i int) []any {
-			e := c.MoneyLedger[i]
-			return []any{e.PaymentID, e.OrderID, e.RefundID, string(e.Movement), e.Amount, string(e.Currency), micros(e.At)}
-		}, nil)
+	return w.execRows(ctx, insertMoney, len(c.MoneyLedger), func(i int) []any {
+		e := c.MoneyLedger[i]
+		return []any{e.PaymentID, e.OrderID, e.RefundID, string(e.Movement), e.Amount, string(e.Currency), micros(e.At)}
+	}, nil)
 }
 
 func (w *writeTx) channelEvents(ctx context.Context, c *ordercore.Changeset) error {
-	return w.execRows(ctx, "INSERT INTO channel_events (channel, event_id, payment_id, refund_id, outcome, received_at) VALUES (?,?,?,?,?,?)",
-		len(c.ChannelEvents), func(i int) []any {
-			e := c.ChannelEvents[i]
-			return []any{e.Channel, e.EventID, e.PaymentID, e.RefundID, e.Outcome, micros(e.ReceivedAt)}
-		}, nil)
+	return w.execRows(ctx, insertInbox, len(c.ChannelEvents), func(i int) []any {
+		e := c.ChannelEvents[i]
+		return []any{e.Channel, e.EventID, e.PaymentID, e.RefundID, e.Outcome, micros(e.ReceivedAt)}
+	}, nil)
 }
 
 func (w *writeTx) reviews(ctx context.Context, c *ordercore.Changeset) error {
-	err := w.execRows(ctx, "INSERT INTO review_items ("+reviewCols+") VALUES ("+marks(13)+")", len(c.NewReviews),
+	err := w.execRows(ctx, insertReview, len(c.NewReviews),
 		func(i int) []any { return reviewArgs(c.NewReviews[i]) }, nil)
 	if err != nil {
 		return err
 	}
-	return w.execRows(ctx, `UPDATE review_items SET status = ?7, resolution = ?8, note = ?9, resolved_by = ?10, resolved_at = ?11, version = ?12
-		WHERE id = ?1 AND version = ?14`, len(c.ReviewChanges),
+	return w.execRows(ctx, updateReview, len(c.ReviewChanges),
 		func(i int) []any { ch := c.ReviewChanges[i]; return append(reviewArgs(ch.Item), ch.FromVersion) },
 		versionGuard("review item", func(i int) string { return c.ReviewChanges[i].Item.ID }, func(i int) int64 { return c.ReviewChanges[i].FromVersion }))
 }

@@ -171,7 +171,7 @@ func placeholders(rows, cols int) string {
 // prepared statement on the same connection (and re-prepares transparently should
 // database/sql ever replace the connection).
 func (db *DB) prepare(ctx context.Context) error {
-	queries := []string{updateStock, updateOrder, resolveLines, reviveLines}
+	queries := append([]string{updateStock, updateOrder, resolveLines, reviveLines}, paymentStatements()...)
 	for _, in := range inserts {
 		for _, q := range in.texts {
 			queries = append(queries, q)
