@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,13 +21,17 @@ import (
 	"ordercore"
 	"ordercore/httpapi"
 	"ordercore/internal/engine"
+	"ordercore/postgres"
 	"ordercore/sqlite"
 )
 
 // Config is what `ordercore serve` takes.
 type Config struct {
-	Addr           string        // listen address, e.g. ":8080"
-	DataDir        string        // the SQLite file is DataDir/ordercore.db
+	Addr    string // listen address, e.g. ":8080"
+	DataDir string // the SQLite file is DataDir/ordercore.db
+	// DB, when set, is a PostgreSQL URL (postgres://...) used instead of SQLite; DataDir is
+	// then unused. Several instances may share one PostgreSQL database.
+	DB             string
 	BatchMax       int           // committer batch bound (0: default)
 	BatchDelay     time.Duration // committer batch delay (0: default)
 	ManualPayments bool          // enable POST /v1/orders/{id}/payments/manual
@@ -48,13 +53,66 @@ type Config struct {
 type App struct {
 	cfg      Config
 	lock     *os.File
-	DB       *sqlite.DB
+	DB       Store
 	Engine   *engine.Engine
 	Payments *engine.Payments
+	where    string // the database, for the log (a file, or a URL without its password)
 	server   *http.Server
 	ln       net.Listener
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+}
+
+// Store is the database an App runs on.
+type Store interface {
+	ordercore.Store
+	ordercore.Dumper
+}
+
+// IsPostgres reports whether db names a PostgreSQL database rather than a SQLite file.
+func IsPostgres(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+}
+
+// OpenStore opens the database named by dbURL (PostgreSQL) or, when it is empty, the
+// SQLite file of dataDir.
+func OpenStore(ctx context.Context, dbURL, dataDir string) (Store, string, error) {
+	if dbURL != "" {
+		if !IsPostgres(dbURL) {
+			return nil, "", fmt.Errorf("--db %q: want a postgres:// URL (SQLite lives in --data)", redact(dbURL))
+		}
+		dsn, schema, err := splitSchema(dbURL)
+		if err != nil {
+			return nil, "", err
+		}
+		db, err := postgres.Open(ctx, dsn, postgres.Options{Schema: schema})
+		return db, redact(dbURL), err
+	}
+	db, err := sqlite.Open(ctx, DBPath(dataDir), sqlite.Options{})
+	return db, DBPath(dataDir), err
+}
+
+// splitSchema takes ordercore's own "schema" parameter (the PostgreSQL schema its tables
+// live in, default public) out of a database URL; the rest goes to the driver.
+func splitSchema(dbURL string) (string, string, error) {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return "", "", fmt.Errorf("--db: %w", err)
+	}
+	q := u.Query()
+	schema := q.Get("schema")
+	q.Del("schema")
+	u.RawQuery = q.Encode()
+	return u.String(), schema, nil
+}
+
+// redact drops the password from a database URL before it is logged or shown.
+func redact(dbURL string) string {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return "(unparsable database URL)"
+	}
+	return u.Redacted()
 }
 
 // DBPath is where the SQLite file of a data directory lives.
@@ -65,25 +123,29 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	lock, err := lockDataDir(cfg.DataDir)
-	if err != nil {
-		return nil, err
+	var lock *os.File
+	if cfg.DB == "" {
+		// One server per SQLite file; PostgreSQL takes any number of instances.
+		var err error
+		if lock, err = lockDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
 	}
-	db, err := sqlite.Open(ctx, DBPath(cfg.DataDir), sqlite.Options{})
+	db, where, err := OpenStore(ctx, cfg.DB, cfg.DataDir)
 	if err != nil {
-		lock.Close()
+		closeLock(lock)
 		return nil, err
 	}
 	clock := ordercore.SystemClock{}
 	eng := engine.New(db, clock, engine.Config{BatchMax: cfg.BatchMax, BatchDelay: cfg.BatchDelay, Logger: cfg.Logger,
 		PaymentSync: cfg.PaymentSync, PaymentSyncByChannel: cfg.PaymentSyncByChannel, RefundSync: cfg.RefundSync})
-	a := &App{cfg: cfg, lock: lock, DB: db, Engine: eng}
+	a := &App{cfg: cfg, lock: lock, DB: db, where: where, Engine: eng}
 	channels := map[string]ordercore.Channel{}
 	for _, ch := range cfg.Channels {
 		if _, dup := channels[ch.Name()]; dup {
 			eng.Close()
 			db.Close()
-			lock.Close()
+			closeLock(lock)
 			return nil, fmt.Errorf("two payment channels are named %q", ch.Name())
 		}
 		channels[ch.Name()] = ch
@@ -96,7 +158,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if a.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		eng.Close()
 		db.Close()
-		lock.Close()
+		closeLock(lock)
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	public := strings.TrimSuffix(cfg.PublicURL, "/")
@@ -128,7 +190,7 @@ func (a *App) Addr() string { return a.ln.Addr().String() }
 func (a *App) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(a.ln) }()
-	a.cfg.Logger.Info("ordercore serving", "addr", a.Addr(), "db", a.DB.Path)
+	a.cfg.Logger.Info("ordercore serving", "addr", a.Addr(), "db", a.where)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -150,7 +212,14 @@ func (a *App) Close() error {
 	a.wg.Wait()
 	a.Engine.Close()
 	err = errors.Join(err, a.DB.Close())
-	return errors.Join(err, a.lock.Close()) // closing the file releases the lock
+	return errors.Join(err, closeLock(a.lock)) // closing the file releases the lock
+}
+
+func closeLock(f *os.File) error {
+	if f == nil {
+		return nil
+	}
+	return f.Close()
 }
 
 // lockDataDir takes an exclusive lock on dataDir/ordercore.lock for the life of the

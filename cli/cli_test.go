@@ -1,17 +1,20 @@
 package cli_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"ordercore/cli"
@@ -31,7 +34,55 @@ func TestScripts(t *testing.T) {
 		"http":     cmdHTTP,
 		"jsonvar":  cmdJSONVar,
 		"waitfor":  cmdWaitFor,
-	}})
+		"pgschema": cmdPGSchema,
+	}, Condition: condition})
+}
+
+// condition answers [pg]: a PostgreSQL is reachable at pgURL. Under CI=true an
+// unreachable one is an error, not a skip: the services must be there.
+func condition(cond string) (bool, error) {
+	if cond != "pg" {
+		return false, fmt.Errorf("unknown condition %q", cond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pgURL())
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			return false, fmt.Errorf("PostgreSQL at %s is not reachable under CI: %w", pgURL(), err)
+		}
+		return false, nil
+	}
+	conn.Close(ctx)
+	return true, nil
+}
+
+// pgURL is the PostgreSQL of the test machines (ORDERCORE_TEST_PG overrides).
+func pgURL() string {
+	if u := os.Getenv("ORDERCORE_TEST_PG"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+// cmdPGSchema: pgschema URLVAR SCHEMAVAR sets URLVAR to the test PostgreSQL's URL and
+// SCHEMAVAR to a fresh schema name, dropped when the script ends (guard the script with
+// [!pg] skip).
+func cmdPGSchema(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: pgschema URLVAR SCHEMAVAR")
+	}
+	schema := fmt.Sprintf("cli_%d_%d", os.Getpid(), time.Now().UnixNano())
+	ts.Defer(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if conn, err := pgx.Connect(ctx, pgURL()); err == nil {
+			conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+			conn.Close(ctx)
+		}
+	})
+	ts.Setenv(args[0], pgURL())
+	ts.Setenv(args[1], schema)
 }
 
 // cmdFreeport: freeport VAR... sets each VAR to a distinct free TCP port on 127.0.0.1.

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"ordercore"
+	"ordercore/app"
 	"ordercore/internal/verify"
 	"ordercore/sqlite"
 )
@@ -31,10 +32,16 @@ the database of a server that has been stopped (nothing could have expired them 
 or an RFC 3339 time.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := os.Stat(path); err != nil {
+			if _, err := os.Stat(path); err != nil && !app.IsPostgres(path) {
 				return &ExitError{Code: 2, Err: fmt.Errorf("database %s: %w", path, err)}
 			}
-			db, err := sqlite.Open(cmd.Context(), path, sqlite.Options{})
+			var db app.Store
+			var err error
+			if app.IsPostgres(path) {
+				db, _, err = app.OpenStore(cmd.Context(), path, "")
+			} else {
+				db, err = sqlite.Open(cmd.Context(), path, sqlite.Options{})
+			}
 			if err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
@@ -55,7 +62,7 @@ or an RFC 3339 time.`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&path, "db", "./data/ordercore.db", "path of the SQLite database file")
+	c.Flags().StringVar(&path, "db", "./data/ordercore.db", "path of the SQLite database file, or a PostgreSQL URL (postgres://...)")
 	c.Flags().StringVar(&asOf, "as-of", "now", `time unpaid orders are judged against: now, last-event, or an RFC 3339 time`)
 	return c
 }
