@@ -279,6 +279,16 @@ func (s *Payments) syncPayment(ctx context.Context, p ordercore.Payment) error {
 	if !p.Status.Open() {
 		return s.confirmEnded(ctx, ch, p)
 	}
+	if o, err := s.Reader.Order(ctx, p.OrderID); err == nil && o.Status != ordercore.OrderPendingPayment {
+		// Its order no longer waits for money (another attempt paid it, or it was
+		// cancelled): close the trade so it cannot be paid too; a channel that says it
+		// already was has its money applied (and refunded as a duplicate).
+		if err := s.close(ctx, p); err != nil && ordercore.ErrorCode(err) != ordercore.EIllegalTransition &&
+			ordercore.ErrorCode(err) != ordercore.EPaymentInProgress {
+			return err
+		}
+		return nil
+	}
 	cp, err := ch.QueryPayment(ctx, p.ID)
 	switch {
 	case errors.Is(err, ordercore.ErrTradeNotFound) && p.Status != ordercore.PaymentPending:

@@ -425,17 +425,31 @@ func (b *batch) succeeded(p *paymentState, c ChannelPayment) {
 		limit.Assert(err == nil, "pay pending order %s: %v", o.cur.ID, err)
 		p.cur.Accepted = true
 		b.paymentEvent(p, ordercore.EventPaymentSucceeded, c.Source, "paid", &paid)
+		b.closeOthers(p)
 	case o.cur.Status == ordercore.OrderCancelled && b.canRevive(o):
 		err := b.transition(o, order.Revive, "", &applied)
 		limit.Assert(err == nil, "revive order %s: %v", o.cur.ID, err)
 		p.cur.Accepted = true
 		b.paymentEvent(p, ordercore.EventPaymentSucceeded, c.Source, "revived", &paid)
+		b.closeOthers(p)
 	case o.cur.Status == ordercore.OrderCancelled:
 		b.paymentEvent(p, ordercore.EventPaymentSucceeded, c.Source, "late", &paid)
 		b.refundRest(p, ordercore.RefundLate, "paid after the order closed; its stock is gone")
 	default:
 		b.paymentEvent(p, ordercore.EventPaymentSucceeded, c.Source, "duplicate", &paid)
 		b.refundRest(p, ordercore.RefundDuplicate, "the order was already paid by another payment")
+	}
+}
+
+// closeOthers makes the order's other open attempts due for the sync now: their order is
+// paid, so the sync closes them at their channels (and refunds any that were paid too)
+// instead of waiting for them on the schedule.
+func (b *batch) closeOthers(paid *paymentState) {
+	for _, q := range b.paymentsOf(paid.cur.OrderID) {
+		if q != paid && q.cur.Status.Open() {
+			q.cur.NextSyncAt = b.now
+			b.touchPayment(q)
+		}
 	}
 }
 

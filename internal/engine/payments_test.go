@@ -465,3 +465,34 @@ func TestPaymentSyncScheduleByChannel(t *testing.T) {
 		t.Fatalf("second query at %v, want %v", p.NextSyncAt, want)
 	}
 }
+
+// TestPaidOrderClosesItsOtherAttempts: money for an old, closed attempt pays the order
+// while a newer attempt is open; the newer one is closed at its channel at once (not left
+// for the shopper to pay too, nor queried for hours).
+func TestPaidOrderClosesItsOtherAttempts(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	ctx := context.Background()
+	o := b.order("rug", 5, 1)
+	a1 := b.attempt(o.ID)
+	a2 := b.attempt(o.ID) // closes a1 at the channel
+	b.channel.set(a1, ordercore.PaymentSucceeded, o.Amount)
+	b.notify("p1", &ordercore.ChannelPayment{OutTradeNo: a1, Status: ordercore.PaymentSucceeded, Amount: o.Amount}, nil)
+	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderPaid {
+		t.Fatalf("order %s, want paid by the late money", got.Status)
+	}
+	p2, _ := b.db.Payment(ctx, a2)
+	if p2.NextSyncAt.After(b.clock.Now()) {
+		t.Fatalf("the open attempt is due at %v, want now (%v)", p2.NextSyncAt, b.clock.Now())
+	}
+	if _, err := b.pay.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p2, _ = b.db.Payment(ctx, a2); p2.Status != ordercore.PaymentClosed {
+		t.Fatalf("the other attempt is %s, want closed", p2.Status)
+	}
+	if tr, _ := b.channel.trade(a2); tr.Status != ordercore.PaymentClosed {
+		t.Fatalf("its trade is %s at the channel, want closed", tr.Status)
+	}
+	b.finish()
+}
