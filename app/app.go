@@ -18,9 +18,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"ordercore"
 	"ordercore/httpapi"
 	"ordercore/internal/engine"
+	"ordercore/natsbus"
 	"ordercore/postgres"
 	"ordercore/sqlite"
 )
@@ -29,6 +33,12 @@ import (
 type Config struct {
 	Addr    string // listen address, e.g. ":8080"
 	DataDir string // the SQLite file is DataDir/ordercore.db
+	// NATS, when set, is a NATS server URL: the events table is relayed to its
+	// JetStream (stream natsbus.StreamDefault), in sequence order, each event once.
+	NATS string
+	// NATSStream and NATSSubjects name the stream and its subject prefix (defaults
+	// natsbus.StreamDefault and natsbus.SubjectPrefixDefault).
+	NATSStream, NATSSubjects string
 	// DB, when set, is a PostgreSQL URL (postgres://...) used instead of SQLite; DataDir is
 	// then unused. Several instances may share one PostgreSQL database.
 	DB             string
@@ -57,10 +67,31 @@ type App struct {
 	Engine   *engine.Engine
 	Payments *engine.Payments
 	where    string // the database, for the log (a file, or a URL without its password)
+	nats     *nats.Conn
 	server   *http.Server
 	ln       net.Listener
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+}
+
+// openRelay connects to NATS and prepares the event relay and its stream.
+func openRelay(ctx context.Context, cfg Config, r ordercore.Reader) (*natsbus.Relay, *nats.Conn, error) {
+	url := cfg.NATS
+	nc, err := nats.Connect(url, nats.Name("ordercore"), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("--nats %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("--nats %s: jetstream: %w", url, err)
+	}
+	relay := natsbus.NewRelay(natsbus.Config{Reader: r, JS: js, Stream: cfg.NATSStream, SubjectPrefix: cfg.NATSSubjects})
+	if err := relay.EnsureStream(ctx); err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("--nats %s: %w", url, err)
+	}
+	return relay, nc, nil
 }
 
 // Store is the database an App runs on.
@@ -171,6 +202,22 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	logErr := func(what string) func(error) {
 		return func(err error) { cfg.Logger.Warn(what+" failed", "err", err) }
 	}
+	if cfg.NATS != "" {
+		relay, nc, err := openRelay(ctx, cfg, db)
+		if err != nil {
+			a.ln.Close()
+			eng.Close()
+			db.Close()
+			closeLock(lock)
+			return nil, err
+		}
+		a.nats = nc
+		a.wg.Go(func() {
+			if err := relay.Run(wctx); err != nil {
+				cfg.Logger.Error("event relay stopped", "err", err)
+			}
+		})
+	}
 	workers := []interface{ Run(context.Context) }{
 		&engine.Expirer{Engine: eng, Reader: db, Clock: clock, Payments: a.Payments, OnErr: logErr("expiry sweep")},
 		&engine.Pruner{Engine: eng, Clock: clock, OnErr: logErr("idempotency prune")},
@@ -210,6 +257,9 @@ func (a *App) Close() error {
 	a.ln.Close() // already closed if Serve ran; needed if it never did
 	a.cancel()
 	a.wg.Wait()
+	if a.nats != nil {
+		a.nats.Close()
+	}
 	a.Engine.Close()
 	err = errors.Join(err, a.DB.Close())
 	return errors.Join(err, closeLock(a.lock)) // closing the file releases the lock

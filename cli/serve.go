@@ -10,6 +10,7 @@ import (
 
 	"ordercore/app"
 	"ordercore/internal/limit"
+	"ordercore/natsbus"
 )
 
 func serveCmd() *cobra.Command {
@@ -50,6 +51,7 @@ SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2
 	f := c.Flags()
 	f.StringVar(&cfg.Addr, "addr", ":8080", "listen address HOST:PORT")
 	f.StringVar(&cfg.DataDir, "data", "./data", "data directory (holds ordercore.db)")
+	f.StringVar(&cfg.NATS, "nats", "", "NATS URL (nats://host:4222): relay the event log to its JetStream, stream "+natsbus.StreamDefault)
 	f.StringVar(&cfg.DB, "db", "", "PostgreSQL URL to run on instead of the SQLite file in --data, e.g. postgres://user@host/db?schema=shop (schema default public)")
 	f.IntVar(&cfg.BatchMax, "batch-max", limit.BatchCommandsMax, "most commands committed in one transaction")
 	f.DurationVar(&cfg.BatchDelay, "batch-delay", time.Duration(limit.BatchDelayDefault), "how long the committer waits for a batch to fill (0: take what queued during the last commit)")
