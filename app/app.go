@@ -205,6 +205,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.NATS != "" {
 		relay, nc, err := openRelay(ctx, cfg, db)
 		if err != nil {
+			cancel()
 			a.ln.Close()
 			eng.Close()
 			db.Close()
