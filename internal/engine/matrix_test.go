@@ -145,7 +145,9 @@ type matrixWorker struct {
 	expirer *engine.Expirer
 }
 
-func newMatrixWorker(t *testing.T, n int) *matrixWorker { return newMatrixWorkerWith(t, n, engine.Config{}) }
+func newMatrixWorker(t *testing.T, n int) *matrixWorker {
+	return newMatrixWorkerWith(t, n, engine.Config{})
+}
 
 func newMatrixWorkerWith(t *testing.T, n int, cfg engine.Config) *matrixWorker {
 	// synchronous=NORMAL: what is under test is the logic of the payment commands, not

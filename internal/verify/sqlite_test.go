@@ -24,25 +24,7 @@ import (
 func TestCheckRealDatabase(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "o.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := engine.New(db, ordercore.SystemClock{}, engine.Config{})
-	t.Cleanup(func() { eng.Close(); db.Close() })
-
-	submit := func(cmd engine.Command) any {
-		t.Helper()
-		res, err := eng.Submit(ctx, cmd, nil)
-		if err != nil {
-			t.Fatalf("%T: %v", cmd, err)
-		}
-		return res.Value
-	}
-	place := func(expiresIn time.Duration, lines ...engine.LineRequest) ordercore.Order {
-		t.Helper()
-		return submit(engine.PlaceOrder{UserID: "u1", Lines: lines, ExpiresIn: expiresIn}).(ordercore.Order)
-	}
+	db, submit, place := realEngine(t)
 
 	submit(engine.CreateSKU{ID: "apple", Name: "Apple", Price: usd(250), Stock: 100})
 	submit(engine.CreateSKU{ID: "pear", Name: "Pear", Price: usd(120)})
@@ -110,25 +92,7 @@ func TestCheckRealDatabase(t *testing.T) {
 func TestCheckRealDatabasePayments(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "o.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := engine.New(db, ordercore.SystemClock{}, engine.Config{})
-	t.Cleanup(func() { eng.Close(); db.Close() })
-
-	submit := func(cmd engine.Command) any {
-		t.Helper()
-		res, err := eng.Submit(ctx, cmd, nil)
-		if err != nil {
-			t.Fatalf("%T: %v", cmd, err)
-		}
-		return res.Value
-	}
-	place := func(expiresIn time.Duration, lines ...engine.LineRequest) ordercore.Order {
-		t.Helper()
-		return submit(engine.PlaceOrder{UserID: "u1", Lines: lines, ExpiresIn: expiresIn}).(ordercore.Order)
-	}
+	db, submit, place := realEngine(t)
 	const sim = "sim"
 	start := func(o ordercore.Order) string {
 		t.Helper()
@@ -305,4 +269,29 @@ func TestCheckRealDatabasePayments(t *testing.T) {
 	if got, want := rules(verify.Check(snap, time.Now())), []string{verify.RuleMoneyConservation, verify.RulePaymentOrder}; !slices.Equal(got, want) {
 		t.Fatalf("after corrupting a capture, rules = %v, want %v", got, want)
 	}
+}
+
+// realEngine opens a real SQLite store with the real engine over it, and returns helpers
+// that submit a command (failing the test on an error) and place an order of user u1.
+func realEngine(t *testing.T) (*sqlite.DB, func(engine.Command) any, func(time.Duration, ...engine.LineRequest) ordercore.Order) {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "o.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.New(db, ordercore.SystemClock{}, engine.Config{})
+	t.Cleanup(func() { eng.Close(); db.Close() })
+	submit := func(cmd engine.Command) any {
+		t.Helper()
+		res, err := eng.Submit(context.Background(), cmd, nil)
+		if err != nil {
+			t.Fatalf("%T: %v", cmd, err)
+		}
+		return res.Value
+	}
+	place := func(expiresIn time.Duration, lines ...engine.LineRequest) ordercore.Order {
+		t.Helper()
+		return submit(engine.PlaceOrder{UserID: "u1", Lines: lines, ExpiresIn: expiresIn}).(ordercore.Order)
+	}
+	return db, submit, place
 }
