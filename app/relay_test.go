@@ -31,14 +31,18 @@ func TestServeRelaysEventsToNATS(t *testing.T) {
 		}
 		t.Skipf("no NATS at %s (set ORDERCORE_TEST_NATS): %v", url, err)
 	}
-	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	name := fmt.Sprintf("APPTEST_%d", time.Now().UnixNano())
 	prefix := strings.ToLower(name) + ".events"
-	t.Cleanup(func() { js.DeleteStream(context.Background(), name) })
+	t.Cleanup(func() { // the connection stays open until the stream is gone
+		if err := js.DeleteStream(context.Background(), name); err != nil {
+			t.Errorf("delete stream %s: %v", name, err)
+		}
+		nc.Close()
+	})
 
 	a, err := app.Open(context.Background(), app.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), NATS: url, NATSStream: name, NATSSubjects: prefix})
 	if err != nil {
