@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"ordercore"
 	"ordercore/httpapi"
 	"ordercore/internal/engine"
+	"ordercore/internal/lease"
 	"ordercore/natsbus"
 	"ordercore/postgres"
 	"ordercore/sqlite"
@@ -55,6 +57,9 @@ type Config struct {
 	PaymentSyncByChannel map[string][]time.Duration
 	RefundSync           []time.Duration
 	SyncInterval         time.Duration
+	// LeaseTTL and LeaseRetry tune the background lease on PostgreSQL (0: the defaults
+	// of internal/lease, 5 s and 1 s).
+	LeaseTTL, LeaseRetry time.Duration
 	Logger               *slog.Logger
 	Version              string
 }
@@ -72,6 +77,40 @@ type App struct {
 	ln       net.Listener
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+	leader   *lease.Leader // nil on SQLite: the one instance does the background work
+}
+
+// BackgroundLease is the lease whose holder runs the background work on PostgreSQL.
+const BackgroundLease = "background"
+
+// Role is what this instance does beyond serving the API: "single" (SQLite: the only
+// instance does everything), "leader" (it holds the background lease) or "standby".
+func (a *App) Role() string {
+	switch {
+	case a.leader == nil:
+		return "single"
+	case a.leader.Leading():
+		return "leader"
+	default:
+		return "standby"
+	}
+}
+
+// Holder is this instance's name in the leases table ("" on SQLite).
+func (a *App) Holder() string {
+	if a.leader == nil {
+		return ""
+	}
+	return a.leader.Holder
+}
+
+// instanceID names this instance among those sharing a database: host, process and
+// listen address, plus a random part so a restarted process is a new holder.
+func instanceID(addr string) string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%s/%x", host, os.Getpid(), addr, b)
 }
 
 // openRelay connects to NATS and prepares the event relay and its stream.
@@ -183,7 +222,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.Payments = &engine.Payments{Engine: eng, Reader: db, Clock: clock, Channels: channels, Interval: cfg.SyncInterval, Logger: cfg.Logger}
 	api := httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments,
-		Payments: a.Payments, Version: cfg.Version})
+		Payments: a.Payments, Version: cfg.Version, Role: a.Role})
 	a.server = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
 	if a.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
@@ -202,8 +241,9 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	logErr := func(what string) func(error) {
 		return func(err error) { cfg.Logger.Warn(what+" failed", "err", err) }
 	}
+	var relay *natsbus.Relay
 	if cfg.NATS != "" {
-		relay, nc, err := openRelay(ctx, cfg, db)
+		r, nc, err := openRelay(ctx, cfg, db)
 		if err != nil {
 			cancel()
 			a.ln.Close()
@@ -212,20 +252,36 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 			closeLock(lock)
 			return nil, err
 		}
-		a.nats = nc
-		a.wg.Go(func() {
-			if err := relay.Run(wctx); err != nil {
-				cfg.Logger.Error("event relay stopped", "err", err)
-			}
-		})
+		relay, a.nats = r, nc
 	}
 	workers := []interface{ Run(context.Context) }{
 		&engine.Expirer{Engine: eng, Reader: db, Clock: clock, Payments: a.Payments, OnErr: logErr("expiry sweep")},
 		&engine.Pruner{Engine: eng, Clock: clock, OnErr: logErr("idempotency prune")},
 		a.Payments,
 	}
-	for _, w := range workers {
-		a.wg.Go(func() { w.Run(wctx) })
+	background := func(ctx context.Context) {
+		var wg sync.WaitGroup
+		if relay != nil {
+			wg.Go(func() {
+				if err := relay.Run(ctx); err != nil {
+					cfg.Logger.Error("event relay stopped", "err", err)
+				}
+			})
+		}
+		for _, w := range workers {
+			wg.Go(func() { w.Run(ctx) })
+		}
+		wg.Wait()
+	}
+	if ls, ok := db.(lease.Store); ok && cfg.DB != "" {
+		// Several instances may share this database: the background work runs on the
+		// holder of the "background" lease only (internal/lease says why a lease, and why
+		// nothing relies on it for correctness).
+		a.leader = &lease.Leader{Store: ls, Name: BackgroundLease, Holder: instanceID(a.Addr()),
+			TTL: cfg.LeaseTTL, Retry: cfg.LeaseRetry, Work: background, Logger: cfg.Logger}
+		a.wg.Go(func() { a.leader.Run(wctx) })
+	} else {
+		a.wg.Go(func() { background(wctx) })
 	}
 	return a, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"ordercore/app"
+	"ordercore/internal/lease"
 	"ordercore/internal/limit"
 	"ordercore/natsbus"
 )
@@ -24,7 +25,14 @@ func serveCmd() *cobra.Command {
 		Long: `Run the HTTP API (OpenAPI document at /openapi.json), the order expiry sweeper, the
 payment sync (queries open payment attempts, sends and queries refunds) and the
 idempotency-key pruner, on the SQLite file DATA/ordercore.db (created if missing).
-SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2xx.`,
+SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2xx.
+
+Scaled out: with --db postgres://... any number of instances share one database, and
+all of them serve the API. The background work (expiry sweep, payment sync, pruning and
+the event relay) runs on one instance at a time, the holder of a lease row in the
+database; when it dies another takes over within --lease-ttl plus a second, and at once
+when it stops gracefully. GET /healthz names this instance's role: single (SQLite),
+leader or standby.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := logger(cmd.ErrOrStderr(), level)
@@ -35,7 +43,7 @@ SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2
 			if cfg.PaymentSyncByChannel, err = parseSyncFor(syncFor); err != nil {
 				return err
 			}
-			if err := checkPaymentSettings(cfg); err != nil {
+			if err := checkServeSettings(cfg); err != nil {
 				return err
 			}
 			if cfg.Channels, err = channels.build(); err != nil {
@@ -52,6 +60,9 @@ SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2
 	f.StringVar(&cfg.Addr, "addr", ":8080", "listen address HOST:PORT")
 	f.StringVar(&cfg.DataDir, "data", "./data", "data directory (holds ordercore.db)")
 	f.StringVar(&cfg.NATS, "nats", "", "NATS URL (nats://host:4222): relay the event log to its JetStream, stream "+natsbus.StreamDefault)
+	f.StringVar(&cfg.NATSStream, "nats-stream", natsbus.StreamDefault, "JetStream stream the event log is relayed to (created if missing)")
+	f.StringVar(&cfg.NATSSubjects, "nats-subjects", natsbus.SubjectPrefixDefault, "subject prefix of relayed events: PREFIX.<aggregate>.<type>")
+	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "with --db postgres: how long the background lease holds without renewal (failover time)")
 	f.StringVar(&cfg.DB, "db", "", "PostgreSQL URL to run on instead of the SQLite file in --data, e.g. postgres://user@host/db?schema=shop (schema default public)")
 	f.IntVar(&cfg.BatchMax, "batch-max", limit.BatchCommandsMax, "most commands committed in one transaction")
 	f.DurationVar(&cfg.BatchDelay, "batch-delay", time.Duration(limit.BatchDelayDefault), "how long the committer waits for a batch to fill (0: take what queued during the last commit)")
@@ -66,9 +77,10 @@ SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2
 	return c
 }
 
-// checkPaymentSettings refuses payment settings that would only fail later, payment by
-// payment: a notify URL channels cannot post to, or a schedule that goes backwards.
-func checkPaymentSettings(cfg app.Config) error {
+// checkServeSettings refuses settings that would only fail later, payment by payment: a
+// notify URL channels cannot post to, a schedule that goes backwards, a lease that could
+// not be renewed in time or would leave the background work unowned for hours.
+func checkServeSettings(cfg app.Config) error {
 	if cfg.PublicURL != "" {
 		u, err := url.Parse(cfg.PublicURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -92,6 +104,9 @@ func checkPaymentSettings(cfg app.Config) error {
 				return fmt.Errorf("--payment-sync-for %s: step %d is %s; every step must be positive", ch, i+1, d)
 			}
 		}
+	}
+	if cfg.LeaseTTL < time.Second || cfg.LeaseTTL > time.Hour {
+		return fmt.Errorf("--lease-ttl %s: want 1s to 1h (it is renewed every third of it)", cfg.LeaseTTL)
 	}
 	if cfg.SyncInterval <= 0 {
 		return fmt.Errorf("--sync-interval %s: must be positive", cfg.SyncInterval)

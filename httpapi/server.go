@@ -38,6 +38,9 @@ type Config struct {
 	// calls (they answer unknown_channel).
 	Payments *engine.Payments
 	Version  string
+	// Role, when set, names what this instance does besides serving the API ("single",
+	// "leader" or "standby"); /healthz reports it.
+	Role func() string
 }
 
 // Server is the HTTP API.
@@ -101,7 +104,11 @@ func (s *Server) routes() {
 	huma.Register(s.api, get("list-events", "/v1/events", "The event feed, in commit order"), s.listEvents)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"status":"ok"}`))
+		body := map[string]string{"status": "ok"}
+		if s.cfg.Role != nil {
+			body["role"] = s.cfg.Role()
+		}
+		json.NewEncoder(w).Encode(body)
 	})
 }
 
