@@ -45,6 +45,10 @@ type ConsumerConfig struct {
 	FilterSubject string  // optional, e.g. "ordercore.events.order.>"
 	DB            *sql.DB // the consumer's own database, which holds the inbox
 	Table         string  // default InboxTableDefault
+	// AckWait is how long the server waits for an ack before it redelivers a message
+	// (default ConsumerAckWait): a consumer that stops holding unacked messages gets them
+	// again after this long.
+	AckWait time.Duration
 }
 
 // Handler applies one event inside the consumer's transaction.
@@ -62,6 +66,9 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, ha
 	}
 	if cfg.Table == "" {
 		cfg.Table = InboxTableDefault
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = ConsumerAckWait
 	}
 	if cfg.Durable == "" || len(cfg.Durable) > inboxIDBytesMax || cfg.DB == nil || handle == nil {
 		return errors.New("natsbus: Consume needs a Durable name, a DB and a handler")
@@ -81,7 +88,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, ha
 		FilterSubject: cfg.FilterSubject,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ConsumerAckWait,
+		AckWait:       cfg.AckWait,
 		MaxDeliver:    ConsumerMaxDeliver,
 		MaxAckPending: ConsumerMaxAckPending,
 		ReplayPolicy:  jetstream.ReplayInstantPolicy,
