@@ -233,7 +233,7 @@ func (c *cluster) node(i int) *server {
 func (c *cluster) call(at int, method, path string, body any, key string) (reply, bool) {
 	deadline := time.Now().Add(clusterRetryMax)
 	for attempt := 0; ; attempt++ {
-		r, err := c.node(at + attempt).api.do(method, path, body, key)
+		r, err := c.node(at+attempt).api.do(method, path, body, key)
 		definitive := err == nil && r.status < 500 && !(r.status == http.StatusConflict && r.problem().Code == "idempotency_key_in_use")
 		if definitive {
 			if attempt > 0 {
