@@ -35,8 +35,8 @@ import (
 type Config struct {
 	Addr    string // listen address, e.g. ":8080"
 	DataDir string // the SQLite file is DataDir/ordercore.db
-	// NATS, when set, is a NATS server URL: the events table is relayed to its
-	// JetStream (stream natsbus.StreamDefault), in sequence order, each event once.
+	// NATS, when set, is a NATS server URL, or NATSEmbedded: the events table is relayed
+	// to its JetStream (stream natsbus.StreamDefault), in sequence order, each event once.
 	NATS string
 	// NATSStream and NATSSubjects name the stream and its subject prefix (defaults
 	// natsbus.StreamDefault and natsbus.SubjectPrefixDefault).
@@ -73,6 +73,7 @@ type App struct {
 	Payments *engine.Payments
 	where    string // the database, for the log (a file, or a URL without its password)
 	nats     *nats.Conn
+	embedded *natsbus.Embedded // with --nats embedded
 	server   *http.Server
 	ln       net.Listener
 	cancel   context.CancelFunc
@@ -113,24 +114,45 @@ func instanceID(addr string) string {
 	return fmt.Sprintf("%s/%d/%s/%x", host, os.Getpid(), addr, b)
 }
 
-// openRelay connects to NATS and prepares the event relay and its stream.
-func openRelay(ctx context.Context, cfg Config, r ordercore.Reader) (*natsbus.Relay, *nats.Conn, error) {
+// NATSEmbedded as Config.NATS runs a NATS JetStream server inside the process, its
+// storage in DataDir/nats: a single node that wants a broker without running one.
+const NATSEmbedded = "embedded"
+
+// openRelay connects to NATS (or starts the embedded server) and prepares the event relay
+// and its stream.
+func openRelay(ctx context.Context, cfg Config, r ordercore.Reader) (*natsbus.Relay, *nats.Conn, *natsbus.Embedded, error) {
 	url := cfg.NATS
-	nc, err := nats.Connect(url, nats.Name("ordercore"), nats.MaxReconnects(-1))
+	var nc *nats.Conn
+	var emb *natsbus.Embedded
+	var err error
+	if url == NATSEmbedded {
+		emb, err = natsbus.StartEmbedded(ctx, natsbus.EmbeddedConfig{StoreDir: filepath.Join(cfg.DataDir, "nats"), Logger: cfg.Logger})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("--nats embedded: %w", err)
+		}
+		nc, err = emb.Connect(nats.Name("ordercore"))
+	} else {
+		nc, err = nats.Connect(url, nats.Name("ordercore"), nats.MaxReconnects(-1))
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("--nats %s: %w", url, err)
+		emb.Close()
+		return nil, nil, nil, fmt.Errorf("--nats %s: %w", url, err)
+	}
+	closeAll := func() {
+		nc.Close()
+		emb.Close()
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("--nats %s: jetstream: %w", url, err)
+		closeAll()
+		return nil, nil, nil, fmt.Errorf("--nats %s: jetstream: %w", url, err)
 	}
 	relay := natsbus.NewRelay(natsbus.Config{Reader: r, JS: js, Stream: cfg.NATSStream, SubjectPrefix: cfg.NATSSubjects})
 	if err := relay.EnsureStream(ctx); err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("--nats %s: %w", url, err)
+		closeAll()
+		return nil, nil, nil, fmt.Errorf("--nats %s: %w", url, err)
 	}
-	return relay, nc, nil
+	return relay, nc, emb, nil
 }
 
 // Store is the database an App runs on.
@@ -243,7 +265,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	var relay *natsbus.Relay
 	if cfg.NATS != "" {
-		r, nc, err := openRelay(ctx, cfg, db)
+		r, nc, emb, err := openRelay(ctx, cfg, db)
 		if err != nil {
 			cancel()
 			a.ln.Close()
@@ -252,7 +274,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 			closeLock(lock)
 			return nil, err
 		}
-		relay, a.nats = r, nc
+		relay, a.nats, a.embedded = r, nc, emb
 	}
 	workers := []interface{ Run(context.Context) }{
 		&engine.Expirer{Engine: eng, Reader: db, Clock: clock, Payments: a.Payments, OnErr: logErr("expiry sweep")},
@@ -286,6 +308,10 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	return a, nil
 }
 
+// NATS is the connection the event relay publishes on (nil without Config.NATS); with
+// NATSEmbedded it is an in-process connection to the embedded server.
+func (a *App) NATS() *nats.Conn { return a.nats }
+
 // Addr is the address the API listens on.
 func (a *App) Addr() string { return a.ln.Addr().String() }
 
@@ -317,6 +343,7 @@ func (a *App) Close() error {
 	if a.nats != nil {
 		a.nats.Close()
 	}
+	a.embedded.Close()
 	a.Engine.Close()
 	err = errors.Join(err, a.DB.Close())
 	return errors.Join(err, closeLock(a.lock)) // closing the file releases the lock

@@ -59,7 +59,7 @@ leader or standby.`,
 	f := c.Flags()
 	f.StringVar(&cfg.Addr, "addr", ":8080", "listen address HOST:PORT")
 	f.StringVar(&cfg.DataDir, "data", "./data", "data directory (holds ordercore.db)")
-	f.StringVar(&cfg.NATS, "nats", "", "NATS URL (nats://host:4222): relay the event log to its JetStream, stream "+natsbus.StreamDefault)
+	f.StringVar(&cfg.NATS, "nats", "", "NATS URL (nats://host:4222) to relay the event log to its JetStream, or \"embedded\" for a JetStream server inside this process (storage in DATA/nats; one node)")
 	f.StringVar(&cfg.NATSStream, "nats-stream", natsbus.StreamDefault, "JetStream stream the event log is relayed to (created if missing)")
 	f.StringVar(&cfg.NATSSubjects, "nats-subjects", natsbus.SubjectPrefixDefault, "subject prefix of relayed events: PREFIX.<aggregate>.<type>")
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "with --db postgres: how long the background lease holds without renewal (failover time)")

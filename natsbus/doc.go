@@ -1,5 +1,6 @@
-// Package natsbus is the NATS JetStream adapter: it relays the events table to a stream
-// and gives other services a consumer that applies each event exactly once.
+// Package natsbus is the NATS JetStream adapter: it relays the events table to a stream,
+// gives other services a consumer that applies each event exactly once, and can run the
+// JetStream server itself inside the process for a single node.
 //
 // It owns the stream (EnsureStream states every setting: subjects PREFIX.>, file
 // storage, size-only retention, a message size bound and the deduplication window), the
@@ -47,6 +48,26 @@
 // ConsumerMaxDeliver attempts per message; a message that is not a CloudEvent is
 // terminated.
 //
-// natsbus imports the root package, internal/limit, nats.go and the standard library,
-// never another adapter or the engine.
+// # Embedded server
+//
+// StartEmbedded runs a NATS server with JetStream inside the process, for `ordercore
+// serve --nats embedded`: a single node that wants the stream (and its consumers) without
+// running a broker. The relay and consumers use it like any server, through
+// Embedded.Connect (an in-process connection, no TCP). It stores its stream in
+// EmbeddedConfig.StoreDir, a directory of its own, and recovers it at the next start:
+// the relay resumes from the stream's last message as it would against an external
+// server. With Listen set it also accepts TCP clients, so other processes on the
+// network can consume the stream; without it no port is opened.
+//
+// Its limits: it is one node with one copy of the stream, no clustering and no
+// replication, so the stream lives and dies with that machine's disk; it fsyncs every
+// EmbeddedSyncInterval, so an OS crash or power loss (not a kill -9) can lose the
+// stream's newest messages. The events table stays the source of truth: the relay
+// publishes lost messages again from it, in the same order, and a consumer that sees an
+// event twice finds its id in the inbox. When ordercore runs as several instances, each
+// embedded server would hold a separate stream fed by a separate relay: use an external
+// NATS cluster (replicas 3) instead, every instance connecting to it.
+//
+// natsbus imports the root package, internal/limit, nats.go, nats-server (for the
+// embedded server) and the standard library, never another adapter or the engine.
 package natsbus
