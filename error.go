@@ -46,6 +46,10 @@ const (
 	ERefundExceeds      = "refund_exceeds_payment" // 422: more than what remains refundable
 	ENotPaid            = "order_not_paid"         // 409: refund of an order with no capture
 	EReviewResolved     = "review_item_resolved"   // 409
+
+	// Sagas and TCC.
+	ESagaExists = "saga_exists" // 409: a saga with this gid was submitted already
+	ESagaState  = "saga_state"  // 409: the operation does not apply in the saga's status
 )
 
 // Error is an application error: its Code and Message are safe to show to a client.

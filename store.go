@@ -29,6 +29,15 @@ type WriteTx interface {
 	// ChannelEvents reports which notifications are already in the inbox.
 	ChannelEvents(ctx context.Context, keys []ChannelEventKey) (map[ChannelEventKey]bool, error)
 	ReviewItems(ctx context.Context, ids []string) (map[string]ReviewItem, error)
+	// Sagas loads the sagas with the given gids (locked until commit on PostgreSQL).
+	Sagas(ctx context.Context, gids []string) (map[string]Saga, error)
+	// ClaimSagas takes at most limit sagas whose NextRunAt is set and <= now, earliest
+	// first, and moves their NextRunAt to until and their Version up by one, in this
+	// transaction; it returns them as changed. On PostgreSQL the candidates are locked with
+	// FOR UPDATE SKIP LOCKED, so instances claiming at once take disjoint sets without
+	// waiting for each other; a claim ends at until, after which another worker may take
+	// the saga again.
+	ClaimSagas(ctx context.Context, now, until time.Time, limit int) ([]Saga, error)
 	Apply(ctx context.Context, c *Changeset) error
 }
 
@@ -59,6 +68,10 @@ type Changeset struct {
 	ChannelEvents  []ChannelEvent
 	NewReviews     []ReviewItem
 	ReviewChanges  []ReviewChange
+	// Sagas: new rows (a gid that exists refuses the batch), and changes applied only if
+	// the stored version still equals FromVersion.
+	NewSagas    []Saga
+	SagaChanges []SagaChange
 	// IdemPruneBefore, when not zero, deletes at most IdemPruneMax idempotency records
 	// created before it.
 	IdemPruneBefore time.Time
@@ -71,7 +84,8 @@ func (c *Changeset) Empty() bool {
 		len(c.NewOrders) == 0 && len(c.OrderChanges) == 0 && len(c.Events) == 0 &&
 		len(c.Idempotency) == 0 && c.IdemPruneBefore.IsZero() && len(c.NewPayments) == 0 &&
 		len(c.PaymentChanges) == 0 && len(c.NewRefunds) == 0 && len(c.RefundChanges) == 0 &&
-		len(c.MoneyLedger) == 0 && len(c.ChannelEvents) == 0 && len(c.NewReviews) == 0 && len(c.ReviewChanges) == 0
+		len(c.MoneyLedger) == 0 && len(c.ChannelEvents) == 0 && len(c.NewReviews) == 0 && len(c.ReviewChanges) == 0 &&
+		len(c.NewSagas) == 0 && len(c.SagaChanges) == 0
 }
 
 // StockChange moves one SKU's balances by deltas. The store applies it as one conditional
@@ -153,6 +167,13 @@ type Reader interface {
 	// the item afterID.
 	Reviews(ctx context.Context, status ReviewStatus, afterID string, limit int) ([]ReviewItem, error)
 	Review(ctx context.Context, id string) (ReviewItem, error)
+
+	Saga(ctx context.Context, gid string) (Saga, error)
+	// ListSagas lists sagas with the status (all when empty), newest first (by CreatedAt, then
+	// gid), starting after the saga afterGID (empty for the first page).
+	ListSagas(ctx context.Context, status SagaStatus, afterGID string, limit int) ([]Saga, error)
+	// SagaCounts counts the sagas in each status.
+	SagaCounts(ctx context.Context) (map[SagaStatus]int64, error)
 }
 
 // Snapshot is the full content of a database, for `ordercore verify`.
@@ -165,6 +186,7 @@ type Snapshot struct {
 	Refunds     []Refund
 	MoneyLedger []MoneyEntry
 	Reviews     []ReviewItem
+	Sagas       []Saga
 }
 
 // Dumper reads a whole database into a Snapshot.

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +27,7 @@ import (
 	"ordercore/httpapi"
 	"ordercore/internal/engine"
 	"ordercore/internal/lease"
+	"ordercore/internal/saga"
 	"ordercore/natsbus"
 	"ordercore/postgres"
 	"ordercore/sqlite"
@@ -57,6 +59,8 @@ type Config struct {
 	PaymentSyncByChannel map[string][]time.Duration
 	RefundSync           []time.Duration
 	SyncInterval         time.Duration
+	// SagaLocals are the in-process operations saga steps may call, by name.
+	SagaLocals map[string]saga.Local
 	// LeaseTTL and LeaseRetry tune the background lease on PostgreSQL (0: the defaults
 	// of internal/lease, 5 s and 1 s).
 	LeaseTTL, LeaseRetry time.Duration
@@ -71,6 +75,7 @@ type App struct {
 	DB       Store
 	Engine   *engine.Engine
 	Payments *engine.Payments
+	Sagas    *saga.Coordinator
 	where    string // the database, for the log (a file, or a URL without its password)
 	nats     *nats.Conn
 	embedded *natsbus.Embedded // with --nats embedded
@@ -242,9 +247,10 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		}
 		channels[ch.Name()] = ch
 	}
+	a.Sagas = &saga.Coordinator{Claim: eng.ClaimSagasFor, Record: eng.RecordSaga, Locals: cfg.SagaLocals, Logger: cfg.Logger}
 	a.Payments = &engine.Payments{Engine: eng, Reader: db, Clock: clock, Channels: channels, Interval: cfg.SyncInterval, Logger: cfg.Logger}
 	api := httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments,
-		Payments: a.Payments, Version: cfg.Version, Role: a.Role})
+		Payments: a.Payments, Version: cfg.Version, Role: a.Role, Sagas: a.Sagas, SagaLocals: localNames(cfg.SagaLocals)})
 	a.server = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
 	if a.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
@@ -305,12 +311,24 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	} else {
 		a.wg.Go(func() { background(wctx) })
 	}
+	// Sagas run on every instance: claims with SKIP LOCKED (PostgreSQL) or through the one
+	// writer (SQLite) give each due saga to one of them.
+	a.wg.Go(func() { a.Sagas.Run(wctx) })
 	return a, nil
 }
 
 // NATS is the connection the event relay publishes on (nil without Config.NATS); with
 // NATSEmbedded it is an in-process connection to the embedded server.
 func (a *App) NATS() *nats.Conn { return a.nats }
+
+func localNames(m map[string]saga.Local) []string {
+	out := make([]string, 0, len(m))
+	for name := range m {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Addr is the address the API listens on.
 func (a *App) Addr() string { return a.ln.Addr().String() }

@@ -43,7 +43,7 @@ func statusOf(code string) int {
 		return http.StatusNotFound
 	case ordercore.EInsufficientStock, ordercore.EIllegalTransition, ordercore.ESKUExists,
 		ordercore.ECONFLICT, ordercore.EIdemKeyInUse, ordercore.EPaymentInProgress, ordercore.ENotPaid,
-		ordercore.EReviewResolved:
+		ordercore.EReviewResolved, ordercore.ESagaExists, ordercore.ESagaState:
 		return http.StatusConflict
 	case ordercore.EUnknownChannel:
 		return http.StatusNotFound

@@ -38,6 +38,10 @@ type Config struct {
 	// calls (they answer unknown_channel).
 	Payments *engine.Payments
 	Version  string
+	// Sagas runs sagas submitted here at once; SagaLocals names the in-process
+	// operations a step may call. Without Sagas, submitted sagas wait for a claim.
+	Sagas      SagaStarter
+	SagaLocals []string
 	// Role, when set, names what this instance does besides serving the API ("single",
 	// "leader" or "standby"); /healthz reports it.
 	Role func() string
@@ -102,6 +106,13 @@ func (s *Server) routes() {
 	huma.Register(s.api, get("list-channels", "/v1/channels", "Configured payment channels and their notification counts"), s.listChannels)
 	s.mux.HandleFunc("POST /v1/channels/{channel}/notify", s.notify)
 	huma.Register(s.api, get("list-events", "/v1/events", "The event feed, in commit order"), s.listEvents)
+	huma.Register(s.api, post("submit-saga", "/v1/sagas", "Submit a saga or TCC transaction of HTTP or in-process steps", http.StatusCreated), s.submitSaga)
+	huma.Register(s.api, get("list-saga-locals", "/v1/sagas/locals", "In-process operations saga steps may call"), s.listLocals)
+	huma.Register(s.api, get("get-saga", "/v1/sagas/{gid}", "Read a saga with its steps and event timeline"), s.getSaga)
+	huma.Register(s.api, get("list-sagas", "/v1/sagas", "List sagas, newest first, with counts per status"), s.listSagas)
+	huma.Register(s.api, post("retry-saga", "/v1/sagas/{gid}/retry", "Operator: make the saga's next call now; resume a dead_letter saga (audited)", http.StatusOK), s.sagaAction(engine.SagaRetry))
+	huma.Register(s.api, post("compensate-saga", "/v1/sagas/{gid}/compensate", "Operator: undo what the saga did, in reverse order (audited)", http.StatusOK), s.sagaAction(engine.SagaCompensate))
+	huma.Register(s.api, post("skip-saga-step", "/v1/sagas/{gid}/skip", "Operator: mark the step the saga waits on done without calling it (audited)", http.StatusOK), s.sagaAction(engine.SagaSkip))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		body := map[string]string{"status": "ok"}

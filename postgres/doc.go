@@ -6,9 +6,11 @@
 // (events.go).
 //
 // Several instances write at once, so unlike on SQLite the loads of a write transaction
-// lock what they read (SELECT ... FOR UPDATE, in id order), and every guard the SQLite
-// store has (CHECKs, partial and expression unique indexes, conditional and
-// version-guarded updates) is here too, in the same tables.
+// lock what they read (SELECT ... FOR UPDATE, in id order), the saga claim skips what
+// another transaction holds (FOR UPDATE SKIP LOCKED), so instances take disjoint sets of
+// due sagas without waiting for each other, and every guard the SQLite store has (CHECKs,
+// partial and expression unique indexes, conditional and version-guarded updates) is here
+// too, in the same tables.
 //
 // It implements the interfaces of the root package and passes the storetest suite. It
 // imports the root package, internal/limit, pgx, goose and the standard library, and

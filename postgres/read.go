@@ -158,6 +158,9 @@ func (db *DB) Dump(ctx context.Context) (*ordercore.Snapshot, error) {
 	if err := dumpPayments(ctx, tx, snap); err != nil {
 		return nil, err
 	}
+	if err := dumpSagas(ctx, tx, snap); err != nil {
+		return nil, err
+	}
 	if err := tx.Commit(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
 		return nil, fmt.Errorf("postgres: end dump: %w", err)
 	}

@@ -98,10 +98,11 @@ func (w *writeTx) lockKeys(ctx context.Context, kind string, keys []string) erro
 
 // Apply writes a batch's changes in one pipelined round trip (a pgx batch inside the
 // transaction): multi-row inserts from arrays (unnest), one conditional UPDATE per touched
-// SKU, one version-guarded UPDATE per changed order, payment, refund or review item. A
-// guard that fails returns an error and the whole transaction rolls back: the engine has
-// already checked the same rules, so a failing guard means a race lost to another
-// instance or a bug, and the batch is better lost unacknowledged than written wrong.
+// SKU, one version-guarded UPDATE per changed order, payment, refund, review item or
+// saga. A guard that fails returns an error and the whole transaction rolls back: the
+// engine has already checked the same rules, so a failing guard means a race lost to
+// another instance or a bug, and the batch is better lost unacknowledged than written
+// wrong.
 func (w *writeTx) Apply(ctx context.Context, c *ordercore.Changeset) error {
 	b := &pgx.Batch{}
 	for _, step := range []func(*pgx.Batch, *ordercore.Changeset){
@@ -109,6 +110,9 @@ func (w *writeTx) Apply(ctx context.Context, c *ordercore.Changeset) error {
 		queueMoneyLedger, queueChannelEvents, queueReviews, queueIdempotency, queuePrune,
 	} {
 		step(b, c)
+	}
+	if err := queueSagas(b, c); err != nil {
+		return err // a saga that cannot be encoded; nothing was sent
 	}
 	// The events go last: their lock is held from here to the commit, and the shorter
 	// that is, the less other instances' appends wait (events.go).

@@ -149,5 +149,8 @@ func (db *DB) Dump(ctx context.Context) (*ordercore.Snapshot, error) {
 	if err := dumpPayments(ctx, tx, snap); err != nil {
 		return nil, err
 	}
+	if err := dumpSagas(ctx, tx, snap); err != nil {
+		return nil, err
+	}
 	return snap, nil
 }

@@ -100,7 +100,7 @@ func (w *writeTx) Idempotency(ctx context.Context, keys []string) (map[string]or
 func (w *writeTx) Apply(ctx context.Context, c *ordercore.Changeset) error {
 	steps := []func(context.Context, *ordercore.Changeset) error{
 		w.newSKUs, w.stockChanges, w.newOrders, w.orderChanges, w.ledger, w.payments, w.refunds, w.moneyLedger,
-		w.channelEvents, w.reviews, w.events, w.idempotency, w.prune,
+		w.channelEvents, w.reviews, w.sagas, w.events, w.idempotency, w.prune,
 	}
 	for _, step := range steps {
 		if err := step(ctx, c); err != nil {

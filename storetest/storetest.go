@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"OrdersByUser", testOrdersByUser},
 	}
 	tests = append(tests, paymentTests()...)
+	tests = append(tests, sagaTests()...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -29,12 +29,14 @@ type keySet struct {
 	refunds   map[string]struct{}
 	reviews   map[string]struct{}
 	inboxes   map[ordercore.ChannelEventKey]struct{}
+	sagas     map[string]struct{}
+	claims    []*ClaimSagas
 }
 
 func newKeySet() keySet {
 	return keySet{skus: map[string]struct{}{}, orders: map[string]struct{}{}, idem: map[string]struct{}{},
 		payments: map[string]struct{}{}, payOrders: map[string]struct{}{}, refunds: map[string]struct{}{},
-		reviews: map[string]struct{}{}, inboxes: map[ordercore.ChannelEventKey]struct{}{}}
+		reviews: map[string]struct{}{}, inboxes: map[ordercore.ChannelEventKey]struct{}{}, sagas: map[string]struct{}{}}
 }
 
 func (k *keySet) sku(id string)                       { k.skus[id] = struct{}{} }
@@ -44,6 +46,7 @@ func (k *keySet) payOrder(id string)                  { k.payOrders[id] = struct
 func (k *keySet) refund(id string)                    { k.refunds[id] = struct{}{} }
 func (k *keySet) reviewItem(id string)                { k.reviews[id] = struct{}{} }
 func (k *keySet) inbox(key ordercore.ChannelEventKey) { k.inboxes[key] = struct{}{} }
+func (k *keySet) saga(gid string)                     { k.sagas[gid] = struct{}{} }
 func (k *keySet) wantsPayments() bool {
 	return len(k.payments)+len(k.payOrders)+len(k.refunds)+len(k.reviews)+len(k.inboxes) > 0
 }
@@ -86,7 +89,10 @@ type batch struct {
 	payRefunds map[string][]*refundState
 	reviews    map[string]*reviewState
 	inbox      map[ordercore.ChannelEventKey]bool
-	cs         ordercore.Changeset
+	sagas      map[string]*sagaState
+	// claimed holds each ClaimSagas command's sagas, claimed by the load.
+	claimed map[*ClaimSagas][]ordercore.Saga
+	cs      ordercore.Changeset
 }
 
 // load reads every row the calls touch: their orders, then the SKUs of those orders and of
@@ -101,7 +107,13 @@ func load(ctx context.Context, tx ordercore.WriteTx, now time.Time, cfg *Config,
 	}
 	b := &batch{now: now, cfg: cfg, skus: make(map[string]*skuState, len(k.skus)),
 		orders: make(map[string]*orderState, len(k.orders)), payments: map[string]*paymentState{},
-		refunds: map[string]*refundState{}, orderPays: map[string][]*paymentState{}, payRefunds: map[string][]*refundState{}, reviews: map[string]*reviewState{}, inbox: map[ordercore.ChannelEventKey]bool{}}
+		refunds: map[string]*refundState{}, orderPays: map[string][]*paymentState{}, payRefunds: map[string][]*refundState{}, reviews: map[string]*reviewState{}, inbox: map[ordercore.ChannelEventKey]bool{},
+		sagas: map[string]*sagaState{}}
+	if len(k.sagas) > 0 || len(k.claims) > 0 {
+		if err := b.loadSagas(ctx, tx, &k); err != nil {
+			return nil, err
+		}
+	}
 	if k.wantsPayments() {
 		if err := b.loadPayments(ctx, tx, &k); err != nil {
 			return nil, err
@@ -176,6 +188,7 @@ func (b *batch) changeset() *ordercore.Changeset {
 		}
 	}
 	b.paymentChanges(cs)
+	b.sagaChanges(cs)
 	return cs
 }
 

@@ -80,6 +80,34 @@ const (
 	ReasonBytesMax = 500
 	// NotificationBytesMax bounds a channel notification's body.
 	NotificationBytesMax = 64 << 10
+
+	// SagaStepsMax bounds the steps (or TCC branches) of one saga.
+	SagaStepsMax = 32
+	// SagaPayloadBytesMax bounds one call's payload; SagaURLBytesMax its URL.
+	SagaPayloadBytesMax = 16 << 10
+	SagaURLBytesMax     = 2048
+	// SagaGIDBytesMax bounds a global transaction id (DTM gids are client-chosen).
+	SagaGIDBytesMax = 128
+	// Saga policy defaults and bounds: one call's timeout, the attempts of a forward call
+	// before it counts as failed for good, the backoff between attempts, and the attempts
+	// of a compensation or confirm before the saga waits in dead_letter (with the backoff
+	// capped at a minute, 1,440 attempts span about a day).
+	SagaStepTimeoutDefault = 10 * time.Second
+	SagaStepTimeoutMax     = 5 * time.Minute
+	SagaRetriesDefault     = 5
+	SagaRetriesMax         = 100
+	SagaBackoffMinDefault  = 200 * time.Millisecond
+	SagaBackoffMaxDefault  = time.Minute
+	SagaCompensateDefault  = 1440
+	SagaCompensateMax      = 100_000
+	SagaPreparedTimeout    = 30 * time.Second // a DTM-style TCC not submitted by then is aborted
+	SagaClaimBatchMax      = 500              // sagas one claim takes
+	SagaCallsInFlightMax   = 256              // participant calls of one instance at once
+	SagaCallsPerTargetMax  = 64               // of those, to one host
+	SagaPollInterval       = 200 * time.Millisecond
+	SagaBreakerFailures    = 5               // consecutive failures that open a host's breaker
+	SagaBreakerOpenFor     = 2 * time.Second // before one probe call is let through
+	SagaResponseBytesMax   = 64 << 10        // of a participant's answer body read
 )
 
 // PaymentSyncSchedule is when the payment sync queries an open attempt, counted from the

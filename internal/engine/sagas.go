@@ -1,0 +1,306 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"ordercore"
+	"ordercore/internal/limit"
+	"ordercore/internal/saga"
+)
+
+// Saga commands: the coordinator (internal/saga) records every step of every saga through
+// the committer, so a saga's progress is as durable as an order's, and many sagas' steps
+// share one transaction.
+
+type sagaState struct {
+	origVersion int64
+	cur         ordercore.Saga
+	isNew       bool
+}
+
+// loadSagas runs the batch's claims first (their rows are then this transaction's), then
+// loads the sagas the commands name, and the orders (with their payments) of fulfilment
+// sagas, which a saga's end may move.
+func (b *batch) loadSagas(ctx context.Context, tx ordercore.WriteTx, k *keySet) error {
+	b.claimed = map[*ClaimSagas][]ordercore.Saga{}
+	for _, c := range k.claims {
+		got, err := tx.ClaimSagas(ctx, b.now, b.now.Add(c.For), c.Limit)
+		if err != nil {
+			return fmt.Errorf("claim sagas: %w", err)
+		}
+		b.claimed[c] = got
+		for _, s := range got {
+			b.sagas[s.GID] = &sagaState{origVersion: s.Version, cur: s}
+		}
+	}
+	var ids []string
+	for _, gid := range list(k.sagas) {
+		if _, ok := b.sagas[gid]; !ok {
+			ids = append(ids, gid)
+		}
+	}
+	if len(ids) > 0 {
+		got, err := tx.Sagas(ctx, ids)
+		if err != nil {
+			return fmt.Errorf("load sagas: %w", err)
+		}
+		for gid, s := range got {
+			b.sagas[gid] = &sagaState{origVersion: s.Version, cur: s}
+		}
+	}
+	for _, s := range b.sagas {
+		if s.cur.OrderID != "" {
+			k.payOrder(s.cur.OrderID)
+		}
+	}
+	return nil
+}
+
+func (b *batch) sagaChanges(cs *ordercore.Changeset) {
+	for _, gid := range sortedKeys(b.sagas) {
+		s := b.sagas[gid]
+		if s.isNew {
+			cs.NewSagas = append(cs.NewSagas, s.cur)
+		} else if s.cur.Version != s.origVersion {
+			limit.Assert(s.cur.Version > s.origVersion, "saga %s version went back", gid)
+			cs.SagaChanges = append(cs.SagaChanges, ordercore.SagaChange{Saga: s.cur, FromVersion: s.origVersion})
+		}
+	}
+}
+
+// sagaEvent appends an event of a saga, and of its order for a fulfilment saga (the
+// order's timeline shows its fulfilment).
+func (b *batch) sagaEvent(s *ordercore.Saga, typ string, data any) {
+	b.event(ordercore.AggregateSaga, s.GID, typ, data)
+	if s.OrderID != "" {
+		b.event(ordercore.AggregateOrder, s.OrderID, ordercore.EventOrderFulfilment, data)
+	}
+}
+
+// statusChanged appends saga.status when s left status from.
+func (b *batch) statusChanged(s *ordercore.Saga, from ordercore.SagaStatus) {
+	if s.Status != from {
+		b.sagaEvent(s, ordercore.EventSagaStatus, ordercore.SagaStatusEvent{GID: s.GID, Kind: s.Kind, Status: s.Status, From: from, Reason: s.Reason})
+	}
+}
+
+// claimNext keeps a saga whose next call is due now claimed for `hold` (the worker that
+// recorded the outcome makes that call at once); a saga in backoff stays due at its
+// retry time for any worker.
+func (b *batch) claimNext(s *ordercore.Saga, hold time.Duration) bool {
+	if hold > 0 && !s.NextRunAt.IsZero() && !s.NextRunAt.After(b.now) {
+		s.NextRunAt = b.now.Add(hold)
+		return true
+	}
+	return false
+}
+
+// SubmitSaga stores a new saga (or a prepared TCC) and makes it due. Hold, when set,
+// keeps it claimed for that long by the submitting instance, whose coordinator runs it
+// at once. Result: ordercore.Saga.
+type SubmitSaga struct {
+	Saga ordercore.Saga
+	Hold time.Duration
+}
+
+func (c SubmitSaga) keys(k *keySet) { k.saga(c.Saga.GID) }
+
+func (c SubmitSaga) execute(b *batch) (any, error) {
+	if _, ok := b.sagas[c.Saga.GID]; ok {
+		return nil, ordercore.Errorf(ordercore.ESagaExists, "a saga with gid %q exists", c.Saga.GID)
+	}
+	s := c.Saga
+	s.Policy = saga.Defaults(s.Policy)
+	if err := saga.Validate(&s); err != nil {
+		return nil, err
+	}
+	if s.Status == ordercore.SagaPrepared && s.Deadline.IsZero() {
+		s.Deadline = b.now.Add(limit.SagaPreparedTimeout)
+	}
+	s.Steps = append([]ordercore.SagaStep(nil), s.Steps...)
+	saga.Start(&s, b.now)
+	b.claimNext(&s, c.Hold)
+	b.sagas[s.GID] = &sagaState{isNew: true, cur: s}
+	b.sagaEvent(&s, ordercore.EventSagaSubmitted, ordercore.SagaStatusEvent{GID: s.GID, Kind: s.Kind, Status: s.Status})
+	return s, nil
+}
+
+// SagaOutcome records how one call of a saga ended, if the saga is still at Version (a
+// worker whose claim lapsed finds that another moved it, and its outcome is dropped).
+// Hold keeps the saga claimed when its next call is due at once. Result: saga.Recorded.
+type SagaOutcome struct {
+	GID     string
+	Version int64
+	Call    saga.Call
+	Outcome saga.Outcome
+	Err     string
+	Jitter  float64 // in [0,1): the random part of a backoff, drawn by the caller
+	Hold    time.Duration
+}
+
+func (c SagaOutcome) keys(k *keySet) { k.saga(c.GID) }
+
+func (c SagaOutcome) execute(b *batch) (any, error) {
+	s, ok := b.sagas[c.GID]
+	if !ok {
+		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "saga %q not found", c.GID)
+	}
+	if s.cur.Version != c.Version {
+		return saga.Recorded{Saga: s.cur}, nil
+	}
+	from := s.cur.Status
+	st := s.cur.Steps[min(c.Call.Step, len(s.cur.Steps)-1)]
+	errMsg := c.Err
+	if len(errMsg) > limit.ReasonBytesMax {
+		errMsg = errMsg[:limit.ReasonBytesMax]
+	}
+	if !saga.Apply(&s.cur, c.Call, c.Outcome, errMsg, b.now, c.Jitter) {
+		return saga.Recorded{Saga: s.cur}, nil
+	}
+	held := b.claimNext(&s.cur, c.Hold)
+	attempt := s.cur.Steps[c.Call.Step].Attempts
+	if c.Outcome == saga.OutcomeOK {
+		attempt = st.Attempts + 1
+	}
+	b.sagaEvent(&s.cur, ordercore.EventSagaStep, ordercore.SagaStepEvent{GID: c.GID, Step: c.Call.Step, Name: st.Name,
+		Op: string(c.Call.Op), Outcome: string(c.Outcome), Attempt: attempt, Error: errMsg})
+	b.statusChanged(&s.cur, from)
+	return saga.Recorded{Saga: s.cur, Applied: true, Held: held}, nil
+}
+
+// ClaimSagas takes at most Limit due sagas for For: the coordinator calls their
+// participants meanwhile, and another worker may take them again after it. A prepared
+// TCC whose deadline passed is aborted by the claim. Result: []ordercore.Saga.
+type ClaimSagas struct {
+	Limit int
+	For   time.Duration
+}
+
+func (c *ClaimSagas) keys(k *keySet) { k.claims = append(k.claims, c) }
+
+func (c *ClaimSagas) execute(b *batch) (any, error) {
+	got := b.claimed[c]
+	out := make([]ordercore.Saga, 0, len(got))
+	for _, claimed := range got {
+		s := b.sagas[claimed.GID]
+		from := s.cur.Status
+		if saga.Expire(&s.cur, b.now) {
+			b.claimNext(&s.cur, c.For)
+			b.statusChanged(&s.cur, from)
+		}
+		out = append(out, s.cur)
+	}
+	return out, nil
+}
+
+// Saga actions of operators and of TCC clients.
+const (
+	SagaRetry      = "retry"      // operator: make the next call now; resume a dead_letter saga
+	SagaCompensate = "compensate" // operator: undo what was done; TCC client: abort
+	SagaSkip       = "skip"       // operator: mark the waiting step done without calling it
+	SagaSubmitTCC  = "submit"     // TCC client: every try succeeded, confirm
+	SagaRegister   = "register"   // TCC client: add a branch before calling its try
+)
+
+// SagaAction applies an operator's or a TCC client's action. Operator actions (retry,
+// compensate, skip) are audited: By and Note are required and become an event. Result:
+// ordercore.Saga.
+type SagaAction struct {
+	GID    string
+	Action string
+	Branch ordercore.SagaStep // for register
+	By     string
+	Note   string
+	// Audited marks an operator's action (By and Note required); a TCC client's abort
+	// or submit is not.
+	Audited bool
+	Hold    time.Duration
+}
+
+func (c SagaAction) keys(k *keySet) { k.saga(c.GID) }
+
+// Validate checks what needs no database.
+func (c SagaAction) Validate() error {
+	switch c.Action {
+	case SagaRetry, SagaCompensate, SagaSkip, SagaSubmitTCC, SagaRegister:
+	default:
+		return ordercore.Errorf(ordercore.EINVALID, "unknown saga action %q", c.Action)
+	}
+	if c.Audited {
+		switch {
+		case c.By == "" || len(c.By) > limit.IDBytesMax:
+			return ordercore.Errorf(ordercore.EINVALID, "by must name the operator (1..%d bytes)", limit.IDBytesMax)
+		case c.Note == "" || len(c.Note) > limit.ReasonBytesMax:
+			return ordercore.Errorf(ordercore.EINVALID, "note must say why (1..%d bytes)", limit.ReasonBytesMax)
+		}
+	}
+	return nil
+}
+
+func (c SagaAction) execute(b *batch) (any, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	s, ok := b.sagas[c.GID]
+	if !ok {
+		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "saga %q not found", c.GID)
+	}
+	from, version := s.cur.Status, s.cur.Version
+	step := -1
+	var err error
+	switch c.Action {
+	case SagaRetry:
+		err = saga.Retry(&s.cur, b.now)
+	case SagaCompensate:
+		reason := "aborted by its client"
+		if c.Audited {
+			reason = "operator " + c.By + ": " + c.Note
+		}
+		err = saga.Compensate(&s.cur, reason, b.now)
+	case SagaSkip:
+		step, err = saga.Skip(&s.cur, b.now)
+	case SagaSubmitTCC:
+		err = saga.Submit(&s.cur, b.now)
+	case SagaRegister:
+		if err = saga.ValidStep(s.cur.Kind, c.Branch); err == nil {
+			err = saga.Register(&s.cur, c.Branch, b.now)
+		}
+	}
+	if err != nil {
+		s.cur.Status, s.cur.Version = from, version // the rules change nothing when they refuse
+		return nil, err
+	}
+	if s.cur.Version == version {
+		return s.cur, nil // nothing to do (compensating an already compensating saga)
+	}
+	b.claimNext(&s.cur, c.Hold)
+	if c.Audited {
+		b.sagaEvent(&s.cur, ordercore.EventSagaOperator, ordercore.SagaOperatorEvent{GID: c.GID, Action: c.Action, Step: step, By: c.By, Note: c.Note})
+	}
+	if c.Action == SagaRegister {
+		b.sagaEvent(&s.cur, ordercore.EventSagaBranchAdded, ordercore.SagaStepEvent{GID: c.GID, Step: len(s.cur.Steps) - 1, Name: c.Branch.Name, Op: "register"})
+	}
+	b.statusChanged(&s.cur, from)
+	return s.cur, nil
+}
+
+// ClaimSagasFor claims up to n due sagas for hold (the coordinator's Claim).
+func (e *Engine) ClaimSagasFor(ctx context.Context, n int, hold time.Duration) ([]ordercore.Saga, error) {
+	r, err := e.Submit(ctx, &ClaimSagas{Limit: n, For: hold}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return r.Value.([]ordercore.Saga), nil
+}
+
+// RecordSaga records one call's outcome (the coordinator's Record).
+func (e *Engine) RecordSaga(ctx context.Context, r saga.Recording) (saga.Recorded, error) {
+	res, err := e.Submit(ctx, SagaOutcome{GID: r.GID, Version: r.Version, Call: r.Call, Outcome: r.Outcome, Err: r.Err,
+		Jitter: r.Jitter, Hold: r.Hold}, nil)
+	if err != nil {
+		return saga.Recorded{}, err
+	}
+	return res.Value.(saga.Recorded), nil
+}
