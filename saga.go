@@ -84,6 +84,10 @@ func (s SagaStatus) Valid() bool {
 // SagaStep is one step (a saga) or branch (TCC).
 type SagaStep struct {
 	Name string `json:"name"`
+	// BranchID is the branch id participants get (the barrier's key, with the gid and the
+	// op). Empty means DTM's default for step i, "%02d" of i+1; a TCC branch registered
+	// by a DTM client keeps the id the client chose, which its try already used.
+	BranchID string `json:"branch_id,omitempty"`
 	// Action is the step's action (saga) or try (TCC); Compensate its compensation
 	// (saga) or cancel (TCC); Confirm the TCC confirm. A step without a compensation has
 	// nothing to undo.

@@ -264,6 +264,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		public = "http://" + a.ln.Addr().String()
 	}
 	a.Payments.NotifyURL = func(channel string) string { return public + "/v1/channels/" + channel + "/notify" }
+	a.Sagas.DTM = public + httpapi.DTMPrefix
 	wctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	logErr := func(what string) func(error) {

@@ -113,6 +113,7 @@ func (s *Server) routes() {
 	huma.Register(s.api, post("retry-saga", "/v1/sagas/{gid}/retry", "Operator: make the saga's next call now; resume a dead_letter saga (audited)", http.StatusOK), s.sagaAction(engine.SagaRetry))
 	huma.Register(s.api, post("compensate-saga", "/v1/sagas/{gid}/compensate", "Operator: undo what the saga did, in reverse order (audited)", http.StatusOK), s.sagaAction(engine.SagaCompensate))
 	huma.Register(s.api, post("skip-saga-step", "/v1/sagas/{gid}/skip", "Operator: mark the step the saga waits on done without calling it (audited)", http.StatusOK), s.sagaAction(engine.SagaSkip))
+	s.dtmRoutes()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		body := map[string]string{"status": "ok"}

@@ -264,7 +264,7 @@ func (c SagaAction) execute(b *batch) (any, error) {
 	case SagaSubmitTCC:
 		err = saga.Submit(&s.cur, b.now)
 	case SagaRegister:
-		if err = saga.ValidStep(s.cur.Kind, c.Branch); err == nil {
+		if err = saga.ValidRegistered(c.Branch); err == nil {
 			err = saga.Register(&s.cur, c.Branch, b.now)
 		}
 	}

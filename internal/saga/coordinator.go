@@ -62,6 +62,9 @@ type Coordinator struct {
 	Logger *slog.Logger
 	// Poll is the longest wait between claims when there is no work (limit.SagaPollInterval).
 	Poll time.Duration
+	// DTM, when set, is this server's DTM-compatible endpoint (http://host/api/dtmsvr),
+	// passed to participants as the "dtm" query parameter, as DTM's server does.
+	DTM string
 
 	once     sync.Once
 	runCtx   context.Context // Run's, for the sagas Start drives
@@ -241,8 +244,16 @@ func (c *Coordinator) call(ctx context.Context, s *ordercore.Saga, call Call) (O
 	return c.callHTTP(ctx, s, call, target)
 }
 
-// BranchID is a step's branch id as participants see it: DTM's two-digit, 1-based form.
+// BranchID is DTM's default branch id of step i: two digits, 1-based.
 func BranchID(step int) string { return fmt.Sprintf("%02d", step+1) }
+
+// StepBranchID is the branch id participants see for step i of s.
+func StepBranchID(s *ordercore.Saga, step int) string {
+	if id := s.Steps[step].BranchID; id != "" {
+		return id
+	}
+	return BranchID(step)
+}
 
 // ErrFailureMarker is what a participant's answer body contains to say "failed for good"
 // (DTM's convention, with status 409 or, from older participants, 200).
@@ -259,7 +270,11 @@ func (c *Coordinator) callHTTP(ctx context.Context, s *ordercore.Saga, call Call
 	q := u.Query()
 	q.Set("gid", s.GID)
 	q.Set("trans_type", string(s.Kind))
-	q.Set("branch_id", BranchID(call.Step))
+	branch := StepBranchID(s, call.Step)
+	q.Set("branch_id", branch)
+	if c.DTM != "" {
+		q.Set("dtm", c.DTM) // DTM participants read the coordinator's address from it
+	}
 	q.Set("op", string(call.Op))
 	u.RawQuery = q.Encode()
 	host := u.Host
@@ -282,7 +297,6 @@ func (c *Coordinator) callHTTP(ctx context.Context, s *ordercore.Saga, call Call
 		c.breakers.Record(host, true)
 		return OutcomeRetry, err.Error()
 	}
-	branch := BranchID(call.Step)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", s.GID+"/"+branch+"/"+string(call.Op))
 	req.Header.Set("Ordercore-Gid", s.GID)

@@ -260,13 +260,23 @@ func Register(s *ordercore.Saga, st ordercore.SagaStep, now time.Time) error {
 	}
 	for _, have := range s.Steps {
 		if have.Name == st.Name {
-			return ordercore.Errorf(ordercore.ECONFLICT, "branch %q is registered already", st.Name)
+			if sameCall(have.Confirm, st.Confirm) && sameCall(have.Compensate, st.Compensate) {
+				return nil // a client's retry of the same registration
+			}
+			return ordercore.Errorf(ordercore.ECONFLICT, "branch %q is registered already, with other calls", st.Name)
 		}
 	}
 	st.Status, st.Called = ordercore.StepPending, true
 	s.Steps = append(s.Steps, st)
 	touch(s, now)
 	return nil
+}
+
+func sameCall(a, b *ordercore.SagaCall) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.URL == b.URL && a.Local == b.Local && string(a.Payload) == string(b.Payload)
 }
 
 // Submit ends the try phase of a prepared TCC: its client reports every try succeeded, so
@@ -391,6 +401,22 @@ func Validate(s *ordercore.Saga) error {
 		names[st.Name] = true
 	}
 	return nil
+}
+
+// ValidRegistered checks a TCC branch a DTM client registers: its try is the client's
+// own call, so only its confirm and cancel are ours to make.
+func ValidRegistered(st ordercore.SagaStep) error {
+	bad := func(format string, args ...any) error { return ordercore.Errorf(ordercore.EINVALID, format, args...) }
+	switch {
+	case !ValidGID(st.BranchID) || len(st.BranchID) > limit.IDBytesMax:
+		return bad("branch_id must be 1..%d characters of letters, digits and -_.:", limit.IDBytesMax)
+	case st.Confirm == nil || st.Compensate == nil:
+		return bad("a TCC branch needs a confirm and a cancel")
+	}
+	if err := validCall("confirm", *st.Confirm); err != nil {
+		return err
+	}
+	return validCall("cancel", *st.Compensate)
 }
 
 // ValidStep checks one step or branch.

@@ -204,7 +204,11 @@ func TestPreparedTCC(t *testing.T) {
 		t.Fatal("a prepared TCC has a call to make: its client makes the tries")
 	}
 	if err := saga.Register(s, ordercore.SagaStep{Name: "b0"}, t0); ordercore.ErrorCode(err) != ordercore.ECONFLICT {
-		t.Fatalf("registering b0 twice: %v", err)
+		t.Fatalf("registering b0 again with other calls: %v", err)
+	}
+	v := s.Version
+	if err := saga.Register(s, s.Steps[0], t0); err != nil || s.Version != v || len(s.Steps) != 2 {
+		t.Fatalf("a retried registration: %v, version %d -> %d, %d branches", err, v, s.Version, len(s.Steps))
 	}
 	if err := saga.Submit(s, t0); err != nil {
 		t.Fatal(err)
