@@ -50,6 +50,16 @@ const (
 	// Sagas and TCC.
 	ESagaExists = "saga_exists" // 409: a saga with this gid was submitted already
 	ESagaState  = "saga_state"  // 409: the operation does not apply in the saga's status
+
+	// Stock as a TCC participant (DTM answers them as 409 FAILURE).
+	EInvalidBranch = "invalid_branch" // 422: gid, branch_id, trans_type or op unusable
+	EHangingTry    = "hanging_try"    // 409: the branch was cancelled before its try came
+	EHoldState     = "hold_state"     // 409: the hold's status forbids the operation
+
+	// Webhooks.
+	EInvalidWebhookURL = "invalid_webhook_url"        // 422: not an absolute http(s) URL
+	EInvalidEventTypes = "invalid_event_types"        // 422: empty, malformed or too many
+	ETooManyWebhooks   = "too_many_webhook_endpoints" // 422: limit.WebhookEndpointsMax reached
 )
 
 // Error is an application error: its Code and Message are safe to show to a client.

@@ -151,7 +151,10 @@ type StockEntry struct {
 	DTotal    int64
 	DReserved int64
 	DSold     int64
-	OrderID   string // empty for restocks
-	LineNo    int    // the order line (reservation) this entry moves; 0 for restocks
-	At        time.Time
+	OrderID   string // empty for restocks and hold movements
+	// HoldID names the stock hold (StockHold) whose line LineNo this entry moves; empty
+	// for restocks and order movements. An entry names an order or a hold, never both.
+	HoldID string
+	LineNo int // the order or hold line (reservation) this entry moves; 0 for restocks
+	At     time.Time
 }

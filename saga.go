@@ -151,6 +151,7 @@ const (
 	EventSagaStatus      = "saga.status" // the saga moved to another status
 	EventSagaOperator    = "saga.operator"
 	EventSagaBranchAdded = "saga.branch_added"
+	EventSagaNotify      = "saga.notify"      // an ordercore.notify step
 	EventOrderFulfilment = "order.fulfilment" // a fulfilment saga's step, on the order's timeline
 )
 
@@ -163,6 +164,16 @@ type SagaStepEvent struct {
 	Outcome string `json:"outcome"`
 	Attempt int    `json:"attempt"`
 	Error   string `json:"error,omitempty"`
+}
+
+// SagaNotifyEvent is the payload of saga.notify: a notify step's payload, for
+// subscribers of the event feed.
+type SagaNotifyEvent struct {
+	GID     string          `json:"gid"`
+	Step    int             `json:"step"`
+	Name    string          `json:"name"`
+	Op      string          `json:"op"`
+	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
 // SagaStatusEvent is the payload of saga.submitted and saga.status.

@@ -38,6 +38,18 @@ type WriteTx interface {
 	// waiting for each other; a claim ends at until, after which another worker may take
 	// the saga again.
 	ClaimSagas(ctx context.Context, now, until time.Time, limit int) ([]Saga, error)
+	// WebhookEndpoints and WebhookDeliveries load webhook rows by id (locked until commit
+	// on PostgreSQL).
+	WebhookEndpoints(ctx context.Context, ids []string) (map[string]WebhookEndpoint, error)
+	WebhookDeliveries(ctx context.Context, ids []string) (map[string]WebhookDelivery, error)
+	// Barriers loads every barrier row (all ops) of the given branches. On PostgreSQL it
+	// first takes a transaction-scoped lock per branch, held until commit: a row that does
+	// not exist yet cannot be locked, and two instances deciding one branch at once (a try
+	// and its cancel) must decide one after the other, each on what the other committed.
+	// Holds loads the stock holds of the given branches (locked until commit on
+	// PostgreSQL). The engine calls Barriers before Holds.
+	Barriers(ctx context.Context, branches []BranchKey) ([]BarrierRow, error)
+	Holds(ctx context.Context, branches []BranchKey) (map[BranchKey]StockHold, error)
 	Apply(ctx context.Context, c *Changeset) error
 }
 
@@ -72,6 +84,18 @@ type Changeset struct {
 	// the stored version still equals FromVersion.
 	NewSagas    []Saga
 	SagaChanges []SagaChange
+	// Webhooks: new endpoints and deliveries (an id that exists, or a second delivery of
+	// one event to one endpoint, refuses the batch), and changes applied only if the
+	// stored version still equals FromVersion.
+	NewWebhookEndpoints    []WebhookEndpoint
+	WebhookEndpointChanges []WebhookEndpointChange
+	NewWebhookDeliveries   []WebhookDelivery
+	WebhookDeliveryChanges []WebhookDeliveryChange
+	// Stock holds: new holds (a second hold of one branch refuses the batch) and their
+	// resolutions; barrier rows (a row that exists refuses the batch).
+	NewHolds    []StockHold
+	HoldChanges []HoldChange
+	NewBarriers []BarrierRow
 	// IdemPruneBefore, when not zero, deletes at most IdemPruneMax idempotency records
 	// created before it.
 	IdemPruneBefore time.Time
@@ -85,7 +109,10 @@ func (c *Changeset) Empty() bool {
 		len(c.Idempotency) == 0 && c.IdemPruneBefore.IsZero() && len(c.NewPayments) == 0 &&
 		len(c.PaymentChanges) == 0 && len(c.NewRefunds) == 0 && len(c.RefundChanges) == 0 &&
 		len(c.MoneyLedger) == 0 && len(c.ChannelEvents) == 0 && len(c.NewReviews) == 0 && len(c.ReviewChanges) == 0 &&
-		len(c.NewSagas) == 0 && len(c.SagaChanges) == 0
+		len(c.NewSagas) == 0 && len(c.SagaChanges) == 0 &&
+		len(c.NewWebhookEndpoints) == 0 && len(c.WebhookEndpointChanges) == 0 &&
+		len(c.NewWebhookDeliveries) == 0 && len(c.WebhookDeliveryChanges) == 0 &&
+		len(c.NewHolds) == 0 && len(c.HoldChanges) == 0 && len(c.NewBarriers) == 0
 }
 
 // StockChange moves one SKU's balances by deltas. The store applies it as one conditional
@@ -174,6 +201,23 @@ type Reader interface {
 	ListSagas(ctx context.Context, status SagaStatus, afterGID string, limit int) ([]Saga, error)
 	// SagaCounts counts the sagas in each status.
 	SagaCounts(ctx context.Context) (map[SagaStatus]int64, error)
+
+	WebhookEndpoint(ctx context.Context, id string) (WebhookEndpoint, error)
+	// ListWebhookEndpoints lists endpoints oldest first (by id), starting after the
+	// endpoint afterID (empty for the first page).
+	ListWebhookEndpoints(ctx context.Context, afterID string, limit int) ([]WebhookEndpoint, error)
+	// ListWebhookDeliveries lists an endpoint's deliveries with the status (all when
+	// empty), newest first (by id), starting after the delivery afterID. The dead ones are
+	// the endpoint's dead-letter list.
+	ListWebhookDeliveries(ctx context.Context, endpointID string, status WebhookStatus, afterID string, limit int) ([]WebhookDelivery, error)
+	// DueWebhookDeliveries lists pending deliveries of enabled endpoints whose
+	// NextAttemptAt is <= now, earliest first.
+	DueWebhookDeliveries(ctx context.Context, now time.Time, limit int) ([]WebhookDelivery, error)
+
+	// HoldsOf lists the stock holds of a global transaction, by branch id; BarriersOf its
+	// barrier rows, by branch id and op. Each returns at most limit rows.
+	HoldsOf(ctx context.Context, gid string, limit int) ([]StockHold, error)
+	BarriersOf(ctx context.Context, gid string, limit int) ([]BarrierRow, error)
 }
 
 // Snapshot is the full content of a database, for `ordercore verify`.
@@ -187,6 +231,12 @@ type Snapshot struct {
 	MoneyLedger []MoneyEntry
 	Reviews     []ReviewItem
 	Sagas       []Saga
+	// WebhookEndpoints by id; WebhookDeliveries by id.
+	WebhookEndpoints  []WebhookEndpoint
+	WebhookDeliveries []WebhookDelivery
+	// Holds by id; Barriers by gid, branch id and op.
+	Holds    []StockHold
+	Barriers []BarrierRow
 }
 
 // Dumper reads a whole database into a Snapshot.

@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +25,7 @@ import (
 	"ordercore"
 	"ordercore/httpapi"
 	"ordercore/internal/engine"
+	"ordercore/internal/events"
 	"ordercore/internal/lease"
 	"ordercore/internal/saga"
 	"ordercore/natsbus"
@@ -59,8 +59,10 @@ type Config struct {
 	PaymentSyncByChannel map[string][]time.Duration
 	RefundSync           []time.Duration
 	SyncInterval         time.Duration
-	// SagaLocals are the in-process operations saga steps may call, by name.
-	SagaLocals map[string]saga.Local
+	// WebhookSchedule overrides the webhook retry schedule (limit.WebhookSchedule);
+	// WebhookPoll is the longest the deliverer waits between passes. Tests compress both.
+	WebhookSchedule []time.Duration
+	WebhookPoll     time.Duration
 	// LeaseTTL and LeaseRetry tune the background lease on PostgreSQL (0: the defaults
 	// of internal/lease, 5 s and 1 s).
 	LeaseTTL, LeaseRetry time.Duration
@@ -76,6 +78,7 @@ type App struct {
 	Engine   *engine.Engine
 	Payments *engine.Payments
 	Sagas    *saga.Coordinator
+	Webhooks *events.Deliverer
 	where    string // the database, for the log (a file, or a URL without its password)
 	nats     *nats.Conn
 	embedded *natsbus.Embedded // with --nats embedded
@@ -235,7 +238,8 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	clock := ordercore.SystemClock{}
 	eng := engine.New(db, clock, engine.Config{BatchMax: cfg.BatchMax, BatchDelay: cfg.BatchDelay, Logger: cfg.Logger,
-		PaymentSync: cfg.PaymentSync, PaymentSyncByChannel: cfg.PaymentSyncByChannel, RefundSync: cfg.RefundSync})
+		PaymentSync: cfg.PaymentSync, PaymentSyncByChannel: cfg.PaymentSyncByChannel, RefundSync: cfg.RefundSync,
+		WebhookSchedule: cfg.WebhookSchedule})
 	a := &App{cfg: cfg, lock: lock, DB: db, where: where, Engine: eng}
 	channels := map[string]ordercore.Channel{}
 	for _, ch := range cfg.Channels {
@@ -247,10 +251,11 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		}
 		channels[ch.Name()] = ch
 	}
-	a.Sagas = &saga.Coordinator{Claim: eng.ClaimSagasFor, Record: eng.RecordSaga, Locals: cfg.SagaLocals, Logger: cfg.Logger}
+	a.Sagas = &saga.Coordinator{Claim: eng.ClaimSagasFor, Record: eng.RecordSaga, Logger: cfg.Logger}
 	a.Payments = &engine.Payments{Engine: eng, Reader: db, Clock: clock, Channels: channels, Interval: cfg.SyncInterval, Logger: cfg.Logger}
+	a.Webhooks = &events.Deliverer{Engine: eng, Reader: db, Clock: clock, Logger: cfg.Logger, Poll: cfg.WebhookPoll}
 	api := httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments,
-		Payments: a.Payments, Version: cfg.Version, Role: a.Role, Sagas: a.Sagas, SagaLocals: localNames(cfg.SagaLocals)})
+		Payments: a.Payments, Version: cfg.Version, Role: a.Role, Sagas: a.Sagas})
 	a.server = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
 	if a.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
@@ -287,6 +292,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		&engine.Expirer{Engine: eng, Reader: db, Clock: clock, Payments: a.Payments, OnErr: logErr("expiry sweep")},
 		&engine.Pruner{Engine: eng, Clock: clock, OnErr: logErr("idempotency prune")},
 		a.Payments,
+		a.Webhooks, // driven from the events table; on the lease holder only
 	}
 	background := func(ctx context.Context) {
 		var wg sync.WaitGroup
@@ -321,15 +327,6 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 // NATS is the connection the event relay publishes on (nil without Config.NATS); with
 // NATSEmbedded it is an in-process connection to the embedded server.
 func (a *App) NATS() *nats.Conn { return a.nats }
-
-func localNames(m map[string]saga.Local) []string {
-	out := make([]string, 0, len(m))
-	for name := range m {
-		out = append(out, name)
-	}
-	slices.Sort(out)
-	return out
-}
 
 // Addr is the address the API listens on.
 func (a *App) Addr() string { return a.ln.Addr().String() }

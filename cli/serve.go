@@ -73,6 +73,7 @@ leader or standby.`,
 	f.DurationSliceVar(&cfg.PaymentSync, "payment-sync", limit.PaymentSyncSchedule, "when the payment sync queries an open attempt, each step after the last")
 	f.DurationSliceVar(&cfg.RefundSync, "refund-sync", limit.RefundSyncSchedule, "when a pending refund is sent (first step) and then queried")
 	f.DurationVar(&cfg.SyncInterval, "sync-interval", limit.PaymentSyncInterval, "longest wait between payment sync sweeps")
+	f.DurationSliceVar(&cfg.WebhookSchedule, "webhook-schedule", limit.WebhookSchedule, "when a webhook delivery is attempted: the first step after the event, each other after the previous attempt; dead after the last")
 	channels.register(f)
 	return c
 }
@@ -98,6 +99,9 @@ func checkServeSettings(cfg app.Config) error {
 			}
 		}
 	}
+	if err := checkWebhookSchedule(cfg.WebhookSchedule); err != nil {
+		return err
+	}
 	for ch, steps := range cfg.PaymentSyncByChannel {
 		for i, d := range steps {
 			if d <= 0 {
@@ -110,6 +114,20 @@ func checkServeSettings(cfg app.Config) error {
 	}
 	if cfg.SyncInterval <= 0 {
 		return fmt.Errorf("--sync-interval %s: must be positive", cfg.SyncInterval)
+	}
+	return nil
+}
+
+// checkWebhookSchedule refuses a webhook schedule that is empty, too long, or retries
+// without waiting (only the first attempt may be at once).
+func checkWebhookSchedule(steps []time.Duration) error {
+	if len(steps) == 0 || len(steps) > limit.WebhookScheduleStepsMax {
+		return fmt.Errorf("--webhook-schedule: want 1 to %d steps, got %d", limit.WebhookScheduleStepsMax, len(steps))
+	}
+	for i, d := range steps {
+		if d < 0 || d == 0 && i > 0 {
+			return fmt.Errorf("--webhook-schedule: step %d is %s; every retry must wait (only the first attempt may be 0s)", i+1, d)
+		}
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ func statusOf(code string) int {
 		return http.StatusNotFound
 	case ordercore.EInsufficientStock, ordercore.EIllegalTransition, ordercore.ESKUExists,
 		ordercore.ECONFLICT, ordercore.EIdemKeyInUse, ordercore.EPaymentInProgress, ordercore.ENotPaid,
-		ordercore.EReviewResolved, ordercore.ESagaExists, ordercore.ESagaState:
+		ordercore.EReviewResolved, ordercore.ESagaExists, ordercore.ESagaState, ordercore.EHangingTry, ordercore.EHoldState:
 		return http.StatusConflict
 	case ordercore.EUnknownChannel:
 		return http.StatusNotFound
@@ -138,6 +138,10 @@ func codeOf(status int, details []*huma.ErrorDetail) string {
 			return ordercore.ETooManyLines
 		case strings.HasSuffix(d.Location, ".currency"):
 			return ordercore.EInvalidCurrency
+		case d.Location == "body.url":
+			return ordercore.EInvalidWebhookURL
+		case d.Location == "body.event_types" || strings.HasPrefix(d.Location, "body.event_types["):
+			return ordercore.EInvalidEventTypes
 		}
 	}
 	return ordercore.EINVALID

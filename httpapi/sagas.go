@@ -16,6 +16,8 @@ import (
 type SagaStarter interface {
 	Start(s ordercore.Saga) bool
 	Kick()
+	Watch(gid string) (<-chan ordercore.Saga, func())
+	Wait(ctx context.Context, gid string, w <-chan ordercore.Saga, read func(context.Context, string) (ordercore.Saga, error)) (ordercore.Saga, error)
 }
 
 // CallBody is one call of a step on the wire: an HTTP participant or an in-process
@@ -62,8 +64,9 @@ func (b StepBody) step() ordercore.SagaStep {
 }
 
 type submitSagaInput struct {
-	IdemKey string `header:"Idempotency-Key" maxLength:"255" doc:"A retry with the same key returns the same saga"`
-	Body    struct {
+	IdemKey     string `header:"Idempotency-Key" maxLength:"255" doc:"A retry with the same key returns the same saga"`
+	WaitSeconds int    `query:"wait_seconds" minimum:"0" maximum:"60" doc:"Answer when the saga has ended (200), or after this long with the saga as it is (201)"`
+	Body        struct {
 		GID     string     `json:"gid,omitempty" maxLength:"128" pattern:"^[A-Za-z0-9_.:-]+$" doc:"The global transaction id; one is generated when absent. A second submit of a gid is 409 saga_exists"`
 		Kind    string     `json:"kind" enum:"saga,tcc" doc:"saga: actions with compensations; tcc: try, then confirm or cancel every branch"`
 		Steps   []StepBody `json:"steps" minItems:"1" maxItems:"32"`
@@ -126,7 +129,29 @@ func (s *Server) submitSaga(ctx context.Context, in *submitSagaInput) (*sagaOutp
 	if b.Policy.DeadlineSeconds > 0 {
 		sg.Deadline = s.cfg.Clock.Now().Add(time.Duration(b.Policy.DeadlineSeconds) * time.Second)
 	}
-	return s.startSaga(ctx, sg, in.IdemKey, b)
+	if sg.GID == "" {
+		sg.GID = ordercore.NewID(s.cfg.Clock.Now())
+	}
+	var w <-chan ordercore.Saga
+	if in.WaitSeconds > 0 && s.cfg.Sagas != nil {
+		var stop func()
+		w, stop = s.cfg.Sagas.Watch(sg.GID)
+		defer stop()
+	}
+	out, err := s.startSaga(ctx, sg, in.IdemKey, b)
+	if err != nil || w == nil || out.Body.Status.Final() {
+		return out, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Duration(in.WaitSeconds)*time.Second)
+	defer cancel()
+	done, err := s.cfg.Sagas.Wait(wctx, out.Body.GID, w, s.cfg.Reader.Saga)
+	if err != nil {
+		return nil, problemOf(err)
+	}
+	if done.Status.Final() {
+		out.Status, out.Body = http.StatusOK, viewOf(done)
+	}
+	return out, nil
 }
 
 func (s *Server) startSaga(ctx context.Context, sg ordercore.Saga, key string, body any) (*sagaOutput, error) {
@@ -134,9 +159,6 @@ func (s *Server) startSaga(ctx context.Context, sg ordercore.Saga, key string, b
 		// A keyed retry gets the first saga back: the key is matched before the command
 		// runs, so the gid generated for the retry is never used.
 		sg.GID = ordercore.NewID(s.cfg.Clock.Now())
-	}
-	if err := s.checkLocals(sg.Steps); err != nil {
-		return nil, problemOf(err)
 	}
 	hold := time.Duration(0)
 	if s.cfg.Sagas != nil {
@@ -151,27 +173,6 @@ func (s *Server) startSaga(ctx context.Context, sg ordercore.Saga, key string, b
 		s.cfg.Sagas.Start(out)
 	}
 	return &sagaOutput{Status: status, Replayed: replayedHeader(replayed), Location: "/v1/sagas/" + out.GID, Body: viewOf(out)}, nil
-}
-
-// checkLocals refuses in-process operations this server does not have.
-func (s *Server) checkLocals(steps []ordercore.SagaStep) error {
-	for i, st := range steps {
-		for _, c := range []*ordercore.SagaCall{&st.Action, st.Compensate, st.Confirm} {
-			if c != nil && c.Local != "" && !s.hasLocal(c.Local) {
-				return ordercore.Errorf(ordercore.EINVALID, "step %d: no in-process operation %q (known: %v)", i, c.Local, s.cfg.SagaLocals)
-			}
-		}
-	}
-	return nil
-}
-
-func (s *Server) hasLocal(name string) bool {
-	for _, l := range s.cfg.SagaLocals {
-		if l == name {
-			return true
-		}
-	}
-	return false
 }
 
 type gidInput struct {
@@ -268,12 +269,12 @@ func (s *Server) sagaAction(action string) func(context.Context, *sagaActionInpu
 
 type localsOutput struct {
 	Body struct {
-		Locals []string `json:"locals" doc:"In-process operations a step may name in local"`
+		Locals map[string]string `json:"locals" doc:"In-process operations a step may name in local, with what each does"`
 	}
 }
 
 func (s *Server) listLocals(ctx context.Context, _ *struct{}) (*localsOutput, error) {
 	out := &localsOutput{}
-	out.Body.Locals = append([]string{}, s.cfg.SagaLocals...)
+	out.Body.Locals = saga.Locals
 	return out, nil
 }

@@ -4,8 +4,8 @@
 // the engine and reads from the store's read side; it holds no state of its own beyond the
 // in-flight key set.
 //
-// It imports the root package, the engine, internal/idem and internal/limit; never another
-// adapter.
+// It imports the root package, the engine, internal/idem and internal/limit, and the public
+// barrier package for DTM's branch parameters (tcc.go); never another adapter.
 package httpapi
 
 import (
@@ -38,10 +38,9 @@ type Config struct {
 	// calls (they answer unknown_channel).
 	Payments *engine.Payments
 	Version  string
-	// Sagas runs sagas submitted here at once; SagaLocals names the in-process
-	// operations a step may call. Without Sagas, submitted sagas wait for a claim.
-	Sagas      SagaStarter
-	SagaLocals []string
+	// Sagas runs sagas submitted here at once. Without it, submitted sagas wait for a
+	// claim.
+	Sagas SagaStarter
 	// Role, when set, names what this instance does besides serving the API ("single",
 	// "leader" or "standby"); /healthz reports it.
 	Role func() string
@@ -114,6 +113,13 @@ func (s *Server) routes() {
 	huma.Register(s.api, post("compensate-saga", "/v1/sagas/{gid}/compensate", "Operator: undo what the saga did, in reverse order (audited)", http.StatusOK), s.sagaAction(engine.SagaCompensate))
 	huma.Register(s.api, post("skip-saga-step", "/v1/sagas/{gid}/skip", "Operator: mark the step the saga waits on done without calling it (audited)", http.StatusOK), s.sagaAction(engine.SagaSkip))
 	s.dtmRoutes()
+	s.tccRoutes()
+	huma.Register(s.api, post("create-webhook-endpoint", "/v1/webhook-endpoints", "Create a webhook endpoint; the answer shows its signing secret", http.StatusCreated), s.createWebhook)
+	huma.Register(s.api, get("list-webhook-endpoints", "/v1/webhook-endpoints", "List webhook endpoints, oldest first"), s.listWebhooks)
+	huma.Register(s.api, get("get-webhook-endpoint", "/v1/webhook-endpoints/{id}", "Read a webhook endpoint with its signing secret"), s.getWebhook)
+	huma.Register(s.api, post("update-webhook-endpoint", "/v1/webhook-endpoints/{id}", "Enable or disable a webhook endpoint, or change its URL or event types", http.StatusOK), s.updateWebhook)
+	huma.Register(s.api, get("list-webhook-deliveries", "/v1/webhook-endpoints/{id}/deliveries", "An endpoint's deliveries, newest first; status=dead is its dead-letter list"), s.listDeliveries)
+	huma.Register(s.api, post("redeliver-webhook", "/v1/webhook-deliveries/{id}/redeliver", "Operator: send a delivery again now, with a fresh retry schedule (audited)", http.StatusOK), s.redeliver)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		body := map[string]string{"status": "ok"}

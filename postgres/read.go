@@ -144,11 +144,11 @@ func (db *DB) Dump(ctx context.Context) (*ordercore.Snapshot, error) {
 		return nil, err
 	}
 	snap.Ledger, err = collect(ctx, tx, "stock ledger",
-		"SELECT sku, movement, d_total, d_reserved, d_sold, COALESCE(order_id, ''), COALESCE(line_no, 0), at FROM stock_ledger ORDER BY seq", nil,
+		"SELECT sku, movement, d_total, d_reserved, d_sold, COALESCE(order_id, ''), COALESCE(hold_id, ''), COALESCE(line_no, 0), at FROM stock_ledger ORDER BY seq", nil,
 		func(rows pgx.Rows) (ordercore.StockEntry, error) {
 			var e ordercore.StockEntry
 			var at int64
-			err := rows.Scan(&e.SKU, &e.Movement, &e.DTotal, &e.DReserved, &e.DSold, &e.OrderID, &e.LineNo, &at)
+			err := rows.Scan(&e.SKU, &e.Movement, &e.DTotal, &e.DReserved, &e.DSold, &e.OrderID, &e.HoldID, &e.LineNo, &at)
 			e.At = fromMicros(at)
 			return e, err
 		})
@@ -159,6 +159,12 @@ func (db *DB) Dump(ctx context.Context) (*ordercore.Snapshot, error) {
 		return nil, err
 	}
 	if err := dumpSagas(ctx, tx, snap); err != nil {
+		return nil, err
+	}
+	if err := dumpWebhooks(ctx, tx, snap); err != nil {
+		return nil, err
+	}
+	if err := dumpHolds(ctx, tx, snap); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {

@@ -114,6 +114,10 @@ func (w *writeTx) Apply(ctx context.Context, c *ordercore.Changeset) error {
 	if err := queueSagas(b, c); err != nil {
 		return err // a saga that cannot be encoded; nothing was sent
 	}
+	queueWebhooks(b, c)
+	if err := queueHolds(b, c); err != nil {
+		return err // a hold that cannot be encoded; nothing was sent
+	}
 	// The events go last: their lock is held from here to the commit, and the shorter
 	// that is, the less other instances' appends wait (events.go).
 	w.db.queueEvents(b, c.Events)
@@ -255,20 +259,20 @@ func queueLedger(b *pgx.Batch, c *ordercore.Changeset) {
 	if n == 0 {
 		return
 	}
-	skus, movements, orderIDs := make([]string, n), make([]string, n), make([]string, n)
+	skus, movements, orderIDs, holdIDs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	dTotal, dReserved, dSold, lineNos, at := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	for i, e := range c.Ledger {
-		skus[i], movements[i], orderIDs[i] = e.SKU, string(e.Movement), e.OrderID
+		skus[i], movements[i], orderIDs[i], holdIDs[i] = e.SKU, string(e.Movement), e.OrderID, e.HoldID
 		dTotal[i], dReserved[i], dSold[i], lineNos[i], at[i] = e.DTotal, e.DReserved, e.DSold, int64(e.LineNo), micros(e.At)
 	}
-	// A restock names no reservation: order and line are NULL, as on SQLite, so the
-	// reservation index leaves restocks alone.
-	queue(b, "insert stock ledger", `INSERT INTO stock_ledger (sku, movement, d_total, d_reserved, d_sold, order_id, line_no, at)
-		SELECT sku, movement, dt, dr, ds, NULLIF(o, ''), CASE WHEN o = '' THEN NULL ELSE l END, at
-		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::bigint[])
-			WITH ORDINALITY AS u(sku, movement, dt, dr, ds, o, l, at, n)
+	// A restock names no reservation: order, hold and line are NULL, as on SQLite, so the
+	// reservation indexes leave restocks alone.
+	queue(b, "insert stock ledger", `INSERT INTO stock_ledger (sku, movement, d_total, d_reserved, d_sold, order_id, line_no, at, hold_id)
+		SELECT sku, movement, dt, dr, ds, NULLIF(o, ''), CASE WHEN o = '' AND h = '' THEN NULL ELSE l END, at, NULLIF(h, '')
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::text[])
+			WITH ORDINALITY AS u(sku, movement, dt, dr, ds, o, l, at, h, n)
 		ORDER BY n`,
-		[]any{skus, movements, dTotal, dReserved, dSold, orderIDs, lineNos, at}, insertN(n, "stock_ledger"))
+		[]any{skus, movements, dTotal, dReserved, dSold, orderIDs, lineNos, at, holdIDs}, insertN(n, "stock_ledger"))
 }
 
 func queueIdempotency(b *pgx.Batch, c *ordercore.Changeset) {

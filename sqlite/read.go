@@ -129,7 +129,7 @@ func (db *DB) Dump(ctx context.Context) (*ordercore.Snapshot, error) {
 	if snap.Events, err = queryEvents(ctx, tx, "ORDER BY seq"); err != nil {
 		return nil, err
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT sku, movement, d_total, d_reserved, d_sold, COALESCE(order_id, ''), COALESCE(line_no, 0), at FROM stock_ledger ORDER BY seq")
+	rows, err := tx.QueryContext(ctx, "SELECT sku, movement, d_total, d_reserved, d_sold, COALESCE(order_id, ''), COALESCE(hold_id, ''), COALESCE(line_no, 0), at FROM stock_ledger ORDER BY seq")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: query ledger: %w", err)
 	}
@@ -137,7 +137,7 @@ func (db *DB) Dump(ctx context.Context) (*ordercore.Snapshot, error) {
 	for rows.Next() {
 		var e ordercore.StockEntry
 		var at int64
-		if err := rows.Scan(&e.SKU, &e.Movement, &e.DTotal, &e.DReserved, &e.DSold, &e.OrderID, &e.LineNo, &at); err != nil {
+		if err := rows.Scan(&e.SKU, &e.Movement, &e.DTotal, &e.DReserved, &e.DSold, &e.OrderID, &e.HoldID, &e.LineNo, &at); err != nil {
 			return nil, fmt.Errorf("sqlite: scan ledger: %w", err)
 		}
 		e.At = fromMicros(at)
@@ -150,6 +150,12 @@ func (db *DB) Dump(ctx context.Context) (*ordercore.Snapshot, error) {
 		return nil, err
 	}
 	if err := dumpSagas(ctx, tx, snap); err != nil {
+		return nil, err
+	}
+	if err := dumpWebhooks(ctx, tx, snap); err != nil {
+		return nil, err
+	}
+	if err := dumpHolds(ctx, tx, snap); err != nil {
 		return nil, err
 	}
 	return snap, nil

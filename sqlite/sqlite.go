@@ -173,6 +173,8 @@ func placeholders(rows, cols int) string {
 func (db *DB) prepare(ctx context.Context) error {
 	queries := append([]string{updateStock, updateOrder, resolveLines, reviveLines}, paymentStatements()...)
 	queries = append(queries, sagaStatements()...)
+	queries = append(queries, webhookStatements()...)
+	queries = append(queries, holdStatements()...)
 	for _, in := range inserts {
 		for _, q := range in.texts {
 			queries = append(queries, q)
@@ -242,8 +244,8 @@ func chunkSize(n int) int {
 // Multi-row INSERT sizes, all prepared at Open: every size up to insertExactMax, and the
 // powers of two up to insertChunkMax. Per-statement overhead is a real share of a small
 // batch, and splitting a large one into many small statements costs a quarter of its
-// throughput (BENCHMARKS.md). 512 rows of at most 13 columns (sagas) stay far below
-// SQLite's 32,766 bound variables.
+// throughput (BENCHMARKS.md). 512 rows of at most 14 columns (webhook deliveries) stay far
+// below SQLite's 32,766 bound variables.
 const (
 	insertExactMax = 64
 	insertChunkMax = 512

@@ -27,7 +27,7 @@ var (
 	insertSKUs   = newInsert("INSERT INTO skus ("+skuCols+")", 10)
 	insertOrders = newInsert("INSERT INTO orders ("+orderCols+")", 10)
 	insertLines  = newInsert("INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price, amount, reservation)", 7)
-	insertLedger = newInsert("INSERT INTO stock_ledger (sku, movement, d_total, d_reserved, d_sold, order_id, line_no, at)", 8)
+	insertLedger = newInsert("INSERT INTO stock_ledger (sku, movement, d_total, d_reserved, d_sold, order_id, line_no, at, hold_id)", 9)
 	insertEvents = newInsert("INSERT INTO events (id, type, aggregate_type, aggregate_id, time, data)", 6)
 	insertIdem   = newInsert("INSERT INTO idempotency_keys (key, request_hash, status, body, created_at)", 5)
 	inserts      = []insertSpec{insertSKUs, insertOrders, insertLines, insertLedger, insertEvents, insertIdem}
@@ -100,7 +100,7 @@ func (w *writeTx) Idempotency(ctx context.Context, keys []string) (map[string]or
 func (w *writeTx) Apply(ctx context.Context, c *ordercore.Changeset) error {
 	steps := []func(context.Context, *ordercore.Changeset) error{
 		w.newSKUs, w.stockChanges, w.newOrders, w.orderChanges, w.ledger, w.payments, w.refunds, w.moneyLedger,
-		w.channelEvents, w.reviews, w.sagas, w.events, w.idempotency, w.prune,
+		w.channelEvents, w.reviews, w.sagas, w.webhooks, w.holds, w.events, w.idempotency, w.prune,
 	}
 	for _, step := range steps {
 		if err := step(ctx, c); err != nil {
@@ -198,11 +198,14 @@ func (w *writeTx) orderChanges(ctx context.Context, c *ordercore.Changeset) erro
 func (w *writeTx) ledger(ctx context.Context, c *ordercore.Changeset) error {
 	return w.insert(ctx, insertLedger, len(c.Ledger), func(i int, a []any) []any {
 		e := c.Ledger[i]
-		var orderID, lineNo any
+		var orderID, holdID, lineNo any
 		if e.OrderID != "" {
 			orderID, lineNo = e.OrderID, e.LineNo
 		}
-		return append(a, e.SKU, string(e.Movement), e.DTotal, e.DReserved, e.DSold, orderID, lineNo, micros(e.At))
+		if e.HoldID != "" {
+			holdID, lineNo = e.HoldID, e.LineNo
+		}
+		return append(a, e.SKU, string(e.Movement), e.DTotal, e.DReserved, e.DSold, orderID, lineNo, micros(e.At), holdID)
 	})
 }
 

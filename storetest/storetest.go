@@ -48,6 +48,8 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	}
 	tests = append(tests, paymentTests()...)
 	tests = append(tests, sagaTests()...)
+	tests = append(tests, holdTests()...)
+	tests = append(tests, webhookTests()...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -31,6 +31,8 @@ type keySet struct {
 	inboxes   map[ordercore.ChannelEventKey]struct{}
 	sagas     map[string]struct{}
 	claims    []*ClaimSagas
+	webhooks  webhookKeys
+	tcc       tccKeys
 }
 
 func newKeySet() keySet {
@@ -92,7 +94,9 @@ type batch struct {
 	sagas      map[string]*sagaState
 	// claimed holds each ClaimSagas command's sagas, claimed by the load.
 	claimed map[*ClaimSagas][]ordercore.Saga
-	cs      ordercore.Changeset
+	webhookState
+	tccState
+	cs ordercore.Changeset
 }
 
 // load reads every row the calls touch: their orders, then the SKUs of those orders and of
@@ -111,6 +115,16 @@ func load(ctx context.Context, tx ordercore.WriteTx, now time.Time, cfg *Config,
 		sagas: map[string]*sagaState{}}
 	if len(k.sagas) > 0 || len(k.claims) > 0 {
 		if err := b.loadSagas(ctx, tx, &k); err != nil {
+			return nil, err
+		}
+	}
+	if k.webhooks.wanted() {
+		if err := b.loadWebhooks(ctx, tx, &k); err != nil {
+			return nil, err
+		}
+	}
+	if k.tcc.wanted() {
+		if err := b.loadTCC(ctx, tx, &k); err != nil {
 			return nil, err
 		}
 	}
@@ -189,6 +203,8 @@ func (b *batch) changeset() *ordercore.Changeset {
 	}
 	b.paymentChanges(cs)
 	b.sagaChanges(cs)
+	b.webhookChanges(cs)
+	b.tccChanges(cs)
 	return cs
 }
 
@@ -307,7 +323,11 @@ func (b *batch) event(aggType, aggID, typ string, data any) {
 // move applies a stock movement of qty units to a loaded SKU and appends its ledger entry.
 // The caller has checked that the movement is allowed; move asserts it again.
 func (b *batch) move(s *skuState, m ordercore.StockMovement, qty int64, orderID string, lineNo int) {
-	e := ordercore.NewStockEntry(s.cur.ID, m, qty, orderID, lineNo, b.now)
+	b.moveEntry(s, ordercore.NewStockEntry(s.cur.ID, m, qty, orderID, lineNo, b.now))
+}
+
+// moveEntry applies a ledger entry to a loaded SKU and appends it.
+func (b *batch) moveEntry(s *skuState, e ordercore.StockEntry) {
 	s.cur.Total += e.DTotal
 	s.cur.Reserved += e.DReserved
 	s.cur.Sold += e.DSold
@@ -316,6 +336,6 @@ func (b *batch) move(s *skuState, m ordercore.StockMovement, qty int64, orderID 
 		s.cur.Version++ // the store's conditional UPDATE raises it once per batch
 	}
 	limit.Assert(s.cur.Available() >= 0 && s.cur.Reserved >= 0 && s.cur.Sold >= 0,
-		"%s of %d on sku %s breaks its balance: %+v", m, qty, s.cur.ID, s.cur)
+		"%+v breaks the balance of sku %s: %+v", e, s.cur.ID, s.cur)
 	b.cs.Ledger = append(b.cs.Ledger, e)
 }

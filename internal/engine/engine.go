@@ -32,7 +32,10 @@ type Config struct {
 	// late).
 	PaymentSyncByChannel map[string][]time.Duration
 	RefundSync           []time.Duration
-	Logger               *slog.Logger
+	// WebhookSchedule is when a webhook delivery is attempted (limit.WebhookSchedule
+	// when nil): step n is the wait before attempt n+1.
+	WebhookSchedule []time.Duration
+	Logger          *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -53,6 +56,9 @@ func (c Config) withDefaults() Config {
 	}
 	if len(c.RefundSync) == 0 {
 		c.RefundSync = limit.RefundSyncSchedule
+	}
+	if len(c.WebhookSchedule) == 0 {
+		c.WebhookSchedule = limit.WebhookSchedule
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -121,9 +121,10 @@ func (c SubmitSaga) execute(b *batch) (any, error) {
 	}
 	s.Steps = append([]ordercore.SagaStep(nil), s.Steps...)
 	saga.Start(&s, b.now)
+	b.sagaEvent(&s, ordercore.EventSagaSubmitted, ordercore.SagaStatusEvent{GID: s.GID, Kind: s.Kind, Status: s.Status})
+	b.runLocals(&s)
 	b.claimNext(&s, c.Hold)
 	b.sagas[s.GID] = &sagaState{isNew: true, cur: s}
-	b.sagaEvent(&s, ordercore.EventSagaSubmitted, ordercore.SagaStatusEvent{GID: s.GID, Kind: s.Kind, Status: s.Status})
 	return s, nil
 }
 
@@ -151,23 +152,69 @@ func (c SagaOutcome) execute(b *batch) (any, error) {
 		return saga.Recorded{Saga: s.cur}, nil
 	}
 	from := s.cur.Status
-	st := s.cur.Steps[min(c.Call.Step, len(s.cur.Steps)-1)]
+	if c.Call.Step < 0 || c.Call.Step >= len(s.cur.Steps) {
+		return saga.Recorded{Saga: s.cur}, nil
+	}
 	errMsg := c.Err
 	if len(errMsg) > limit.ReasonBytesMax {
 		errMsg = errMsg[:limit.ReasonBytesMax]
 	}
-	if !saga.Apply(&s.cur, c.Call, c.Outcome, errMsg, b.now, c.Jitter) {
-		return saga.Recorded{Saga: s.cur}, nil
+	if c.Outcome == saga.OutcomeLocal {
+		if want, ok := saga.Next(&s.cur); !ok || want != c.Call {
+			return saga.Recorded{Saga: s.cur}, nil
+		}
+		b.runLocals(&s.cur)
+	} else {
+		if !b.applyOutcome(&s.cur, c.Call, c.Outcome, errMsg, c.Jitter) {
+			return saga.Recorded{Saga: s.cur}, nil
+		}
+		b.runLocals(&s.cur)
 	}
+	b.statusChanged(&s.cur, from)
 	held := b.claimNext(&s.cur, c.Hold)
-	attempt := s.cur.Steps[c.Call.Step].Attempts
-	if c.Outcome == saga.OutcomeOK {
+	return saga.Recorded{Saga: s.cur, Applied: true, Held: held}, nil
+}
+
+// applyOutcome applies one call's outcome to s and appends its saga.step event.
+func (b *batch) applyOutcome(s *ordercore.Saga, c saga.Call, o saga.Outcome, errMsg string, jitter float64) bool {
+	st := s.Steps[c.Step]
+	if !saga.Apply(s, c, o, errMsg, b.now, jitter) {
+		return false
+	}
+	attempt := s.Steps[c.Step].Attempts
+	if o == saga.OutcomeOK {
 		attempt = st.Attempts + 1
 	}
-	b.sagaEvent(&s.cur, ordercore.EventSagaStep, ordercore.SagaStepEvent{GID: c.GID, Step: c.Call.Step, Name: st.Name,
-		Op: string(c.Call.Op), Outcome: string(c.Outcome), Attempt: attempt, Error: errMsg})
-	b.statusChanged(&s.cur, from)
-	return saga.Recorded{Saga: s.cur, Applied: true, Held: held}, nil
+	b.sagaEvent(s, ordercore.EventSagaStep, ordercore.SagaStepEvent{GID: s.GID, Step: c.Step, Name: st.Name,
+		Op: string(c.Op), Outcome: string(o), Attempt: attempt, Error: errMsg})
+	return true
+}
+
+// runLocals runs the in-process calls s needs now, one after the other, in this batch:
+// their effects and outcomes commit together, and a saga of in-process steps only
+// completes (or compensates) in the transaction that submitted it.
+func (b *batch) runLocals(s *ordercore.Saga) {
+	for range 4 * limit.SagaStepsMax { // each step's action and compensation at most, with room
+		c, ok := saga.Next(s)
+		if !ok || c.Target(s).Local == "" || s.NextRunAt.After(b.now) {
+			return
+		}
+		o, errMsg := b.runLocal(s, c)
+		b.applyOutcome(s, c, o, errMsg, 0.5)
+	}
+}
+
+// runLocal does an in-process step's work in this batch and says how it ended; what it
+// changes commits with the outcome, or not at all.
+func (b *batch) runLocal(s *ordercore.Saga, c saga.Call) (saga.Outcome, string) {
+	target := c.Target(s)
+	switch target.Local {
+	case saga.LocalNotify:
+		b.sagaEvent(s, ordercore.EventSagaNotify, ordercore.SagaNotifyEvent{GID: s.GID, Step: c.Step,
+			Name: s.Steps[c.Step].Name, Op: string(c.Op), Payload: target.Payload})
+		return saga.OutcomeOK, ""
+	}
+	return saga.OutcomeFail, fmt.Sprintf("no in-process operation %q", target.Local)
 }
 
 // ClaimSagas takes at most Limit due sagas for For: the coordinator calls their

@@ -108,7 +108,59 @@ const (
 	SagaBreakerFailures    = 5               // consecutive failures that open a host's breaker
 	SagaBreakerOpenFor     = 2 * time.Second // before one probe call is let through
 	SagaResponseBytesMax   = 64 << 10        // of a participant's answer body read
+
+	// HoldsPerGIDMax bounds the stock holds one read of a global transaction shows (and
+	// 3x as many barrier rows: try, confirm, cancel per branch).
+	HoldsPerGIDMax = 100
+
+	// WebhookEndpointsMax bounds the endpoints of one database; WebhookEventTypesMax the
+	// types one endpoint selects, WebhookEventTypeBytesMax each of them; WebhookURLBytesMax
+	// an endpoint's URL.
+	WebhookEndpointsMax      = 100
+	WebhookEventTypesMax     = 32
+	WebhookEventTypeBytesMax = 64
+	WebhookURLBytesMax       = 2048
+	// WebhookSchedulePageMax bounds the events one scheduling pass reads from the feed
+	// (and so the events one ScheduleWebhooks command carries); WebhookScheduleRoundsMax
+	// the pages one pass reads before it lets deliveries go out.
+	WebhookSchedulePageMax   = 500
+	WebhookScheduleRoundsMax = 20
+	// WebhookClaimBatchMax bounds the deliveries one claim takes; WebhookCallsInFlightMax
+	// the POSTs of one instance at once, WebhookCallsPerHostMax those to one host (a host
+	// that hangs holds at most that many slots, and the others keep theirs).
+	WebhookClaimBatchMax    = 200
+	WebhookCallsInFlightMax = 64
+	WebhookCallsPerHostMax  = 16
+	// WebhookTimeout bounds one POST, from dialling to the end of the answer read; a
+	// claim holds a delivery for WebhookTimeout + WebhookClaimMargin, so the attempt is
+	// recorded before another claim may take it.
+	WebhookTimeout     = 10 * time.Second
+	WebhookClaimMargin = 5 * time.Second
+	// WebhookPollInterval is the longest the deliverer sleeps between passes.
+	WebhookPollInterval = 1 * time.Second
+	// A host's breaker opens after WebhookBreakerFailures consecutive failures; its due
+	// deliveries then fail at once (each an attempt on the schedule) for
+	// WebhookBreakerOpenFor, after which one probe is let through.
+	WebhookBreakerFailures = 5
+	WebhookBreakerOpenFor  = 30 * time.Second
+	// WebhookResponseBytesMax bounds what is read of an answer; WebhookErrorBytesMax what
+	// is kept of it as a delivery's LastError.
+	WebhookResponseBytesMax = 4 << 10
+	WebhookErrorBytesMax    = 300
+	// WebhookJitterFraction spreads each retry by up to this fraction either way, so
+	// deliveries that failed together (a receiver's outage) do not come back together.
+	WebhookJitterFraction = 0.1
+	// WebhookScheduleStepsMax bounds a configured retry schedule.
+	WebhookScheduleStepsMax = 64
 )
+
+// WebhookSchedule is when a delivery is attempted: step n is the wait before attempt n+1,
+// counted from the previous attempt (the first from the event's scheduling). Eight
+// attempts over 23 h 36 min, about a day (Stripe retries for three days, GitHub not at
+// all; a day covers a receiver's overnight outage). After the last one fails the delivery
+// is dead: it waits in its endpoint's dead-letter list for an operator's redelivery.
+var WebhookSchedule = []time.Duration{0, 1 * time.Minute, 5 * time.Minute, 30 * time.Minute,
+	2 * time.Hour, 5 * time.Hour, 8 * time.Hour, 8 * time.Hour}
 
 // PaymentSyncSchedule is when the payment sync queries an open attempt, counted from the
 // previous query (the first from the attempt's creation), the cadence of jeepay's reissue

@@ -42,10 +42,10 @@ type Recorded struct {
 	Held    bool
 }
 
-// Local is an in-process step of ordercore itself (a refund, a stock movement): it does the
-// call's work for s and says how it ended; a non-nil error is the reason of a Retry or
-// Fail.
-type Local func(ctx context.Context, s *ordercore.Saga, c Call) (Outcome, error)
+// OutcomeLocal asks the recorder to run an in-process step inside the transaction that
+// records it: the step's effect and its outcome commit together, so an in-process step
+// takes effect exactly once, with no barrier and no network between them.
+const OutcomeLocal Outcome = "local"
 
 // Coordinator runs sagas: it claims due ones in batches, drives each through its calls
 // (at most limit.SagaCallsInFlightMax at once, at most limit.SagaCallsPerTargetMax to one
@@ -57,7 +57,6 @@ type Coordinator struct {
 	// Claim takes up to n due sagas for hold; Record records one outcome.
 	Claim  func(ctx context.Context, n int, hold time.Duration) ([]ordercore.Saga, error)
 	Record func(ctx context.Context, r Recording) (Recorded, error)
-	Locals map[string]Local
 	Client *http.Client
 	Logger *slog.Logger
 	// Poll is the longest wait between claims when there is no work (limit.SagaPollInterval).
@@ -72,8 +71,9 @@ type Coordinator struct {
 	kick     chan struct{}
 	breakers *guard.Breakers
 	mu       sync.Mutex
-	driving  map[string]bool          // gids driven by this process now
-	hosts    map[string]chan struct{} // per-host call slots
+	driving  map[string]bool                  // gids driven by this process now
+	waiters  map[string][]chan ordercore.Saga // Wait callers, by gid
+	hosts    map[string]chan struct{}         // per-host call slots
 	wg       sync.WaitGroup
 }
 
@@ -87,6 +87,7 @@ func (c *Coordinator) init() {
 		c.kick = make(chan struct{}, 1)
 		c.breakers = &guard.Breakers{Failures: limit.SagaBreakerFailures, OpenFor: limit.SagaBreakerOpenFor, Max: 4096}
 		c.driving = map[string]bool{}
+		c.waiters = map[string][]chan ordercore.Saga{}
 		c.hosts = map[string]chan struct{}{}
 		if c.Client == nil {
 			c.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: limit.SagaCallsPerTargetMax,
@@ -203,25 +204,145 @@ func (c *Coordinator) done(gid string) {
 // drive makes s's calls one after the other while each next call is due at once, and
 // leaves a saga in backoff (or finished) to the claims.
 func (c *Coordinator) drive(ctx context.Context, s ordercore.Saga) {
+	if s.Status.Final() {
+		c.notify(s) // it ended where it was recorded (in-process steps run there)
+		return
+	}
+	// At most one success is recorded while the next call is made (pipelining): its
+	// record is awaited before the next outcome is. A crash between them loses only the
+	// record, and the claim that resumes the saga repeats a call its participant already
+	// answered, which a participant must take (calls are at least once, and idempotent per
+	// gid, branch and op).
+	var pending chan recordResult
+	var predicted int64
 	for ctx.Err() == nil {
 		call, ok := Next(&s)
 		if !ok {
-			return
+			break
 		}
 		o, errMsg := c.call(ctx, &s, call)
 		if ctx.Err() != nil {
 			return // shutting down: the saga's hold runs out and a claim resumes it
 		}
-		r, err := c.Record(ctx, Recording{GID: s.GID, Version: s.Version, Call: call, Outcome: o, Err: errMsg,
-			Jitter: rand.Float64(), Hold: Hold(&s)})
+		if pending != nil {
+			r := <-pending
+			pending = nil
+			if r.err != nil || !r.Applied || !r.Held || r.Saga.Version != predicted {
+				return // the pipelined record did not go as predicted: a claim takes over
+			}
+		}
+		rec := Recording{GID: s.GID, Version: s.Version, Call: call, Outcome: o, Err: errMsg, Jitter: rand.Float64(), Hold: Hold(&s)}
+		if next, ok := c.pipelinable(s, call, o); ok {
+			pending = make(chan recordResult, 1)
+			go func() {
+				r, err := c.Record(ctx, rec)
+				pending <- recordResult{r, err}
+			}()
+			s, predicted = next, next.Version
+			continue
+		}
+		r, err := c.Record(ctx, rec)
 		if err != nil {
 			c.Logger.Warn("saga outcome not recorded; a claim retries the call", "gid", s.GID, "err", err)
 			return
+		}
+		if r.Saga.Status.Final() {
+			c.notify(r.Saga)
 		}
 		if !r.Applied || !r.Held {
 			return
 		}
 		s = r.Saga
+	}
+	if pending != nil {
+		<-pending
+	}
+}
+
+type recordResult struct {
+	Recorded
+	err error
+}
+
+// pipelinable predicts the saga after a success whose next call is another HTTP call of
+// the same phase, which can go out while the success is recorded.
+func (c *Coordinator) pipelinable(s ordercore.Saga, call Call, o Outcome) (ordercore.Saga, bool) {
+	if o != OutcomeOK {
+		return s, false
+	}
+	next := s
+	next.Steps = append([]ordercore.SagaStep(nil), s.Steps...)
+	if !Apply(&next, call, o, "", time.Now(), 0) || next.Status != s.Status {
+		return s, false
+	}
+	nc, ok := Next(&next)
+	if !ok || nc.Target(&next).Local != "" {
+		return s, false
+	}
+	return next, true
+}
+
+// Watch registers for the end of saga gid before it is started, so that its end cannot
+// slip by unseen; Wait then waits on it. stop unregisters.
+func (c *Coordinator) Watch(gid string) (w <-chan ordercore.Saga, stop func()) {
+	c.init()
+	ch := make(chan ordercore.Saga, 1)
+	c.mu.Lock()
+	c.waiters[gid] = append(c.waiters[gid], ch)
+	c.mu.Unlock()
+	return ch, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		ws := c.waiters[gid]
+		for i, x := range ws {
+			if x == ch {
+				ws = append(ws[:i], ws[i+1:]...)
+				break
+			}
+		}
+		if len(ws) == 0 {
+			delete(c.waiters, gid)
+		} else {
+			c.waiters[gid] = ws
+		}
+	}
+}
+
+// Wait returns saga gid once it is final (completed or compensated), or as it is when
+// ctx ends. w, from Watch, reports the end of a saga this process drives the moment its
+// last outcome is recorded; a saga driven by another instance is found by reading it
+// every waitPoll.
+func (c *Coordinator) Wait(ctx context.Context, gid string, w <-chan ordercore.Saga, read func(context.Context, string) (ordercore.Saga, error)) (ordercore.Saga, error) {
+	t := time.NewTicker(waitPoll)
+	defer t.Stop()
+	for {
+		select {
+		case s := <-w:
+			return s, nil
+		case <-t.C:
+			s, err := read(ctx, gid)
+			if err != nil || s.Status.Final() {
+				return s, err
+			}
+		case <-ctx.Done():
+			return read(context.WithoutCancel(ctx), gid)
+		}
+	}
+}
+
+// waitPoll spaces the reads of Wait: a saga driven by this process is reported without
+// them; these find one that another instance drives.
+const waitPoll = time.Second
+
+func (c *Coordinator) notify(s ordercore.Saga) {
+	c.mu.Lock()
+	ws := c.waiters[s.GID]
+	c.mu.Unlock()
+	for _, w := range ws {
+		select {
+		case w <- s:
+		default:
+		}
 	}
 }
 
@@ -231,15 +352,7 @@ func (c *Coordinator) call(ctx context.Context, s *ordercore.Saga, call Call) (O
 	ctx, cancel := context.WithTimeout(ctx, s.Policy.StepTimeout)
 	defer cancel()
 	if target.Local != "" {
-		fn, ok := c.Locals[target.Local]
-		if !ok {
-			return OutcomeRetry, fmt.Sprintf("no in-process operation %q on this instance", target.Local)
-		}
-		o, err := fn(ctx, s, call)
-		if err != nil {
-			return o, err.Error()
-		}
-		return o, ""
+		return OutcomeLocal, ""
 	}
 	return c.callHTTP(ctx, s, call, target)
 }

@@ -65,6 +65,17 @@ const (
 	OutcomeFail  Outcome = "fail"
 )
 
+// Locals are the in-process operations a step may name, with what each does. The engine
+// runs them inside the transaction that records their outcome.
+var Locals = map[string]string{
+	LocalNotify: "appends a saga.notify event (its payload as data) to the saga's timeline, and the order's for a fulfilment saga: the event feed, the NATS relay and webhooks carry it to subscribers",
+}
+
+// In-process operations.
+const (
+	LocalNotify = "ordercore.notify"
+)
+
 // Next is the call s needs now, if any. A saga in backoff still has a next call; when to
 // make it is NextRunAt's business.
 func Next(s *ordercore.Saga) (Call, bool) {
@@ -457,6 +468,8 @@ func validCall(what string, c ordercore.SagaCall) error {
 		return bad("payload exceeds %d bytes", limit.SagaPayloadBytesMax)
 	case len(c.Payload) > 0 && !json.Valid(c.Payload):
 		return bad("payload is not JSON")
+	case c.Local != "" && Locals[c.Local] == "":
+		return bad("no in-process operation %q (GET /v1/sagas/locals lists them)", c.Local)
 	}
 	if c.URL != "" {
 		u, err := url.Parse(c.URL)

@@ -1,7 +1,7 @@
 // Package verify checks a whole database against the promises ordercore makes: it is the
 // engine of `ordercore verify`. Check takes a Snapshot (every SKU, order, ledger row,
-// event, payment, refund, money ledger row and review item, read in one transaction by a
-// store's Dump) and returns every invariant that does not hold; Report prints the result
+// event, payment, refund, money ledger row, review item, stock hold and barrier row, read
+// in one transaction by a store's Dump) and returns every invariant that does not hold; Report prints the result
 // for a person.
 //
 // The database already guards most of these rules with constraints and the engine asserts

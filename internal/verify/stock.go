@@ -23,8 +23,8 @@ func (c *checker) stockConservation() {
 	for i, e := range c.snap.Ledger {
 		switch e.Movement {
 		case ordercore.MoveRestock:
-			if e.OrderID != "" || e.LineNo != 0 || e.DTotal <= 0 || e.DReserved != 0 || e.DSold != 0 {
-				c.add(RuleStockConservation, ledgerSubject(i), "restock of sku %s must only raise total, for no order: %s", e.SKU, deltas(e))
+			if e.OrderID != "" || e.HoldID != "" || e.LineNo != 0 || e.DTotal <= 0 || e.DReserved != 0 || e.DSold != 0 {
+				c.add(RuleStockConservation, ledgerSubject(i), "restock of sku %s must only raise total, for no order or hold: %s", e.SKU, deltas(e))
 			}
 		case ordercore.MoveReserve, ordercore.MoveCommit, ordercore.MoveRelease, ordercore.MoveRevive, ordercore.MoveReturn:
 			// reservationOnce checks their shape against the order line.
@@ -107,8 +107,8 @@ type lineRows struct{ reserve, commit, release, revive, ret []int }
 func (c *checker) reservationOnce() {
 	rows := map[lineKey]*lineRows{}
 	for i, e := range c.snap.Ledger {
-		if e.Movement == ordercore.MoveRestock {
-			continue
+		if e.Movement == ordercore.MoveRestock || e.HoldID != "" {
+			continue // a hold's row is hold_once's
 		}
 		if e.OrderID == "" || e.LineNo < 1 {
 			c.add(RuleReservationOnce, ledgerSubject(i), "%s of sku %s names no order line (order %q, line %d)", e.Movement, e.SKU, e.OrderID, e.LineNo)

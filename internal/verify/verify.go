@@ -70,7 +70,7 @@ const (
 
 // Rules lists every rule in the order Check runs them and Report prints them.
 var Rules = []string{
-	RuleStockConservation, RuleNegativeBalance, RuleReservationOnce, RuleOrderLinesStatus,
+	RuleStockConservation, RuleNegativeBalance, RuleReservationOnce, RuleHoldOnce, RuleHoldBarrier, RuleOrderLinesStatus,
 	RuleOrderTotal, RuleEventReplay, RuleEventSequence, RuleStuckOrder, RuleMoneyConservation,
 	RuleRefundBound, RuleRefundOnce, RulePaymentOrder, RuleUnrefundedMoney, RuleStuckPayment, RuleVersion,
 }
@@ -84,6 +84,8 @@ func Check(snap *ordercore.Snapshot, now time.Time) []Violation {
 	c.stockConservation()
 	c.negativeBalance()
 	c.reservationOnce()
+	c.holdOnce()
+	c.holdBarrier()
 	c.orderLinesStatus()
 	c.orderTotal()
 	c.eventReplay()
@@ -96,6 +98,7 @@ func Check(snap *ordercore.Snapshot, now time.Time) []Violation {
 	c.unrefundedMoney()
 	c.stuckPayment()
 	c.version()
+	c.holdVersions()
 	return c.vs
 }
 

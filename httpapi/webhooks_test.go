@@ -1,0 +1,299 @@
+package httpapi_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"ordercore"
+	"ordercore/httpapi"
+	"ordercore/internal/engine"
+)
+
+type endpointsPage struct {
+	Endpoints  []httpapi.WebhookEndpointView `json:"endpoints"`
+	NextCursor string                        `json:"next_cursor"`
+}
+
+type deliveriesPage struct {
+	Deliveries []ordercore.WebhookDelivery `json:"deliveries"`
+	NextCursor string                      `json:"next_cursor"`
+}
+
+func (b *bundle) mustEndpoint(t *testing.T, body string, headers ...string) (httpapi.WebhookEndpointView, response) {
+	t.Helper()
+	r := b.do(t, "POST", "/v1/webhook-endpoints", body, headers...)
+	if r.status != http.StatusCreated {
+		t.Fatalf("create webhook endpoint: %d %s", r.status, r.body)
+	}
+	var v httpapi.WebhookEndpointView
+	r.json(t, &v)
+	return v, r
+}
+
+// webhookDigest hashes the webhook tables, the events and the stored responses through a
+// separate connection: a rejected request must change none of them.
+func webhookDigest(t *testing.T, path string) string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=query_only(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	h := sha256.New()
+	for _, table := range []string{"webhook_endpoints", "webhook_deliveries", "events", "idempotency_keys"} {
+		rows, err := db.Query("SELECT * FROM " + table + " ORDER BY 1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		vals, ptrs := make([]any, len(cols)), make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		for rows.Next() {
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(h, "%s|%v\n", table, vals)
+		}
+		rows.Close()
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+var hexSecret = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// TestWebhookEndpointsAPI: an endpoint is created with a fresh secret (shown at creation
+// and by GET, not in the list), a keyed retry returns the same endpoint and secret, and
+// an update disables it or changes its event types.
+func TestWebhookEndpointsAPI(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	body := `{"url":"https://shop.example/hooks","event_types":["order.paid","refund.*"]}`
+	ep, r := b.mustEndpoint(t, body, "Idempotency-Key", "hook-1")
+	if !hexSecret.MatchString(ep.Secret) || !ep.Enabled || ep.Version != 1 || ep.URL != "https://shop.example/hooks" ||
+		strings.Join(ep.EventTypes, ",") != "order.paid,refund.*" {
+		t.Errorf("created %+v", ep)
+	}
+	if loc := r.header.Get("Location"); loc != "/v1/webhook-endpoints/"+ep.ID {
+		t.Errorf("Location = %q", loc)
+	}
+	replay, r := b.mustEndpoint(t, `{"event_types":["order.paid","refund.*"], "url":"https://shop.example/hooks"}`, "Idempotency-Key", "hook-1")
+	if replay.ID != ep.ID || replay.Secret != ep.Secret || r.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("a keyed retry made %+v (replayed %q), want the first endpoint", replay, r.header.Get("Idempotent-Replayed"))
+	}
+	if r := b.do(t, "POST", "/v1/webhook-endpoints", `{"url":"https://other.example/","event_types":["*"]}`, "Idempotency-Key", "hook-1"); r.status != 422 || r.code(t) != ordercore.EIdemKeyReused {
+		t.Errorf("the key with another body: %d %s", r.status, r.body)
+	}
+	other, _ := b.mustEndpoint(t, `{"url":"http://127.0.0.1:9000/in","event_types":["*"]}`)
+	if other.Secret == ep.Secret || other.ID == ep.ID {
+		t.Error("two endpoints share an id or a secret")
+	}
+
+	var got httpapi.WebhookEndpointView
+	r = b.do(t, "GET", "/v1/webhook-endpoints/"+ep.ID, "")
+	r.json(t, &got)
+	if r.status != 200 || got.Secret != ep.Secret || got.ID != ep.ID {
+		t.Errorf("GET: %d %+v", r.status, got)
+	}
+	var page endpointsPage
+	r = b.do(t, "GET", "/v1/webhook-endpoints?limit=1", "")
+	r.json(t, &page)
+	if r.status != 200 || len(page.Endpoints) != 1 || page.Endpoints[0].ID != ep.ID || page.Endpoints[0].Secret != "" || page.NextCursor != ep.ID {
+		t.Errorf("first page: %d %s", r.status, r.body)
+	}
+	r = b.do(t, "GET", "/v1/webhook-endpoints?limit=1&cursor="+page.NextCursor, "")
+	page = endpointsPage{}
+	r.json(t, &page)
+	if len(page.Endpoints) != 1 || page.Endpoints[0].ID != other.ID || page.NextCursor != "" {
+		t.Errorf("second page: %s", r.body)
+	}
+
+	r = b.do(t, "POST", "/v1/webhook-endpoints/"+ep.ID, `{"enabled":false}`, "Idempotency-Key", "off-1")
+	got = httpapi.WebhookEndpointView{}
+	r.json(t, &got)
+	if r.status != 200 || got.Enabled || got.Version != 2 || got.Secret != ep.Secret {
+		t.Errorf("disable: %d %s", r.status, r.body)
+	}
+	if r := b.do(t, "POST", "/v1/webhook-endpoints/"+ep.ID, `{"enabled":false}`, "Idempotency-Key", "off-1"); r.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("keyed retry of the update: %d %v", r.status, r.header)
+	}
+	r = b.do(t, "POST", "/v1/webhook-endpoints/"+ep.ID, `{"enabled":true,"event_types":["*"]}`)
+	got = httpapi.WebhookEndpointView{}
+	r.json(t, &got)
+	if r.status != 200 || !got.Enabled || got.Version != 3 || strings.Join(got.EventTypes, ",") != "*" {
+		t.Errorf("enable with all events: %d %s", r.status, r.body)
+	}
+	var timeline []ordercore.Event
+	timeline, err := b.db.AggregateEvents(context.Background(), ep.ID, 10)
+	if err != nil || len(timeline) != 3 || timeline[0].Type != ordercore.EventWebhookCreated || strings.Contains(string(timeline[0].Data), ep.Secret) {
+		t.Errorf("endpoint timeline %+v %v: want created and two updates, and never the secret", timeline, err)
+	}
+}
+
+// TestWebhookDeliveriesAPI: an endpoint's deliveries page newest first, by status; its
+// dead letters are the dead ones; a redelivery (audited, keyed) makes a dead one pending.
+func TestWebhookDeliveriesAPI(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{WebhookSchedule: []time.Duration{0}}) // one attempt, then dead
+	ep, _ := b.mustEndpoint(t, `{"url":"https://shop.example/hooks","event_types":["sku.created"]}`)
+	for _, id := range []string{"a", "b", "c"} {
+		b.mustSKU(t, id, "USD", 1)
+	}
+	ctx := context.Background()
+	evs, err := b.db.Events(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.eng.Submit(ctx, engine.ScheduleWebhooks{EndpointID: ep.ID, Through: evs[len(evs)-1].Seq, Events: evs}, nil); err != nil {
+		t.Fatal(err)
+	}
+	list := func(query string) deliveriesPage {
+		t.Helper()
+		r := b.do(t, "GET", "/v1/webhook-endpoints/"+ep.ID+"/deliveries"+query, "")
+		if r.status != 200 {
+			t.Fatalf("list %s: %d %s", query, r.status, r.body)
+		}
+		var p deliveriesPage
+		r.json(t, &p)
+		return p
+	}
+	all := list("?status=pending")
+	if len(all.Deliveries) != 3 || all.NextCursor != "" {
+		t.Fatalf("pending: %+v", all)
+	}
+	first := list("?limit=2")
+	second := list("?limit=2&cursor=" + first.NextCursor)
+	if len(first.Deliveries) != 2 || len(second.Deliveries) != 1 || second.NextCursor != "" ||
+		first.Deliveries[0].ID != all.Deliveries[0].ID || second.Deliveries[0].ID != all.Deliveries[2].ID {
+		t.Errorf("pages %+v then %+v, want the pending list in two", first, second)
+	}
+	// The oldest fails its one attempt: dead.
+	oldest := all.Deliveries[2]
+	if _, err := b.eng.Submit(ctx, engine.WebhookAttempted{DeliveryID: oldest.ID, Version: oldest.Version, Status: 410, Err: "HTTP 410: gone"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	dead := list("?status=dead")
+	if len(dead.Deliveries) != 1 || dead.Deliveries[0].ID != oldest.ID || dead.Deliveries[0].LastStatus != 410 {
+		t.Fatalf("dead letters: %+v", dead)
+	}
+	path := "/v1/webhook-deliveries/" + oldest.ID + "/redeliver"
+	note := `{"by":"ops","note":"receiver is back"}`
+	r := b.do(t, "POST", path, note, "Idempotency-Key", "redo-1")
+	var d ordercore.WebhookDelivery
+	r.json(t, &d)
+	if r.status != 200 || d.Status != ordercore.WebhookPending || d.Attempts != 0 || d.NextAttemptAt.IsZero() {
+		t.Errorf("redeliver: %d %s", r.status, r.body)
+	}
+	if r := b.do(t, "POST", path, note, "Idempotency-Key", "redo-1"); r.status != 200 || r.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("keyed retry of the redelivery: %d %s", r.status, r.body)
+	}
+	if dead := list("?status=dead"); len(dead.Deliveries) != 0 {
+		t.Errorf("dead letters after the redelivery: %+v", dead)
+	}
+	timeline, _ := b.db.AggregateEvents(ctx, ep.ID, 10)
+	if n := len(timeline); n == 0 || timeline[n-1].Type != ordercore.EventWebhookRedelivered || !strings.Contains(string(timeline[n-1].Data), `"by":"ops"`) {
+		t.Errorf("no audited redelivery on the endpoint's timeline: %+v", timeline)
+	}
+}
+
+// TestWebhookBadInputChangesNothing: malformed, invalid or unknown input gets a 4xx
+// problem with a stable code and leaves every table as it was.
+func TestWebhookBadInputChangesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	ep, _ := b.mustEndpoint(t, `{"url":"https://shop.example/hooks","event_types":["*"]}`)
+	missing := "01900000-0000-7000-8000-000000000099"
+	types40 := `"a` + strings.Repeat(`","a`, 39) + `"`
+	endpoints, deliveries := "/v1/webhook-endpoints", "/v1/webhook-endpoints/"+ep.ID
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		code                     string
+	}{
+		{"NotHTTP", "POST", endpoints, `{"url":"ftp://shop.example/","event_types":["*"]}`, 422, ordercore.EInvalidWebhookURL},
+		{"Relative", "POST", endpoints, `{"url":"/hooks","event_types":["*"]}`, 422, ordercore.EInvalidWebhookURL},
+		{"NoHost", "POST", endpoints, `{"url":"https://","event_types":["*"]}`, 422, ordercore.EInvalidWebhookURL},
+		{"NotAURL", "POST", endpoints, `{"url":"not a url","event_types":["*"]}`, 422, ordercore.EInvalidWebhookURL},
+		{"Credentials", "POST", endpoints, `{"url":"https://u:p@shop.example/","event_types":["*"]}`, 422, ordercore.EInvalidWebhookURL},
+		{"URLTooLong", "POST", endpoints, `{"url":"https://shop.example/` + strings.Repeat("x", 3000) + `","event_types":["*"]}`, 422, ordercore.EInvalidWebhookURL},
+		{"EmptyURL", "POST", endpoints, `{"url":"","event_types":["*"]}`, 422, ordercore.EInvalidWebhookURL},
+		{"NoEventTypes", "POST", endpoints, `{"url":"https://shop.example/","event_types":[]}`, 422, ordercore.EInvalidEventTypes},
+		{"BadEventType", "POST", endpoints, `{"url":"https://shop.example/","event_types":["Order Paid"]}`, 422, ordercore.EInvalidEventTypes},
+		{"EventTypeTooLong", "POST", endpoints, `{"url":"https://shop.example/","event_types":["` + strings.Repeat("a", 65) + `"]}`, 422, ordercore.EInvalidEventTypes},
+		{"TooManyEventTypes", "POST", endpoints, `{"url":"https://shop.example/","event_types":[` + types40 + `]}`, 422, ordercore.EInvalidEventTypes},
+		{"EventTypesNotStrings", "POST", endpoints, `{"url":"https://shop.example/","event_types":[1]}`, 422, ordercore.EInvalidEventTypes},
+		{"MissingEventTypes", "POST", endpoints, `{"url":"https://shop.example/"}`, 422, ordercore.EINVALID},
+		{"UnknownField", "POST", endpoints, `{"url":"https://shop.example/","event_types":["*"],"secret":"mine"}`, 422, ordercore.EUnknownField},
+		{"MalformedJSON", "POST", endpoints, `{"url":`, 400, ordercore.EMalformedJSON},
+		{"BodyTooLarge", "POST", endpoints, `{"url":"` + strings.Repeat("x", 1<<20) + `"}`, 413, ordercore.EBodyTooLarge},
+		{"UpdateNothing", "POST", deliveries, `{}`, 422, ordercore.EINVALID},
+		{"UpdateEmptyTypes", "POST", deliveries, `{"event_types":[]}`, 422, ordercore.EInvalidEventTypes},
+		{"UpdateBadURL", "POST", deliveries, `{"url":"mailto:ops@shop.example"}`, 422, ordercore.EInvalidWebhookURL},
+		{"UpdateEnabledNotBool", "POST", deliveries, `{"enabled":"yes"}`, 422, ordercore.EINVALID},
+		{"UpdateUnknownField", "POST", deliveries, `{"enabled":true,"cursor":0}`, 422, ordercore.EUnknownField},
+		{"UpdateUnknown", "POST", endpoints + "/" + missing, `{"enabled":false}`, 404, ordercore.ENOTFOUND},
+		{"GetUnknown", "GET", endpoints + "/" + missing, ``, 404, ordercore.ENOTFOUND},
+		{"DeliveriesOfUnknown", "GET", endpoints + "/" + missing + "/deliveries", ``, 404, ordercore.ENOTFOUND},
+		{"DeliveriesBadStatus", "GET", deliveries + "/deliveries?status=lost", ``, 422, ordercore.EINVALID},
+		{"DeliveriesBadCursor", "GET", deliveries + "/deliveries?cursor=" + missing, ``, 400, ordercore.EInvalidCursor},
+		{"RedeliverUnknown", "POST", "/v1/webhook-deliveries/" + missing + "/redeliver", `{"by":"ops","note":"n"}`, 404, ordercore.ENOTFOUND},
+		{"RedeliverUnaudited", "POST", "/v1/webhook-deliveries/" + missing + "/redeliver", `{"by":"ops"}`, 422, ordercore.EINVALID},
+	}
+	before := webhookDigest(t, b.path)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkProblem(t, b.do(t, tt.method, tt.path, tt.body), tt.status, tt.code)
+		})
+	}
+	if after := webhookDigest(t, b.path); after != before {
+		t.Error("rejected requests changed the database")
+	}
+}
+
+func TestOpenAPIDocumentsWebhooks(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	r := b.do(t, "GET", "/openapi.json", "")
+	var doc struct {
+		Paths map[string]map[string]struct {
+			OperationID string `json:"operationId"`
+			Parameters  []struct {
+				Name string `json:"name"`
+			} `json:"parameters"`
+		} `json:"paths"`
+	}
+	r.json(t, &doc)
+	for _, op := range []struct {
+		path, method, id string
+		idem             bool
+	}{
+		{"/v1/webhook-endpoints", "post", "create-webhook-endpoint", true},
+		{"/v1/webhook-endpoints", "get", "list-webhook-endpoints", false},
+		{"/v1/webhook-endpoints/{id}", "get", "get-webhook-endpoint", false},
+		{"/v1/webhook-endpoints/{id}", "post", "update-webhook-endpoint", true},
+		{"/v1/webhook-endpoints/{id}/deliveries", "get", "list-webhook-deliveries", false},
+		{"/v1/webhook-deliveries/{id}/redeliver", "post", "redeliver-webhook", true},
+	} {
+		o, ok := doc.Paths[op.path][op.method]
+		if !ok || o.OperationID != op.id {
+			t.Errorf("OpenAPI document lacks %s %s (%s)", op.method, op.path, op.id)
+			continue
+		}
+		hasKey := false
+		for _, p := range o.Parameters {
+			hasKey = hasKey || p.Name == "Idempotency-Key"
+		}
+		if hasKey != op.idem {
+			t.Errorf("%s %s documents Idempotency-Key: %v, want %v", op.method, op.path, hasKey, op.idem)
+		}
+	}
+}

@@ -1,0 +1,420 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"ordercore"
+	"ordercore/internal/engine"
+	"ordercore/internal/guard"
+	"ordercore/internal/limit"
+	"ordercore/webhook"
+)
+
+// Deliverer sends events to webhook endpoints. It runs two loops:
+//
+//   - scheduling: for each enabled endpoint it reads the feed after the endpoint's cursor
+//     and submits ScheduleWebhooks, which records a delivery per matching event and moves
+//     the cursor in one transaction. Endpoints share one read of the feed from the lowest
+//     cursor, so in the steady state a pass is one read however many endpoints there are.
+//   - delivery: it reads due deliveries, claims those it can send now through the
+//     committer (ClaimWebhooks: a claimed delivery is not due again until the claim ends,
+//     so a second pass or a second instance never sends it meanwhile), POSTs each signed
+//     event (at most limit.WebhookCallsInFlightMax at once, limit.WebhookCallsPerHostMax to
+//     one host, a breaker per host) and records the outcome (WebhookAttempted), guarded by
+//     the claim's version.
+//
+// A host that hangs holds at most its own slots, and once its breaker opens its
+// deliveries fail at once (each an attempt on the schedule) instead of waiting for
+// timeouts, so deliveries to other hosts go on.
+type Deliverer struct {
+	Engine *engine.Engine
+	Reader ordercore.Reader
+	Clock  ordercore.Clock
+	// Client sends the POSTs; nil builds one that follows no redirect (a 3xx is a failed
+	// attempt: a signed event is never forwarded to a host the endpoint does not name).
+	Client *http.Client
+	Logger *slog.Logger
+	// Poll is the longest wait between passes (limit.WebhookPollInterval); Timeout bounds
+	// one POST (limit.WebhookTimeout). Tests shorten both.
+	Poll    time.Duration
+	Timeout time.Duration
+
+	once     sync.Once
+	sem      chan struct{} // global call slots
+	freed    chan struct{} // a call ended: a slot may be free
+	breakers *guard.Breakers
+	mu       sync.Mutex
+	hosts    map[string]int // calls in flight per host
+	wg       sync.WaitGroup
+}
+
+func (d *Deliverer) init() {
+	d.once.Do(func() {
+		d.sem = make(chan struct{}, limit.WebhookCallsInFlightMax)
+		d.freed = make(chan struct{}, 1)
+		d.breakers = &guard.Breakers{Failures: limit.WebhookBreakerFailures, OpenFor: limit.WebhookBreakerOpenFor, Max: 4096}
+		d.hosts = map[string]int{}
+		if d.Logger == nil {
+			d.Logger = slog.New(slog.DiscardHandler)
+		}
+		if d.Poll <= 0 {
+			d.Poll = limit.WebhookPollInterval
+		}
+		if d.Timeout <= 0 {
+			d.Timeout = limit.WebhookTimeout
+		}
+		if d.Client == nil {
+			d.Client = &http.Client{
+				Transport: &http.Transport{Proxy: http.ProxyFromEnvironment,
+					DialContext:         (&net.Dialer{Timeout: d.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+					MaxIdleConnsPerHost: limit.WebhookCallsPerHostMax, IdleConnTimeout: 90 * time.Second,
+					TLSHandshakeTimeout: d.Timeout, ResponseHeaderTimeout: d.Timeout},
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			}
+		}
+	})
+}
+
+// Run schedules and delivers until ctx ends, then waits for the calls in flight (each
+// ends by its timeout at the latest).
+func (d *Deliverer) Run(ctx context.Context) {
+	d.init()
+	var loops sync.WaitGroup
+	loops.Go(func() { d.loop(ctx, "webhook scheduling", d.Schedule, nil) })
+	loops.Go(func() { d.loop(ctx, "webhook delivery", d.Deliver, d.freed) })
+	loops.Wait()
+	d.wg.Wait()
+}
+
+// loop runs pass until ctx ends: again at once while it reports more work, else after
+// Poll or when wake fires.
+func (d *Deliverer) loop(ctx context.Context, what string, pass func(context.Context) (bool, error), wake <-chan struct{}) {
+	for ctx.Err() == nil {
+		more, err := pass(ctx)
+		if err != nil && ctx.Err() == nil {
+			d.Logger.Warn(what+" failed", "err", err)
+		}
+		if more && err == nil {
+			continue
+		}
+		t := time.NewTimer(d.Poll)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-wake:
+		}
+		t.Stop()
+	}
+}
+
+// Schedule runs one scheduling pass and reports whether the feed has more to read.
+func (d *Deliverer) Schedule(ctx context.Context) (bool, error) {
+	d.init()
+	endpoints, err := d.enabledEndpoints(ctx)
+	if err != nil || len(endpoints) == 0 {
+		return false, err
+	}
+	for range limit.WebhookScheduleRoundsMax {
+		from := endpoints[0].Cursor
+		for _, e := range endpoints {
+			from = min(from, e.Cursor)
+		}
+		page, err := d.Reader.Events(ctx, from, limit.WebhookSchedulePageMax)
+		if err != nil || len(page) == 0 {
+			return false, err
+		}
+		if err := d.schedulePage(ctx, endpoints, page); err != nil {
+			return false, err
+		}
+		if len(page) < limit.WebhookSchedulePageMax {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// enabledEndpoints lists the enabled endpoints, each positioned: an endpoint not scheduled
+// yet starts at its own creation event (it gets what happens after it was created).
+func (d *Deliverer) enabledEndpoints(ctx context.Context) ([]*ordercore.WebhookEndpoint, error) {
+	var out []*ordercore.WebhookEndpoint
+	after := ""
+	for {
+		page, err := d.Reader.ListWebhookEndpoints(ctx, after, limit.PageSizeMax)
+		if err != nil {
+			return nil, err
+		}
+		for i := range page {
+			e := &page[i]
+			if !e.Enabled {
+				continue
+			}
+			if e.Cursor == 0 {
+				if err := d.position(ctx, e); err != nil {
+					return nil, err
+				}
+			}
+			out = append(out, e)
+		}
+		if len(page) < limit.PageSizeMax {
+			return out, nil
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
+func (d *Deliverer) position(ctx context.Context, e *ordercore.WebhookEndpoint) error {
+	evs, err := d.Reader.AggregateEvents(ctx, e.ID, 1)
+	if err != nil {
+		return err
+	}
+	if len(evs) == 0 || evs[0].Type != ordercore.EventWebhookCreated {
+		return fmt.Errorf("webhook endpoint %s has no %s event to start after", e.ID, ordercore.EventWebhookCreated)
+	}
+	res, err := d.Engine.Submit(ctx, engine.ScheduleWebhooks{EndpointID: e.ID, Through: evs[0].Seq}, nil)
+	if err != nil {
+		return fmt.Errorf("position webhook endpoint %s: %w", e.ID, err)
+	}
+	e.Cursor = res.Value.(engine.ScheduledWebhooks).Cursor
+	return nil
+}
+
+// schedulePage submits, for every endpoint behind the page's end, the page's events after
+// its cursor; the commands are submitted at once, so they share a transaction.
+func (d *Deliverer) schedulePage(ctx context.Context, endpoints []*ordercore.WebhookEndpoint, page []ordercore.Event) error {
+	through := page[len(page)-1].Seq
+	// The commands need no event data; leaving it out keeps a batch's memory small.
+	light := make([]ordercore.Event, len(page))
+	for i, ev := range page {
+		light[i] = ordercore.Event{Seq: ev.Seq, ID: ev.ID, Type: ev.Type, AggregateType: ev.AggregateType}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(endpoints))
+	for i, e := range endpoints {
+		if e.Cursor >= through {
+			continue
+		}
+		first := 0
+		for first < len(light) && light[first].Seq <= e.Cursor {
+			first++
+		}
+		wg.Go(func() {
+			res, err := d.Engine.Submit(ctx, engine.ScheduleWebhooks{EndpointID: e.ID, After: e.Cursor, Through: through, Events: light[first:]}, nil)
+			if err != nil {
+				errs[i] = fmt.Errorf("schedule webhooks of %s: %w", e.ID, err)
+				return
+			}
+			e.Cursor = res.Value.(engine.ScheduledWebhooks).Cursor
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// target is a delivery about to be sent.
+type target struct {
+	delivery ordercore.WebhookDelivery
+	endpoint *ordercore.WebhookEndpoint
+	host     string
+}
+
+// Deliver runs one delivery pass: it claims the due deliveries it has slots for and
+// starts their POSTs, and reports whether more are due than it took.
+func (d *Deliverer) Deliver(ctx context.Context) (bool, error) {
+	d.init()
+	free := cap(d.sem) - len(d.sem)
+	if free == 0 {
+		return false, nil // a finishing call wakes the loop
+	}
+	due, err := d.Reader.DueWebhookDeliveries(ctx, d.Clock.Now(), limit.WebhookClaimBatchMax)
+	if err != nil || len(due) == 0 {
+		return false, err
+	}
+	picked, err := d.pick(ctx, due, free)
+	if err != nil || len(picked) == 0 {
+		return false, err
+	}
+	read := make([]ordercore.WebhookDelivery, len(picked))
+	for i, t := range picked {
+		read[i] = t.delivery
+	}
+	res, err := d.Engine.Submit(ctx, engine.ClaimWebhooks{Due: read, For: d.Timeout + limit.WebhookClaimMargin}, nil)
+	if err != nil {
+		d.release(picked)
+		return false, fmt.Errorf("claim webhook deliveries: %w", err)
+	}
+	claimed := map[string]ordercore.WebhookDelivery{}
+	for _, c := range res.Value.([]ordercore.WebhookDelivery) {
+		claimed[c.ID] = c
+	}
+	for _, t := range picked {
+		c, ok := claimed[t.delivery.ID]
+		if !ok {
+			d.release([]target{t}) // moved on since it was read
+			continue
+		}
+		t.delivery = c
+		d.wg.Go(func() { d.attempt(ctx, t) })
+	}
+	// More is due at once only if every due delivery read was taken: the others wait for
+	// a slot (a finishing call wakes the loop) or for the next poll.
+	return len(due) == limit.WebhookClaimBatchMax && len(picked) == len(due), nil
+}
+
+// pick chooses up to free of the due deliveries whose host has a slot, reserving the
+// slots: a host whose calls hang keeps at most limit.WebhookCallsPerHostMax, and the
+// others get theirs. A host whose breaker is open takes no real slot (its calls fail at
+// once), so it is not held back.
+func (d *Deliverer) pick(ctx context.Context, due []ordercore.WebhookDelivery, free int) ([]target, error) {
+	endpoints := map[string]*ordercore.WebhookEndpoint{}
+	for _, dl := range due {
+		if _, ok := endpoints[dl.EndpointID]; !ok {
+			e, err := d.Reader.WebhookEndpoint(ctx, dl.EndpointID)
+			if err != nil {
+				return nil, err
+			}
+			endpoints[dl.EndpointID] = &e
+		}
+	}
+	var out []target
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, dl := range due {
+		if len(out) == free {
+			break
+		}
+		e := endpoints[dl.EndpointID]
+		if !e.Enabled {
+			continue
+		}
+		host := hostOf(e.URL)
+		if d.hosts[host] >= limit.WebhookCallsPerHostMax && !d.breakers.Open(host) {
+			continue
+		}
+		d.hosts[host]++
+		d.sem <- struct{}{} // never blocks: free slots were counted, and only this loop takes them
+		out = append(out, target{delivery: dl, endpoint: e, host: host})
+	}
+	return out, nil
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Host
+}
+
+func (d *Deliverer) unreserve(ts []target) {
+	for _, t := range ts {
+		if d.hosts[t.host]--; d.hosts[t.host] <= 0 {
+			delete(d.hosts, t.host)
+		}
+		<-d.sem
+	}
+}
+
+func (d *Deliverer) release(ts []target) {
+	d.mu.Lock()
+	d.unreserve(ts)
+	d.mu.Unlock()
+	select {
+	case d.freed <- struct{}{}:
+	default:
+	}
+}
+
+// attempt makes one POST and records it. A POST cut short by shutdown is not recorded
+// (the receiver may or may not have it); neither is an outcome that cannot be recorded.
+// Both are left to the claim's end, after which the delivery is sent again.
+func (d *Deliverer) attempt(ctx context.Context, t target) {
+	defer d.release([]target{t})
+	ok, status, msg, err := d.post(ctx, t)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		d.Logger.Warn("webhook delivery not attempted; it is retried when its claim ends", "delivery", t.delivery.ID, "err", err)
+		return
+	}
+	// A finished attempt is recorded even if shutdown begins meanwhile (the engine closes
+	// after the workers): its receiver has answered, and sending it again is avoidable.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit.WebhookClaimMargin)
+	defer cancel()
+	_, err = d.Engine.Submit(rctx, engine.WebhookAttempted{DeliveryID: t.delivery.ID, Version: t.delivery.Version, OK: ok,
+		Status: status, Err: msg, Jitter: rand.Float64()}, nil)
+	if err != nil {
+		d.Logger.Warn("webhook attempt not recorded; it is made again when its claim ends", "delivery", t.delivery.ID, "err", err)
+	}
+}
+
+// post sends the delivery's event and says how the receiver answered: ok for a 2xx, else
+// the status (0: no answer) and why. err is our own trouble (reading the event), which is
+// not the receiver's failure and is not recorded as an attempt.
+func (d *Deliverer) post(ctx context.Context, t target) (ok bool, status int, msg string, err error) {
+	evs, err := d.Reader.Events(ctx, t.delivery.EventSeq-1, 1)
+	if err != nil {
+		return false, 0, "", fmt.Errorf("read event %d: %w", t.delivery.EventSeq, err)
+	}
+	if len(evs) == 0 || evs[0].ID != t.delivery.EventID {
+		// Events are never deleted: this is a bug, but one delivery's, so it ends in the
+		// dead-letter list with its reason instead of crashing the instance.
+		d.Logger.Error("a webhook delivery's event is not in the feed", "delivery", t.delivery.ID, "event", t.delivery.EventID, "seq", t.delivery.EventSeq)
+		return false, 0, fmt.Sprintf("event %s (seq %d) is not in the event feed", t.delivery.EventID, t.delivery.EventSeq), nil
+	}
+	body, err := json.Marshal(evs[0].Envelope())
+	limit.Assert(err == nil, "marshal event %s: %v", evs[0].ID, err)
+	if !d.breakers.Allow(t.host) {
+		return false, 0, fmt.Sprintf("circuit open: %s failed %d times in a row; not called", t.host, limit.WebhookBreakerFailures), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint.URL, bytes.NewReader(body))
+	if err != nil {
+		d.breakers.Record(t.host, true) // our request, not the host, is at fault
+		return false, 0, "bad request: " + err.Error(), nil
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "ordercore-webhooks/1")
+	req.Header.Set(webhook.HeaderEventID, t.delivery.EventID)
+	req.Header.Set(webhook.HeaderDeliveryID, t.delivery.ID)
+	req.Header.Set(webhook.HeaderSignature, webhook.Sign(t.endpoint.Secret, d.Clock.Now(), body))
+	resp, err := d.Client.Do(req)
+	if err != nil {
+		d.breakers.Record(t.host, false)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return false, 0, fmt.Sprintf("no answer within %s", d.Timeout), nil
+		}
+		return false, 0, err.Error(), nil
+	}
+	answer, rerr := io.ReadAll(io.LimitReader(resp.Body, limit.WebhookResponseBytesMax))
+	resp.Body.Close()
+	// A host that answers, even with a 4xx, is up; a 5xx, a 429 or a body cut off is not.
+	down := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || rerr != nil
+	d.breakers.Record(t.host, !down)
+	if resp.StatusCode/100 == 2 {
+		return true, resp.StatusCode, "", nil
+	}
+	return false, resp.StatusCode, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, short(string(answer))), nil
+}
+
+func short(s string) string {
+	s = strings.ToValidUTF8(strings.TrimSpace(s), "?")
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}
