@@ -63,6 +63,8 @@ type Config struct {
 	// WebhookPoll is the longest the deliverer waits between passes. Tests compress both.
 	WebhookSchedule []time.Duration
 	WebhookPoll     time.Duration
+	// Fulfilment, when set, starts a fulfilment saga for every order that becomes paid.
+	Fulfilment *engine.Fulfilment
 	// LeaseTTL and LeaseRetry tune the background lease on PostgreSQL (0: the defaults
 	// of internal/lease, 5 s and 1 s).
 	LeaseTTL, LeaseRetry time.Duration
@@ -239,7 +241,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	clock := ordercore.SystemClock{}
 	eng := engine.New(db, clock, engine.Config{BatchMax: cfg.BatchMax, BatchDelay: cfg.BatchDelay, Logger: cfg.Logger,
 		PaymentSync: cfg.PaymentSync, PaymentSyncByChannel: cfg.PaymentSyncByChannel, RefundSync: cfg.RefundSync,
-		WebhookSchedule: cfg.WebhookSchedule})
+		WebhookSchedule: cfg.WebhookSchedule, Fulfilment: cfg.Fulfilment})
 	a := &App{cfg: cfg, lock: lock, DB: db, where: where, Engine: eng}
 	channels := map[string]ordercore.Channel{}
 	for _, ch := range cfg.Channels {

@@ -19,6 +19,7 @@ func serveCmd() *cobra.Command {
 	var level string
 	var channels channelFlags
 	var syncFor []string
+	var fulfilment string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the HTTP API and the background workers",
@@ -49,6 +50,11 @@ leader or standby.`,
 			if cfg.Channels, err = channels.build(); err != nil {
 				return err
 			}
+			if fulfilment != "" {
+				if cfg.Fulfilment, err = app.LoadFulfilment(fulfilment); err != nil {
+					return err
+				}
+			}
 			a, err := app.Open(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -62,6 +68,7 @@ leader or standby.`,
 	f.StringVar(&cfg.NATS, "nats", "", "NATS URL (nats://host:4222) to relay the event log to its JetStream, or \"embedded\" for a JetStream server inside this process (storage in DATA/nats; one node)")
 	f.StringVar(&cfg.NATSStream, "nats-stream", natsbus.StreamDefault, "JetStream stream the event log is relayed to (created if missing)")
 	f.StringVar(&cfg.NATSSubjects, "nats-subjects", natsbus.SubjectPrefixDefault, "subject prefix of relayed events: PREFIX.<aggregate>.<type>")
+	f.StringVar(&fulfilment, "fulfilment", "", "JSON file of the saga steps every paid order runs (award points, ship, notify); a step failing for good refunds the order")
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "with --db postgres: how long the background lease holds without renewal (failover time)")
 	f.StringVar(&cfg.DB, "db", "", "PostgreSQL URL to run on instead of the SQLite file in --data, e.g. postgres://user@host/db?schema=shop (schema default public)")
 	f.IntVar(&cfg.BatchMax, "batch-max", limit.BatchCommandsMax, "most commands committed in one transaction")

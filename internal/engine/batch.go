@@ -69,6 +69,7 @@ type skuState struct {
 }
 
 type orderState struct {
+	origStatus   ordercore.OrderStatus // as loaded ("" for an order created in the batch)
 	origVersion  int64
 	origReserved bool // its lines were reserved when loaded
 	origReleased bool // its lines were released when loaded (a cancelled order)
@@ -139,13 +140,16 @@ func load(ctx context.Context, tx ordercore.WriteTx, now time.Time, cfg *Config,
 			return nil, fmt.Errorf("load orders: %w", err)
 		}
 		for id, o := range orders {
-			b.orders[id] = &orderState{origVersion: o.Version, cur: o,
+			b.orders[id] = &orderState{origStatus: o.Status, origVersion: o.Version, cur: o,
 				origReserved: len(o.Lines) > 0 && o.Lines[0].Reservation == ordercore.ReservationReserved,
 				origReleased: len(o.Lines) > 0 && o.Lines[0].Reservation == ordercore.ReservationReleased}
 			for _, l := range o.Lines {
 				k.sku(l.SKU)
 			}
 		}
+	}
+	if err := b.loadFulfilment(ctx, tx); err != nil {
+		return nil, err
 	}
 	if len(k.skus) > 0 {
 		skus, err := tx.SKUs(ctx, list(k.skus))

@@ -32,6 +32,8 @@ type Config struct {
 	// late).
 	PaymentSyncByChannel map[string][]time.Duration
 	RefundSync           []time.Duration
+	// Fulfilment, when set, starts a fulfilment saga for every order that becomes paid.
+	Fulfilment *Fulfilment
 	// WebhookSchedule is when a webhook delivery is attempted (limit.WebhookSchedule
 	// when nil): step n is the wait before attempt n+1.
 	WebhookSchedule []time.Duration
@@ -234,6 +236,7 @@ func (e *Engine) commit(calls []*call) {
 		for _, c := range calls {
 			c.res, c.err = b.execute(c)
 		}
+		b.fulfil()
 		cs := b.changeset()
 		if cs.Empty() {
 			return nil

@@ -83,6 +83,7 @@ func (b *batch) sagaEvent(s *ordercore.Saga, typ string, data any) {
 func (b *batch) statusChanged(s *ordercore.Saga, from ordercore.SagaStatus) {
 	if s.Status != from {
 		b.sagaEvent(s, ordercore.EventSagaStatus, ordercore.SagaStatusEvent{GID: s.GID, Kind: s.Kind, Status: s.Status, From: from, Reason: s.Reason})
+		b.fulfilmentEnded(s)
 	}
 }
 

@@ -1,0 +1,104 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"ordercore"
+	"ordercore/internal/engine"
+	"ordercore/internal/saga"
+)
+
+var fulfilment = &engine.Fulfilment{Steps: []ordercore.SagaStep{
+	{Name: "points", Action: ordercore.SagaCall{URL: "http://loyalty.test/award", Payload: json.RawMessage(`{"per_unit":10}`)},
+		Compensate: &ordercore.SagaCall{URL: "http://loyalty.test/revoke"}},
+	{Name: "shipment", Action: ordercore.SagaCall{URL: "http://warehouse.test/ship"},
+		Compensate: &ordercore.SagaCall{URL: "http://warehouse.test/cancel"}},
+	{Name: "notify", Action: ordercore.SagaCall{Local: saga.LocalNotify, Payload: json.RawMessage(`{"template":"shipped"}`)}},
+}}
+
+// record answers the call a saga waits for, as the coordinator would.
+func record(t *testing.T, b payBundle, gid string, o saga.Outcome) ordercore.Saga {
+	t.Helper()
+	s, err := b.db.Saga(context.Background(), gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := saga.Next(&s)
+	if !ok {
+		t.Fatalf("saga %s (%s) waits for no call", gid, s.Status)
+	}
+	v, err := b.submit(engine.SagaOutcome{GID: gid, Version: s.Version, Call: c, Outcome: o, Err: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := v.(saga.Recorded)
+	if !r.Applied {
+		t.Fatalf("outcome for %+v of %s not applied", c, gid)
+	}
+	return r.Saga
+}
+
+// TestFulfilment: an order that becomes paid gets its fulfilment saga in the same
+// transaction, with the order in every step's payload and every step on the order's
+// timeline; when a step fails for good, the done steps are compensated and the order goes
+// to refunding with a refund of everything it paid.
+func TestFulfilment(t *testing.T) {
+	b := payBundle{newMatrixWorkerWith(t, 0, engine.Config{Fulfilment: fulfilment}), t}
+	t.Cleanup(b.close)
+	paid := func(sku string) ordercore.Order {
+		o := b.order(sku, 10, 2)
+		a := b.attempt(o.ID)
+		b.notify("e-"+sku, &ordercore.ChannelPayment{OutTradeNo: a, Status: ordercore.PaymentSucceeded, Amount: o.Amount}, nil)
+		return o
+	}
+
+	ok := paid("tea")
+	s, err := b.db.Saga(context.Background(), engine.FulfilmentGID(ok.ID))
+	if err != nil {
+		t.Fatalf("no fulfilment saga for a paid order: %v", err)
+	}
+	var p engine.FulfilmentPayload
+	if err := json.Unmarshal(s.Steps[0].Action.Payload, &p); err != nil || p.Order.ID != ok.ID || string(p.Data) != `{"per_unit":10}` {
+		t.Fatalf("step payload %s: %v", s.Steps[0].Action.Payload, err)
+	}
+	record(t, b, s.GID, saga.OutcomeOK)
+	if s = record(t, b, s.GID, saga.OutcomeOK); s.Status != ordercore.SagaCompleted {
+		t.Fatalf("after both HTTP steps: %s, want completed (the notify step runs in the same transaction)", s.Status)
+	}
+	if o, _ := b.db.Order(context.Background(), ok.ID); o.Status != ordercore.OrderPaid {
+		t.Fatalf("a fulfilled order is %s", o.Status)
+	}
+
+	bad := paid("mug")
+	gid := engine.FulfilmentGID(bad.ID)
+	record(t, b, gid, saga.OutcomeOK)   // points awarded
+	record(t, b, gid, saga.OutcomeFail) // the warehouse refuses for good
+	record(t, b, gid, saga.OutcomeOK)   // shipment's compensation (a null compensation at the warehouse)
+	if s = record(t, b, gid, saga.OutcomeOK); s.Status != ordercore.SagaCompensated {
+		t.Fatalf("after the compensations: %s", s.Status)
+	}
+	o, err := b.db.Order(context.Background(), bad.ID)
+	if err != nil || o.Status != ordercore.OrderRefunding {
+		t.Fatalf("order after a failed fulfilment: %s %v, want refunding", o.Status, err)
+	}
+	_, refunds, err := b.db.OrderPayments(context.Background(), bad.ID)
+	if err != nil || len(refunds) != 1 || refunds[0].Amount != bad.Amount {
+		t.Fatalf("refunds %+v %v, want one of %s", refunds, err, bad.Amount)
+	}
+	evs, err := b.db.AggregateEvents(context.Background(), bad.ID, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := 0
+	for _, e := range evs {
+		if e.Type == ordercore.EventOrderFulfilment {
+			steps++
+		}
+	}
+	if steps < 5 { // submitted, 2 actions, 2 compensations, status changes
+		t.Fatalf("%d fulfilment events on the order's timeline, want every step", steps)
+	}
+	b.finish()
+}
