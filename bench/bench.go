@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"ordercore/internal/limit"
@@ -21,9 +22,25 @@ const (
 	PathTrivial = "trivial" // POST to a handler that only decodes JSON: the HTTP ceiling
 )
 
+// PostgreSQL-only path names (Config.DB set): how several committers share one database.
+const (
+	// PathNaivePool is naivePoolCommitters engines with BatchMax 1 on one pool: as many
+	// one-order transactions in flight as a naive server with that pool runs, each
+	// locking the SKU row (SELECT ... FOR UPDATE) until it commits.
+	PathNaivePool = "naive-pool"
+	// PathEngine3 is three engines, each with its own pool, on one schema and the same
+	// SKUs, the clients spread round-robin over them: three serve instances on one
+	// database.
+	PathEngine3 = "engine-3"
+)
+
 // Paths lists every path in the order Run measures them within a scenario. The ceiling
 // follows the engine because it writes batches of the engine's observed mean size.
 var Paths = []string{PathEngine, PathNaive, PathCeiling, PathHTTP, PathTrivial}
+
+// PGPaths lists the paths Run measures on PostgreSQL (Config.DB set), in order. The
+// ceiling, http and trivial paths are SQLite only.
+var PGPaths = []string{PathEngine, PathNaive, PathNaivePool, PathEngine3}
 
 // Scenario selectors for Config.Scenarios.
 const (
@@ -82,6 +99,17 @@ type Config struct {
 	// HTTP starts an ordercore server with its data in the fresh directory dir and returns
 	// its base URL and a function that stops it. Nil skips the http path.
 	HTTP func(ctx context.Context, dir string) (baseURL string, stop func(), err error)
+
+	// DB is a PostgreSQL URL (postgres:// or postgresql://). When set, Run measures
+	// PGPaths on it instead of SQLite, each path in a fresh schema of its own that it
+	// creates first and drops after (even on an error or a cancelled ctx), so runs never
+	// see each other's rows.
+	DB string
+	// SchemaPrefix starts the name of every schema a PostgreSQL run creates
+	// (prefix_path_scenario); empty means "bench_" and 8 random hex digits.
+	SchemaPrefix string
+	// KeepSchemas leaves the schemas behind for inspection instead of dropping them.
+	KeepSchemas bool
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -106,9 +134,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("bench: skus must be 1..%d, not %d", SKUsMax, c.SKUs)
 	}
 	for _, p := range c.Paths {
-		if !slices.Contains(Paths, p) {
-			return c, fmt.Errorf("bench: unknown path %q (known: %v)", p, Paths)
+		if !slices.Contains(Paths, p) && !slices.Contains(PGPaths, p) {
+			return c, fmt.Errorf("bench: unknown path %q (known: %v; with --db %v)", p, Paths, PGPaths)
 		}
+	}
+	if err := c.checkDB(); err != nil {
+		return c, err
 	}
 	for _, s := range c.Scenarios {
 		if s != ScenarioHot && s != ScenarioMany {
@@ -157,6 +188,22 @@ type Result struct {
 	// has none of its own.
 	OrdersTotal int64
 	DB          string
+
+	// The PostgreSQL paths' own figures; zero or nil on SQLite.
+	//
+	// Engines is the number of engines (committers) the clients were spread over.
+	Engines int
+	// TxMean is the mean time of one batch's transaction, from begin to durable commit,
+	// lock waits included.
+	TxMean time.Duration
+	// Activity is what the path's PostgreSQL sessions were doing in the window, sampled;
+	// CPU is how busy the machine was in the window.
+	Activity *Activity
+	CPU      *CPU
+	// Schema is the PostgreSQL schema the path wrote (dropped after it unless
+	// Config.KeepSchemas); Stored is what it held once the path's engines had closed.
+	Schema string
+	Stored *Stored
 }
 
 // Summary is the part of the configuration a report prints: every setting a figure
@@ -184,6 +231,8 @@ type Report struct {
 	Config  Summary
 	Results []Result
 	At      time.Time
+	// Postgres is the server a PostgreSQL run measured; nil for SQLite.
+	Postgres *PGSettings
 }
 
 // Result returns the result of path on scenario (a scenario name as in Result.Scenario).
@@ -205,6 +254,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{Machine: DetectMachine(), At: time.Now().UTC(), Config: summarize(cfg)}
 	out := newProgress(cfg.Progress)
+	if cfg.DB != "" {
+		return runPostgres(ctx, cfg, rep, out)
+	}
 	for _, sc := range scenarios(cfg) {
 		var engineRun *Result
 		for _, path := range []string{PathEngine, PathNaive, PathCeiling, PathHTTP} {
@@ -254,7 +306,11 @@ func summarize(cfg Config) Summary {
 	s := Summary{JournalMode: "WAL", Synchronous: "FULL", BatchMax: limit.BatchCommandsMax,
 		BatchDelay: limit.BatchDelayDefault, QueueMax: limit.QueueCommandsMax, Clients: cfg.Clients,
 		Duration: cfg.Duration, Warmup: cfg.warmup(), SKUs: cfg.SKUs, Stock: stockPerSKU}
-	for _, p := range Paths {
+	known, why := Paths, "PostgreSQL only, needs --db"
+	if cfg.DB != "" {
+		known, why = PGPaths, "SQLite only, not applicable with --db"
+	}
+	for _, p := range known {
 		if cfg.wants(p) {
 			s.Paths = append(s.Paths, p)
 		}
@@ -262,7 +318,19 @@ func summarize(cfg Config) Summary {
 	for _, sc := range scenarios(cfg) {
 		s.Scenarios = append(s.Scenarios, sc.name)
 	}
-	if cfg.wants(PathHTTP) && cfg.HTTP == nil {
+	var other []string
+	for _, p := range cfg.Paths {
+		if !slices.Contains(known, p) {
+			other = append(other, p)
+		}
+	}
+	if cfg.DB != "" && len(cfg.Paths) == 0 {
+		other = []string{PathCeiling, PathHTTP, PathTrivial} // "all paths" includes them
+	}
+	if len(other) > 0 {
+		s.Skipped = append(s.Skipped, strings.Join(other, ", ")+": "+why)
+	}
+	if cfg.DB == "" && cfg.wants(PathHTTP) && cfg.HTTP == nil {
 		s.Skipped = append(s.Skipped, "http: no ordercore server to run against")
 	}
 	return s

@@ -85,12 +85,24 @@ func TestRunWritesWhatItCounts(t *testing.T) {
 // its ledger entry and its event, like the engine writes them.
 func checkStore(t *testing.T, name string, res bench.Result, hot bool, skus int) {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, res.DB, sqlite.Options{})
+	db, err := sqlite.Open(context.Background(), res.DB, sqlite.Options{})
 	if err != nil {
 		t.Fatalf("%s: open %s: %v", name, res.DB, err)
 	}
 	defer db.Close()
+	checkRows(t, name, db, res.OrdersTotal, hot, skus)
+}
+
+// store is what checkRows reads: the sqlite and the postgres store both have it.
+type store interface {
+	SKU(ctx context.Context, id string) (ordercore.SKU, error)
+	Dump(ctx context.Context) (*ordercore.Snapshot, error)
+}
+
+// checkRows checks db against ordersTotal orders placed, as checkStore says.
+func checkRows(t *testing.T, name string, db store, ordersTotal int64, hot bool, skus int) {
+	t.Helper()
+	ctx := context.Background()
 	ids := []string{"hot"}
 	if !hot {
 		ids = ids[:0]
@@ -109,14 +121,14 @@ func checkStore(t *testing.T, name string, res bench.Result, hot bool, skus int)
 		}
 		reserved += s.Reserved
 	}
-	if reserved != res.OrdersTotal {
-		t.Errorf("%s: %d units reserved, want %d (every order placed, warm-up included)", name, reserved, res.OrdersTotal)
+	if reserved != ordersTotal {
+		t.Errorf("%s: %d units reserved, want %d (every order placed, warm-up included)", name, reserved, ordersTotal)
 	}
 	snap, err := db.Dump(ctx)
 	if err != nil {
 		t.Fatalf("%s: dump: %v", name, err)
 	}
-	n := int(res.OrdersTotal)
+	n := int(ordersTotal)
 	if len(snap.Orders) != n || len(snap.Ledger) != n+len(ids) || len(snap.Events) != n+len(ids) {
 		t.Errorf("%s: %d orders, %d ledger entries, %d events; want %d, %d (one per order and one restock per sku), %d",
 			name, len(snap.Orders), len(snap.Ledger), len(snap.Events), n, n+len(ids), n+len(ids))

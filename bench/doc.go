@@ -14,12 +14,28 @@
 //   - trivial: a net/http handler that only decodes the request, the best the HTTP stack
 //     can do with the same client.
 //
+// With Config.DB (`bench place-order --db postgres://...`) it measures the same path on
+// PostgreSQL instead, each path in a fresh schema that it creates first and drops after,
+// even on an error or a cancelled context (postgres.go):
+//
+//   - engine and naive as above, on one store (naive's one-order transactions lock the
+//     SKU row with SELECT ... FOR UPDATE, one at a time);
+//   - naive-pool: one naive committer per connection of a store's pool, so that many
+//     one-order transactions contend for the SKU row at once;
+//   - engine-3: three engines, each with its own store, on one schema and the same SKUs:
+//     three serve instances on one database.
+//
+// A PostgreSQL report adds the server's settings (SHOW), what the paths' sessions were
+// doing (sampled from pg_stat_activity), how busy the cores were (/proc), and what each
+// schema holds against the orders counted, and explains what limits scaling from them.
+//
 // Run returns a Report that prints the machine, the settings, every figure and the ratios
 // against the targets of the issue; the targets are reported, never asserted (STYLE.md:
 // benchmarks are never timed assertions in tests).
 //
-// It imports the root package, internal/engine, internal/limit, the sqlite store (which it
-// benchmarks) and channel/sim (whose notifications it signs), and the standard library
-// plus progressbar for the terminal. It never
-// imports httpapi: the CLI hands it a function that starts a server.
+// It imports the root package, internal/engine, internal/limit, the sqlite and postgres
+// stores (which it benchmarks), pgx (for its own settings, sampling and row counts),
+// channel/sim (whose notifications it signs), and the standard library plus progressbar
+// for the terminal. It never imports httpapi: the CLI hands it a function that starts a
+// server.
 package bench

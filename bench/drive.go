@@ -29,6 +29,7 @@ type op func(ctx context.Context, w *worker) error
 // worker is one client's private state: nothing in it is shared while the run is on, so
 // recording a latency is an append to a preallocated slice.
 type worker struct {
+	id     int // 0..clients-1: spreads clients over several engines
 	rng    *rand.Rand
 	lat    recorder
 	orders int64 // in the window
@@ -67,7 +68,7 @@ func drive(ctx context.Context, cfg Config, out *progress, label string, place o
 	perWorker := max(1024, samplesMax/cfg.Clients)
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := &worker{rng: rand.New(rand.NewPCG(uint64(i)+1, uint64(time.Now().UnixNano()))), errs: map[string]int64{}}
+		w := &worker{id: i, rng: rand.New(rand.NewPCG(uint64(i)+1, uint64(time.Now().UnixNano()))), errs: map[string]int64{}}
 		w.lat = recorder{samples: make([]time.Duration, 0, perWorker), rng: w.rng}
 		workers[i] = w
 		wg.Go(func() { w.loop(opCtx, &phase, &placed, place) })

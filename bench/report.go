@@ -33,6 +33,9 @@ type Check struct {
 // Checks compares the report's figures with the targets. A figure is only listed when
 // both of its sides were measured.
 func (r *Report) Checks() []Check {
+	if r.Postgres != nil {
+		return r.pgChecks()
+	}
 	var out []Check
 	ratio := func(name, a, b, sc string, target float64) {
 		x, okA := r.Result(a, sc)
@@ -76,6 +79,9 @@ func (r *Report) Checks() []Check {
 // its committer was, how long a transaction took, and how much of that the same writes
 // cost without the engine (the ceiling) and a single durable commit costs (naive).
 func (r *Report) Limits() []string {
+	if r.Postgres != nil {
+		return r.pgLimits()
+	}
 	var out []string
 	for _, sc := range r.Config.Scenarios {
 		e, ok := r.Result(PathEngine, sc)
@@ -153,6 +159,10 @@ func (r Result) row() []string {
 // WriteText prints the report for a terminal: machine, settings, an aligned table, the
 // checks against the targets and what limits the engine.
 func (r *Report) WriteText(w io.Writer) {
+	if r.Postgres != nil {
+		r.writePGText(w)
+		return
+	}
 	fmt.Fprintf(w, "ordercore bench place-order, %s\n", r.At.Format(time.RFC3339))
 	fmt.Fprintf(w, "machine:  %s\n", r.Machine)
 	fmt.Fprintf(w, "settings: %s\n\n", r.settings())
@@ -191,6 +201,9 @@ func (c Check) verdict() string {
 // Markdown is the section of BENCHMARKS.md for this report: machine, settings, the table,
 // the checks against the targets and what limits the engine.
 func (r *Report) Markdown() string {
+	if r.Postgres != nil {
+		return r.pgMarkdown()
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "## place-order, %d clients (`ordercore bench place-order`), %s\n\n", r.Config.Clients, r.At.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- **Machine:** %s\n", r.Machine)
@@ -221,7 +234,8 @@ func (r *Report) Markdown() string {
 
 // Markers delimit a report's section in BENCHMARKS.md, so a new run replaces it. Runs
 // with different section names (e.g. one at 64 clients, one at flash-sale concurrency)
-// keep separate sections.
+// keep separate sections; a PostgreSQL run's sections are named postgres[:section], so
+// it never replaces a SQLite one.
 func markers(section string) (begin, end string) {
 	name := "place-order"
 	if section != "" {
@@ -234,6 +248,9 @@ func markers(section string) (begin, end string) {
 // into the file at path: between its markers if they are there, else appended; the file
 // is created with a title if it does not exist.
 func (r *Report) UpdateMarkdownFile(path, section string) error {
+	if r.Postgres != nil {
+		section = strings.TrimSuffix("postgres:"+section, ":")
+	}
 	begin, end := markers(section)
 	return replaceSection(path, begin, end, r.Markdown())
 }

@@ -20,7 +20,7 @@ func benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure ordercore on this machine",
 	}
-	c.AddCommand(benchPlaceOrderCmd(), benchNotifyCmd())
+	c.AddCommand(benchPlaceOrderCmd(), benchNotifyCmd(), benchSagaCmd())
 	return c
 }
 
@@ -39,7 +39,7 @@ type benchReport interface {
 
 func (b *benchRun) flags(f *pflag.FlagSet, what string) {
 	f.StringVar(b.dir, "dir", "", "scratch directory for the data (default a temporary one, removed after)")
-	f.BoolVar(&b.keep, "keep", false, "keep the temporary scratch directory")
+	f.BoolVar(&b.keep, "keep", false, "keep the temporary scratch directory (and, with --db, the PostgreSQL schemas)")
 	f.StringVar(&b.write, "write", "", "update the "+what+" section of this markdown file, e.g. BENCHMARKS.md")
 	f.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof reads it)")
 	f.StringVar(&b.section, "section", "", "name of the section --write replaces, so runs with other settings keep their own")
@@ -88,7 +88,7 @@ func benchPlaceOrderCmd() *cobra.Command {
 	b := benchRun{dir: &cfg.Dir}
 	c := &cobra.Command{
 		Use:   "place-order",
-		Short: "Orders per second and latency: engine, naive, storage ceiling, HTTP, trivial handler",
+		Short: "Orders per second and latency: engine, naive, storage ceiling, HTTP, trivial handler; or on PostgreSQL (--db)",
 		Long: `Measure placing orders, every path in the same run on the same machine:
 
   engine    in-process engine.Submit, group commit (the product)
@@ -101,11 +101,30 @@ func benchPlaceOrderCmd() *cobra.Command {
 on two scenarios: one hot SKU ("hot") and orders spread over many SKUs ("many").
 SQLite runs with synchronous=FULL, as ordercore serve does. Prints the machine, the
 settings, orders/s, latency percentiles and batch sizes; --write updates the
-place-order section of a markdown file (BENCHMARKS.md).`,
+place-order section of a markdown file (BENCHMARKS.md).
+
+With --db postgres://... the paths run on that PostgreSQL instead, each in a fresh
+schema (bench_<random>_<path>_<scenario>) created for it and dropped after it, even on
+an error or Ctrl-C (--keep keeps them):
+
+  engine      in-process engine.Submit, group commit, on one store (pool)
+  naive       the same engine with batch max 1: one transaction per order, each
+              locking the SKU row (SELECT ... FOR UPDATE), one at a time
+  naive-pool  16 such committers on one store's pool of 16 connections: 16 one-order
+              transactions in flight, as a naive server with a pool runs them
+  engine-3    three engines, each with its own pool, on one schema and the same SKUs,
+              the clients spread round-robin over them: three serve instances
+
+ceiling, http and trivial are SQLite only: with --db they are skipped, and the report
+says so. The report adds the server's version and synchronous_commit, fsync and
+shared_buffers, what the sessions were doing (pg_stat_activity), how busy the cores
+were, and checks that each schema holds exactly the orders counted; --write updates
+the place-order:postgres section.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Progress = cmd.ErrOrStderr()
 			cfg.HTTP = serveForBench
+			cfg.KeepSchemas = b.keep
 			_, err := b.run(cmd, "ordercore-bench-", func() (benchReport, error) { return bench.Run(cmd.Context(), cfg) })
 			return err
 		},
@@ -114,7 +133,8 @@ place-order section of a markdown file (BENCHMARKS.md).`,
 	f.DurationVar(&cfg.Duration, "duration", bench.DurationDefault, "measured time per path")
 	f.IntVar(&cfg.Clients, "clients", bench.ClientsDefault, "concurrent submitters or HTTP connections")
 	f.IntVar(&cfg.SKUs, "skus", bench.SKUsDefault, "SKUs of the many-SKU scenario")
-	f.StringSliceVar(&cfg.Paths, "paths", nil, fmt.Sprintf("paths to run (default all of %v)", bench.Paths))
+	f.StringSliceVar(&cfg.Paths, "paths", nil, fmt.Sprintf("paths to run (default all of %v; with --db all of %v)", bench.Paths, bench.PGPaths))
+	f.StringVar(&cfg.DB, "db", "", "measure on PostgreSQL at this postgres:// URL instead of SQLite (paths engine, naive, naive-pool, engine-3; ceiling, http and trivial are SQLite only and skipped)")
 	f.StringSliceVar(&cfg.Scenarios, "scenarios", nil, "scenarios to run: hot, many (default both)")
 	b.flags(f, "place-order")
 	return c

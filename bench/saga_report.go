@@ -1,0 +1,127 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Targets of the saga bench (the issue's, reported, never asserted).
+const (
+	sagaTargetVsDirect   = 0.80                   // saga path >= 80% of the direct floor
+	sagaTargetCPU        = 500 * time.Microsecond // coordinator CPU per saga
+	sagaTargetInProcess  = 10_000                 // in-process sagas/s
+	sagaTargetDrainPerS  = 1_000                  // backlog drained per second
+	sagaDTMPerSecond     = 440                    // DTM with PostgreSQL, same 2-branch sagas, 2-core machine
+	sagaDTMFloorPerSec   = 1_860                  // the floor DTM's figure was measured against
+	sagaDTMDrainPerS     = 100
+	sagaDTMCPUPerSagaStr = "about 4 ms"
+)
+
+var sagaTableHeader = []string{"path", "clients", "sagas", "sagas/s", "p50", "p99", "errors", "coordinator CPU/saga", "note"}
+
+func (r *SagaReport) rows() [][]string {
+	var out [][]string
+	for _, x := range r.Results {
+		cpu := ""
+		if x.CPUPerSaga > 0 {
+			cpu = fmt.Sprintf("%.3f ms", float64(x.CPUPerSaga)/float64(time.Millisecond))
+		}
+		out = append(out, []string{x.Path, fmt.Sprint(x.Clients), thousands(x.Sagas), thousands(int64(x.PerSecond)),
+			ms(x.P50), ms(x.P99), fmt.Sprint(x.Errors), cpu, x.Note})
+	}
+	if r.Backlog > 0 {
+		out = append(out, []string{SagaPathDrain, "", thousands(int64(r.Backlog)), thousands(int64(r.DrainRate)), "", "", "",
+			"", fmt.Sprintf("participants down %.1f s while the backlog was submitted; drained in %.2f s once back", r.DownFor.Seconds(), r.DrainTime.Seconds())})
+	}
+	return out
+}
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}
+
+// Targets compares the figures with the targets.
+func (r *SagaReport) Targets() []string {
+	var out []string
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "NOT met"
+	}
+	d, okD := r.Result(SagaPathDirect)
+	s, okS := r.Result(SagaPathSaga)
+	if okD && okS && d.PerSecond > 0 {
+		ratio := s.PerSecond / d.PerSecond
+		out = append(out, fmt.Sprintf("sagas through ordercore at %.0f%% of the direct calls (target >= %.0f%%; DTM: %d/s against a %d/s floor, %.0f%%): %s",
+			100*ratio, 100*sagaTargetVsDirect, sagaDTMPerSecond, sagaDTMFloorPerSec, 100*float64(sagaDTMPerSecond)/sagaDTMFloorPerSec, verdict(ratio >= sagaTargetVsDirect)))
+	}
+	if okS && s.CPUPerSaga > 0 {
+		out = append(out, fmt.Sprintf("coordinator CPU %.3f ms per saga, its HTTP serving and storage included (target <= %.1f ms; DTM: %s): %s",
+			float64(s.CPUPerSaga)/float64(time.Millisecond), float64(sagaTargetCPU)/float64(time.Millisecond), sagaDTMCPUPerSagaStr, verdict(s.CPUPerSaga <= sagaTargetCPU)))
+	}
+	if ip, ok := r.Result(SagaPathInProcess); ok {
+		out = append(out, fmt.Sprintf("in-process sagas %s/s (target >= %s/s): %s", thousands(int64(ip.PerSecond)), thousands(sagaTargetInProcess), verdict(ip.PerSecond >= sagaTargetInProcess)))
+	}
+	if r.Backlog > 0 {
+		out = append(out, fmt.Sprintf("backlog drained at %s sagas/s (target >= %s/s; DTM: about %d/s, one at a time): %s",
+			thousands(int64(r.DrainRate)), thousands(sagaTargetDrainPerS), sagaDTMDrainPerS, verdict(r.DrainRate >= sagaTargetDrainPerS)))
+	}
+	return out
+}
+
+func (r *SagaReport) settings() string {
+	return fmt.Sprintf("%s per path after a %s warm-up; participants in the bench process on PostgreSQL %s (each call one transaction: a barrier insert and one write, synchronous_commit on, %d connections); coordinator `ordercore serve` as a child process on its embedded SQLite (WAL, synchronous=FULL); default saga policy (10 s step timeout)",
+		r.Config.Duration, min(warmupMax, r.Config.Duration), r.PGServer, sagaParticipantConns)
+}
+
+// WriteText prints the report.
+func (r *SagaReport) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "ordercore bench saga\nmachine:  %s\nsettings: %s\n\n", r.Machine, r.settings())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(sagaTableHeader, "\t")))
+	for _, row := range r.rows() {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	tw.Flush()
+	if t := r.Targets(); len(t) > 0 {
+		fmt.Fprintln(w, "\ntargets:")
+		for _, l := range t {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
+}
+
+// Markdown is the saga section of BENCHMARKS.md.
+func (r *SagaReport) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Sagas (`ordercore bench saga`), %d clients\n\n", r.Config.Clients)
+	fmt.Fprintf(&b, "- **Machine:** %s\n- **Settings:** %s\n", r.Machine, r.settings())
+	b.WriteString("- **Paths:** `direct`: each client calls the two participants in turn (the floor); `saga`: the same two calls as a 2-branch saga submitted to ordercore, the client answered when it completed; `in-process`: sagas of two in-process steps, submitted to the engine in the same process; `drain`: sagas submitted while the participants refuse connections, timed from their return until the last completed.\n\n")
+	b.WriteString("| " + strings.Join(sagaTableHeader, " | ") + " |\n|" + strings.Repeat(" --- |", len(sagaTableHeader)) + "\n")
+	for _, row := range r.rows() {
+		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+	if t := r.Targets(); len(t) > 0 {
+		b.WriteString("\n**Targets:**\n\n")
+		for _, l := range t {
+			b.WriteString("- " + l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// UpdateMarkdownFile writes the saga section (named section, may be empty) into path.
+func (r *SagaReport) UpdateMarkdownFile(path, section string) error {
+	name := "saga"
+	if section != "" {
+		name += ":" + section
+	}
+	return replaceSection(path, "<!-- bench:"+name+":begin -->", "<!-- bench:"+name+":end -->", r.Markdown())
+}
