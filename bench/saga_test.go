@@ -1,0 +1,50 @@
+package bench_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"ordercore/app"
+	"ordercore/bench"
+)
+
+// TestRunSaga runs every path of the saga bench briefly, with the coordinator in this
+// process, and checks what a report relies on: each path completed sagas without
+// errors, the coordinator's CPU was read, and the whole backlog drained.
+func TestRunSaga(t *testing.T) {
+	connectPG(t) // the participants need PostgreSQL
+	dir := t.TempDir()
+	serve := func(ctx context.Context, dir string) (bench.SagaServer, error) {
+		a, err := app.Open(ctx, app.Config{Addr: "127.0.0.1:0", DataDir: dir})
+		if err != nil {
+			return bench.SagaServer{}, err
+		}
+		rctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { a.Run(rctx); close(done) }()
+		return bench.SagaServer{Base: "http://" + a.Addr(), PID: os.Getpid(), Stop: func() error { cancel(); <-done; return nil }}, nil
+	}
+	rep, err := bench.RunSaga(context.Background(), bench.SagaConfig{Clients: 8, Duration: 300 * time.Millisecond, Backlog: 200,
+		PG: pgURL(), Dir: filepath.Join(dir, "scratch"), Serve: serve})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{bench.SagaPathDirect, bench.SagaPathSaga, bench.SagaPathInProcess} {
+		r, ok := rep.Result(p)
+		if !ok || r.Sagas == 0 || r.Errors != 0 {
+			t.Errorf("path %s: %+v", p, r)
+		}
+	}
+	if r, _ := rep.Result(bench.SagaPathSaga); r.CPUPerSaga <= 0 {
+		t.Error("the coordinator's CPU per saga was not read")
+	}
+	if rep.Backlog != 200 || rep.DrainRate <= 0 {
+		t.Errorf("drain: backlog %d at %.0f/s", rep.Backlog, rep.DrainRate)
+	}
+	if md := rep.Markdown(); len(md) == 0 || len(rep.Targets()) != 4 {
+		t.Errorf("report: %d targets, markdown %d bytes", len(rep.Targets()), len(md))
+	}
+}
