@@ -102,3 +102,24 @@ func TestFulfilment(t *testing.T) {
 	}
 	b.finish()
 }
+
+// TestSkipRunsTheNextInProcessStep: an operator's skip that leaves an in-process step
+// next runs it in the same transaction, so the saga does not wait for a claim that could
+// not run it.
+func TestSkipRunsTheNextInProcessStep(t *testing.T) {
+	b := setupPay(t)
+	s := ordercore.Saga{GID: "skip-local", Kind: ordercore.SagaKindSaga, Steps: []ordercore.SagaStep{
+		{Name: "a", Action: ordercore.SagaCall{URL: "http://p.test/a"}},
+		{Name: "b", Action: ordercore.SagaCall{Local: saga.LocalNotify}}}}
+	if _, err := b.submit(engine.SubmitSaga{Saga: s, Hold: saga.ClaimHold}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := b.submit(engine.SagaAction{GID: s.GID, Action: engine.SagaSkip, By: "ops", Note: "done by hand", Audited: true, Hold: saga.ClaimHold})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := v.(ordercore.Saga); got.Status != ordercore.SagaCompleted || !got.NextRunAt.IsZero() {
+		t.Fatalf("after skipping the HTTP step: %s due %v, want completed (the notify step runs at once)", got.Status, got.NextRunAt)
+	}
+	b.finish()
+}

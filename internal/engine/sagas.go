@@ -164,7 +164,7 @@ func (c SagaOutcome) execute(b *batch) (any, error) {
 		if want, ok := saga.Next(&s.cur); !ok || want != c.Call {
 			return saga.Recorded{Saga: s.cur}, nil
 		}
-		b.runLocals(&s.cur)
+		b.runLocals(&s.cur, true)
 	} else {
 		if !b.applyOutcome(&s.cur, c.Call, c.Outcome, errMsg, c.Jitter) {
 			return saga.Recorded{Saga: s.cur}, nil
@@ -193,13 +193,17 @@ func (b *batch) applyOutcome(s *ordercore.Saga, c saga.Call, o saga.Outcome, err
 
 // runLocals runs the in-process calls s needs now, one after the other, in this batch:
 // their effects and outcomes commit together, and a saga of in-process steps only
-// completes (or compensates) in the transaction that submitted it.
-func (b *batch) runLocals(s *ordercore.Saga) {
+// completes (or compensates) in the transaction that submitted it. A call in backoff (an
+// in-process compensation that failed) waits for its time, unless the coordinator
+// claimed the saga for it (claimed).
+func (b *batch) runLocals(s *ordercore.Saga, claimed ...bool) {
+	due := len(claimed) > 0 && claimed[0]
 	for range 4 * limit.SagaStepsMax { // each step's action and compensation at most, with room
 		c, ok := saga.Next(s)
-		if !ok || c.Target(s).Local == "" || s.NextRunAt.After(b.now) {
+		if !ok || c.Target(s).Local == "" || s.NextRunAt.After(b.now) && !due {
 			return
 		}
+		due = false
 		o, errMsg := b.runLocal(s, c)
 		b.applyOutcome(s, c, o, errMsg, 0.5)
 	}
@@ -322,6 +326,9 @@ func (c SagaAction) execute(b *batch) (any, error) {
 	}
 	if s.cur.Version == version {
 		return s.cur, nil // nothing to do (compensating an already compensating saga)
+	}
+	if s.cur.Status != ordercore.SagaPrepared {
+		b.runLocals(&s.cur) // an in-process step the action made due runs now
 	}
 	b.claimNext(&s.cur, c.Hold)
 	if c.Audited {
