@@ -31,6 +31,10 @@ type WriteTx interface {
 	ReviewItems(ctx context.Context, ids []string) (map[string]ReviewItem, error)
 	// Sagas loads the sagas with the given gids (locked until commit on PostgreSQL).
 	Sagas(ctx context.Context, gids []string) (map[string]Saga, error)
+	// SagaVersions reports the Version of each of the named sagas that exists (locking
+	// them until commit on PostgreSQL, as Sagas does). Every write of a saga raises its
+	// version, so a committer that remembers a saga at that version need not read it.
+	SagaVersions(ctx context.Context, gids []string) (map[string]int64, error)
 	// ClaimSagas takes at most limit sagas whose NextRunAt is set and <= now, earliest
 	// first, and moves their NextRunAt to until and their Version up by one, in this
 	// transaction; it returns them as changed. On PostgreSQL the candidates are locked with

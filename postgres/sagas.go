@@ -21,6 +21,9 @@ const sagaCols = "gid, kind, status, steps, order_id, policy, next_run_at, reaso
 // lock their rows in id order.
 const sagasForUpdate = "SELECT " + sagaCols + " FROM sagas WHERE gid = ANY($1) ORDER BY gid FOR UPDATE"
 
+// sagaVersionsForUpdate locks the same rows as sagasForUpdate, in the same order.
+const sagaVersionsForUpdate = "SELECT gid, version FROM sagas WHERE gid = ANY($1) ORDER BY gid FOR UPDATE"
+
 // claimSagas is the claim, one statement: due picks at most $2 sagas due at $1 over the
 // sagas_due partial index, earliest first, skipping rows another transaction has locked
 // (an instance claiming at the same moment, or a batch that loaded the saga), so claims
@@ -99,6 +102,29 @@ func (w *writeTx) Sagas(ctx context.Context, gids []string) (map[string]ordercor
 		out[s.GID] = s
 	}
 	return out, err
+}
+
+// SagaVersions reads the version of each named saga that exists, locking the rows as
+// Sagas does.
+func (w *writeTx) SagaVersions(ctx context.Context, gids []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(gids))
+	if len(gids) == 0 {
+		return out, nil
+	}
+	rows, err := w.tx.Query(ctx, sagaVersionsForUpdate, gids)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: saga versions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var gid string
+		var v int64
+		if err := rows.Scan(&gid, &v); err != nil {
+			return nil, fmt.Errorf("postgres: scan saga version: %w", err)
+		}
+		out[gid] = v
+	}
+	return out, rows.Err()
 }
 
 // ClaimSagas takes the due sagas no other transaction holds, earliest first, moving them

@@ -23,11 +23,14 @@ const sagasDue = "FROM sagas WHERE next_run_at IS NOT NULL AND next_run_at <= ?1
 // The saga side's write statements, prepared at Open (sagaStatements).
 var (
 	insertSagas = newInsert("INSERT INTO sagas ("+sagaCols+")", 13)
-	// updateSaga rewrites what may change about a saga, guarded by its version and by
-	// what may not change (its kind and creation).
-	updateSaga = `UPDATE sagas SET status = ?3, steps = ?4, order_id = ?5, policy = ?6, next_run_at = ?7, reason = ?8,
-		dead_from = ?9, deadline = ?10, version = ?11, updated_at = ?13
-		WHERE gid = ?1 AND kind = ?2 AND created_at = ?12 AND version = ?14`
+	// updateSagas rewrites what may change about sagas, each guarded by its version and by
+	// what may not change (its kind and creation): one statement for many sagas, as the
+	// inserts are (a statement's fixed cost is most of a one-row update's).
+	updateSagas = newRows("WITH v ("+sagaCols+", from_version) AS (", 14,
+		`) UPDATE sagas SET status = v.status, steps = v.steps, order_id = v.order_id, policy = v.policy,
+		next_run_at = v.next_run_at, reason = v.reason, dead_from = v.dead_from, deadline = v.deadline,
+		version = v.version, updated_at = v.updated_at
+		FROM v WHERE sagas.gid = v.gid AND sagas.kind = v.kind AND sagas.created_at = v.created_at AND sagas.version = v.from_version`)
 	// claimOrder and claimSagas are the claim: SQLite's RETURNING yields rows in no
 	// promised order and only their new values, so the due gids are read first, in claim
 	// order, and the UPDATE takes the same set (one writer: nothing changes in between).
@@ -39,15 +42,21 @@ func sagasByGID(in string) string {
 	return "SELECT " + sagaCols + " FROM sagas WHERE gid IN (" + in + ")"
 }
 
+func sagaVersionsByGID(in string) string {
+	return "SELECT gid, version FROM sagas WHERE gid IN (" + in + ")"
+}
+
 // sagaStatements lists the saga side's statements to prepare at Open: the writes, the
 // claim, and the batch load for every padded IN-list size (inList).
 func sagaStatements() []string {
-	out := []string{updateSaga, claimOrder, claimSagas}
-	for _, q := range insertSagas.texts {
-		out = append(out, q)
+	out := []string{claimOrder, claimSagas}
+	for _, in := range []insertSpec{insertSagas, updateSagas} {
+		for _, q := range in.texts {
+			out = append(out, q)
+		}
 	}
 	for size := 1; size <= inListMax; size *= 2 {
-		out = append(out, sagasByGID(marks(size)))
+		out = append(out, sagasByGID(marks(size)), sagaVersionsByGID(marks(size)))
 	}
 	return out
 }
@@ -119,6 +128,29 @@ func (w *writeTx) Sagas(ctx context.Context, gids []string) (map[string]ordercor
 	return out, err
 }
 
+// SagaVersions reads the version of each named saga that exists.
+func (w *writeTx) SagaVersions(ctx context.Context, gids []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(gids))
+	err := chunks(gids, func(part []string) error {
+		in, args := inList(part)
+		rows, err := w.QueryContext(ctx, sagaVersionsByGID(in), args...)
+		if err != nil {
+			return fmt.Errorf("sqlite: saga versions: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var gid string
+			var v int64
+			if err := rows.Scan(&gid, &v); err != nil {
+				return fmt.Errorf("sqlite: scan saga version: %w", err)
+			}
+			out[gid] = v
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
 // ClaimSagas takes the due sagas, earliest first, moving them to until.
 func (w *writeTx) ClaimSagas(ctx context.Context, now, until time.Time, limitN int) ([]ordercore.Saga, error) {
 	// SQLite reads a negative LIMIT as no limit at all.
@@ -183,8 +215,30 @@ func (w *writeTx) sagas(ctx context.Context, c *ordercore.Changeset) error {
 		}
 		changes[i] = append(args, ch.FromVersion)
 	}
-	return w.execRows(ctx, updateSaga, len(changes), func(i int) []any { return changes[i] },
-		versionGuard("saga", func(i int) string { return c.SagaChanges[i].Saga.GID }, func(i int) int64 { return c.SagaChanges[i].FromVersion }))
+	n, err := w.execChunks(ctx, updateSagas, len(changes), func(i int, a []any) []any { return append(a, changes[i]...) })
+	if err != nil || n == int64(len(changes)) {
+		return err
+	}
+	return w.staleSaga(ctx, c.SagaChanges)
+}
+
+// staleSaga names a saga change that the guarded update did not apply: one whose saga is
+// not at the version written now (the batch is rolled back).
+func (w *writeTx) staleSaga(ctx context.Context, changes []ordercore.SagaChange) error {
+	gids := make([]string, len(changes))
+	for i, ch := range changes {
+		gids[i] = ch.Saga.GID
+	}
+	now, err := w.SagaVersions(ctx, gids)
+	if err != nil {
+		return err
+	}
+	for _, ch := range changes {
+		if v, ok := now[ch.Saga.GID]; !ok || v != ch.Saga.Version {
+			return fmt.Errorf("sqlite: saga %s is no longer at version %d (or its kind or creation changed)", ch.Saga.GID, ch.FromVersion)
+		}
+	}
+	return fmt.Errorf("sqlite: %d saga changes matched fewer rows", len(changes))
 }
 
 // Saga reads one saga.

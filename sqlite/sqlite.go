@@ -64,6 +64,7 @@ func dsn(path string, o Options, readOnly bool) string {
 	q.Add("_pragma", "synchronous("+o.Synchronous+")")
 	q.Add("_pragma", "busy_timeout(5000)")
 	q.Add("_pragma", "foreign_keys(ON)")
+	q.Add("_pragma", "temp_store(MEMORY)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {
@@ -210,11 +211,15 @@ type insertSpec struct {
 	texts map[int]string
 }
 
-func newInsert(head string, cols int) insertSpec {
+func newInsert(head string, cols int) insertSpec { return newRows(head, cols, "") }
+
+// newRows is a multi-row statement other than a plain INSERT: its rows are a VALUES list
+// between head and tail (an UPDATE ... FROM a VALUES table, say).
+func newRows(head string, cols int, tail string) insertSpec {
 	in := insertSpec{head: head, cols: cols, texts: map[int]string{}}
 	for size := 1; size <= insertChunkMax; size++ {
 		if size <= insertExactMax || size&(size-1) == 0 {
-			in.texts[size] = head + " VALUES " + placeholders(size, cols)
+			in.texts[size] = head + " VALUES " + placeholders(size, cols) + tail
 		}
 	}
 	return in
@@ -254,7 +259,15 @@ const (
 // insert writes n rows with multi-row INSERT statements; row appends the i-th row's
 // values to args, in statements of chunkSize rows.
 func (w *writeTx) insert(ctx context.Context, in insertSpec, n int, row func(i int, args []any) []any) error {
+	_, err := w.execChunks(ctx, in, n, row)
+	return err
+}
+
+// execChunks runs in's statements over n rows, as insert does, and returns the rows they
+// changed.
+func (w *writeTx) execChunks(ctx context.Context, in insertSpec, n int, row func(i int, args []any) []any) (int64, error) {
 	head, cols := in.head, in.cols
+	var affected int64
 	args := make([]any, 0, min(n, insertChunkMax)*cols)
 	for start := 0; start < n; {
 		size := chunkSize(n - start)
@@ -263,12 +276,15 @@ func (w *writeTx) insert(ctx context.Context, in insertSpec, n int, row func(i i
 			args = row(i, args)
 		}
 		limit.Assert(len(args) == size*cols, "%s: %d values for %d rows of %d columns", head, len(args), size, cols)
-		if _, err := w.stmt(ctx, in.query(size)).ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("sqlite: %s: %w", head, err)
+		res, err := w.stmt(ctx, in.query(size)).ExecContext(ctx, args...)
+		if err != nil {
+			return affected, fmt.Errorf("sqlite: %.60s: %w", head, err)
 		}
+		n, _ := res.RowsAffected()
+		affected += n
 		start += size
 	}
-	return nil
+	return affected, nil
 }
 
 // inList returns the placeholders and arguments of an IN list of ids, padded to the next

@@ -111,8 +111,20 @@ func loadSagas(t *testing.T, s Store, gids ...string) map[string]ordercore.Saga 
 	return got
 }
 
+// sagaVersions runs the write transaction's version read.
+func sagaVersions(t *testing.T, s Store, gids ...string) map[string]int64 {
+	t.Helper()
+	var got map[string]int64
+	inTx(t, s, func(tx ordercore.WriteTx) error {
+		var err error
+		got, err = tx.SagaVersions(context.Background(), gids)
+		return err
+	})
+	return got
+}
+
 // testSagaRoundTrip: sagas come back identical through the write transaction's load, the
-// reader and the dump, before and after a change.
+// reader and the dump, before and after a change, and the version read reports their versions.
 func testSagaRoundTrip(t *testing.T, s Store) {
 	sagas := fullSagas()
 	requireEveryField(t, sagas)
@@ -129,6 +141,13 @@ func testSagaRoundTrip(t *testing.T, s Store) {
 		if diff := cmp.Diff(want, loadSagas(t, s, append(gids(sagas), "gid-missing")...)); diff != "" {
 			t.Errorf("%s: tx.Sagas (-wrote +loaded):\n%s", when, diff)
 		}
+		wantVersions := map[string]int64{}
+		for _, sg := range sagas {
+			wantVersions[sg.GID] = sg.Version
+		}
+		if diff := cmp.Diff(wantVersions, sagaVersions(t, s, append(gids(sagas), "gid-missing")...)); diff != "" {
+			t.Errorf("%s: tx.SagaVersions (-wrote +read):\n%s", when, diff)
+		}
 		sorted := slices.Clone(sagas)
 		slices.SortFunc(sorted, func(a, b ordercore.Saga) int { return strings.Compare(a.GID, b.GID) })
 		if diff := cmp.Diff(sorted, dump(t, s).Sagas); diff != "" {
@@ -141,6 +160,9 @@ func testSagaRoundTrip(t *testing.T, s Store) {
 	}
 	if got := loadSagas(t, s); len(got) != 0 {
 		t.Errorf("tx.Sagas of no gids = %v", got)
+	}
+	if got := sagaVersions(t, s); len(got) != 0 {
+		t.Errorf("tx.SagaVersions of no gids = %v", got)
 	}
 
 	// Every column that may change does: the running saga compensates, the dead one is

@@ -93,6 +93,8 @@ type batch struct {
 	reviews    map[string]*reviewState
 	inbox      map[ordercore.ChannelEventKey]bool
 	sagas      map[string]*sagaState
+	// sagaCache holds sagas as last committed (nil: read every saga).
+	sagaCache *sagaCache
 	// claimed holds each ClaimSagas command's sagas, claimed by the load.
 	claimed map[*ClaimSagas][]ordercore.Saga
 	webhookState
@@ -102,7 +104,7 @@ type batch struct {
 
 // load reads every row the calls touch: their orders, then the SKUs of those orders and of
 // the commands, then their idempotency records.
-func load(ctx context.Context, tx ordercore.WriteTx, now time.Time, cfg *Config, calls []*call) (*batch, error) {
+func load(ctx context.Context, tx ordercore.WriteTx, now time.Time, cfg *Config, sagas *sagaCache, calls []*call) (*batch, error) {
 	k := newKeySet()
 	for _, c := range calls {
 		c.cmd.keys(&k)
@@ -113,7 +115,7 @@ func load(ctx context.Context, tx ordercore.WriteTx, now time.Time, cfg *Config,
 	b := &batch{now: now, cfg: cfg, skus: make(map[string]*skuState, len(k.skus)),
 		orders: make(map[string]*orderState, len(k.orders)), payments: map[string]*paymentState{},
 		refunds: map[string]*refundState{}, orderPays: map[string][]*paymentState{}, payRefunds: map[string][]*refundState{}, reviews: map[string]*reviewState{}, inbox: map[ordercore.ChannelEventKey]bool{},
-		sagas: map[string]*sagaState{}}
+		sagas: map[string]*sagaState{}, sagaCache: sagas}
 	if len(k.sagas) > 0 || len(k.claims) > 0 {
 		if err := b.loadSagas(ctx, tx, &k); err != nil {
 			return nil, err

@@ -104,6 +104,7 @@ type Engine struct {
 	exited chan struct{}
 
 	stats statsRecorder
+	sagas *sagaCache // the committer's
 }
 
 type call struct {
@@ -119,7 +120,7 @@ type call struct {
 func New(store ordercore.Store, clock ordercore.Clock, cfg Config) *Engine {
 	cfg = cfg.withDefaults()
 	e := &Engine{store: store, clock: clock, cfg: cfg,
-		queue: make(chan *call, cfg.QueueMax), exited: make(chan struct{})}
+		queue: make(chan *call, cfg.QueueMax), exited: make(chan struct{}), sagas: newSagaCache(limit.SagaCacheMax)}
 	go e.run()
 	return e
 }
@@ -225,11 +226,13 @@ func (e *Engine) fill(batch []*call) []*call {
 func (e *Engine) commit(calls []*call) {
 	limit.Assert(len(calls) > 0 && len(calls) <= e.cfg.BatchMax, "batch of %d commands", len(calls))
 	started := time.Now()
+	var b *batch
 	err := e.store.Write(context.Background(), func(tx ordercore.WriteTx) error {
 		// Stores keep microseconds; a batch's time is truncated so that what a caller is
 		// answered, what the events say and what is stored agree exactly.
 		now := e.clock.Now().UTC().Truncate(time.Microsecond)
-		b, err := load(context.Background(), tx, now, &e.cfg, calls)
+		var err error
+		b, err = load(context.Background(), tx, now, &e.cfg, e.sagas, calls)
 		if err != nil {
 			return err
 		}
@@ -243,7 +246,9 @@ func (e *Engine) commit(calls []*call) {
 		}
 		return tx.Apply(context.Background(), cs)
 	})
-	if err != nil {
+	if err == nil {
+		e.sagas.rememberSagas(b)
+	} else {
 		e.cfg.Logger.Error("batch failed; nothing in it was committed", "commands", len(calls), "err", err)
 		for _, c := range calls {
 			c.res, c.err = Result{}, fmt.Errorf("commit batch: %w", errors.Join(err, &ordercore.Error{Code: ordercore.EUnavailable, Message: "storage failed; nothing was changed, retry"}))

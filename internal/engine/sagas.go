@@ -18,6 +18,7 @@ type sagaState struct {
 	origVersion int64
 	cur         ordercore.Saga
 	isNew       bool
+	claimed     bool // by this batch's claim, which wrote it
 }
 
 // loadSagas runs the batch's claims first (their rows are then this transaction's), then
@@ -32,7 +33,7 @@ func (b *batch) loadSagas(ctx context.Context, tx ordercore.WriteTx, k *keySet) 
 		}
 		b.claimed[c] = got
 		for _, s := range got {
-			b.sagas[s.GID] = &sagaState{origVersion: s.Version, cur: s}
+			b.sagas[s.GID] = &sagaState{origVersion: s.Version, cur: s, claimed: true}
 		}
 	}
 	var ids []string
@@ -40,6 +41,25 @@ func (b *batch) loadSagas(ctx context.Context, tx ordercore.WriteTx, k *keySet) 
 		if _, ok := b.sagas[gid]; !ok {
 			ids = append(ids, gid)
 		}
+	}
+	if len(ids) > 0 && b.sagaCache != nil {
+		vs, err := tx.SagaVersions(ctx, ids)
+		if err != nil {
+			return fmt.Errorf("load saga versions: %w", err)
+		}
+		var missing []string
+		for _, gid := range ids {
+			v, ok := vs[gid]
+			if !ok {
+				continue // no such saga
+			}
+			if s, ok := b.sagaCache.get(gid, v); ok {
+				b.sagas[gid] = &sagaState{origVersion: v, cur: s}
+			} else {
+				missing = append(missing, gid)
+			}
+		}
+		ids = missing
 	}
 	if len(ids) > 0 {
 		got, err := tx.Sagas(ctx, ids)

@@ -102,6 +102,7 @@ const (
 	SagaCompensateMax      = 100_000
 	SagaPreparedTimeout    = 30 * time.Second // a DTM-style TCC not submitted by then is aborted
 	SagaClaimBatchMax      = 500              // sagas one claim takes
+	SagaCacheMax           = 20_000           // running sagas the committer holds as it last wrote them
 	SagaCallsInFlightMax   = 256              // participant calls of one instance at once
 	SagaCallsPerTargetMax  = 64               // of those, to one host
 	SagaPollInterval       = 200 * time.Millisecond
