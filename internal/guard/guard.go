@@ -7,6 +7,7 @@
 package guard
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -23,13 +24,72 @@ type Breakers struct {
 	Max      int
 
 	mu    sync.Mutex
-	byKey map[string]circuitbreaker.CircuitBreaker[any]
+	byKey map[string]*breaker
 	order []string
+}
+
+// breaker is one key's circuit breaker and a channel closed (and replaced) whenever its
+// state changes, which Wait listens to.
+type breaker struct {
+	cb      circuitbreaker.CircuitBreaker[any]
+	mu      sync.Mutex
+	changed chan struct{}
+}
+
+func (e *breaker) changes() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.changed
+}
+
+func (e *breaker) stateChanged() {
+	e.mu.Lock()
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.mu.Unlock()
 }
 
 // Allow reports whether a call to key may go out now; when it may, the caller must report
 // the call's result with Record.
 func (b *Breakers) Allow(key string) bool { return b.get(key).TryAcquirePermit() }
+
+// Wait waits, at most max or until ctx ends, for key's breaker to be worth asking again:
+// closed, past its open period (the next Allow may be the probe), or done with the probe
+// that was in flight. It takes no permit (Allow does) and reports whether the wait ended
+// that way rather than by max or ctx.
+func (b *Breakers) Wait(ctx context.Context, key string, max time.Duration) bool {
+	e := b.entry(key)
+	limit := time.NewTimer(max)
+	defer limit.Stop()
+	for {
+		changed := e.changes()
+		var open <-chan time.Time // nil (never) while a probe is out
+		var stop func() bool
+		switch {
+		case e.cb.IsClosed():
+			return true
+		case e.cb.IsOpen():
+			d := e.cb.RemainingDelay()
+			if d <= 0 {
+				return true
+			}
+			t := time.NewTimer(d)
+			open, stop = t.C, t.Stop
+		}
+		select {
+		case <-open:
+			return true
+		case <-changed:
+		case <-limit.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+		if stop != nil {
+			stop()
+		}
+	}
+}
 
 // Record reports the result of a call Allow let through: ok is false for a failure of the
 // target (a timeout, a refused connection, a 5xx), not for a definite business refusal.
@@ -45,25 +105,29 @@ func (b *Breakers) Record(key string, ok bool) {
 // Open reports whether key's breaker is open (for metrics and the console).
 func (b *Breakers) Open(key string) bool { return b.get(key).IsOpen() }
 
-func (b *Breakers) get(key string) circuitbreaker.CircuitBreaker[any] {
+func (b *Breakers) get(key string) circuitbreaker.CircuitBreaker[any] { return b.entry(key).cb }
+
+func (b *Breakers) entry(key string) *breaker {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if cb, ok := b.byKey[key]; ok {
-		return cb
+	if e, ok := b.byKey[key]; ok {
+		return e
 	}
 	if b.byKey == nil {
-		b.byKey = map[string]circuitbreaker.CircuitBreaker[any]{}
+		b.byKey = map[string]*breaker{}
 	}
 	if b.Max > 0 && len(b.order) >= b.Max {
 		delete(b.byKey, b.order[0])
 		b.order = b.order[1:]
 	}
-	cb := circuitbreaker.NewBuilder[any]().
+	e := &breaker{changed: make(chan struct{})}
+	e.cb = circuitbreaker.NewBuilder[any]().
 		WithFailureThreshold(b.Failures).
 		WithDelay(b.OpenFor).
 		WithSuccessThreshold(1).
+		OnStateChanged(func(circuitbreaker.StateChangedEvent) { e.stateChanged() }).
 		Build()
-	b.byKey[key] = cb
+	b.byKey[key] = e
 	b.order = append(b.order, key)
-	return cb
+	return e
 }

@@ -1,6 +1,7 @@
 package guard_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -36,4 +37,59 @@ func TestBreakers(t *testing.T) {
 	b.Record("dead", true)
 	b.Allow("third") // Max 2: the oldest key's breaker is dropped, not the table grown
 	b.Record("third", true)
+}
+
+// TestBreakersWait: a caller refused by an open breaker can wait for it instead of
+// failing: Wait ends when the open period has passed, or, while a probe is out, when the
+// probe's result closes (or reopens) the breaker; it gives up after max.
+func TestBreakersWait(t *testing.T) {
+	b := &guard.Breakers{Failures: 2, OpenFor: 100 * time.Millisecond}
+	ctx := context.Background()
+	if !b.Wait(ctx, "t", time.Millisecond) {
+		t.Fatal("Wait on a closed breaker did not return at once")
+	}
+	for range 2 {
+		b.Allow("t")
+		b.Record("t", false)
+	}
+	if b.Wait(ctx, "t", 10*time.Millisecond) {
+		t.Fatal("Wait on a breaker open for 100ms ended early")
+	}
+	start := time.Now()
+	if !b.Wait(ctx, "t", time.Second) || time.Since(start) < 50*time.Millisecond {
+		t.Fatalf("Wait returned %v after %v, want after the open period", b.Open("t"), time.Since(start))
+	}
+	if !b.Allow("t") {
+		t.Fatal("no probe after the open period")
+	}
+	// While the probe is out, others are refused and wait for its result.
+	if b.Allow("t") {
+		t.Fatal("a second call went out while the probe was out")
+	}
+	waited := make(chan bool)
+	go func() { waited <- b.Wait(ctx, "t", 5*time.Second) }()
+	select {
+	case <-waited:
+		t.Fatal("Wait ended while the probe was still out")
+	case <-time.After(30 * time.Millisecond):
+	}
+	b.Record("t", true)
+	select {
+	case ok := <-waited:
+		if !ok || !b.Allow("t") {
+			t.Fatal("the probe's success did not release the waiter to a closed breaker")
+		}
+		b.Record("t", true)
+	case <-time.After(time.Second):
+		t.Fatal("Wait did not end when the probe succeeded")
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	for range 2 {
+		b.Allow("t")
+		b.Record("t", false)
+	}
+	if b.Wait(cancelled, "t", time.Second) {
+		t.Fatal("Wait with an ended context reported the breaker ready")
+	}
 }

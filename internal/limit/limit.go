@@ -106,9 +106,10 @@ const (
 	SagaCallsInFlightMax   = 256              // participant calls of one instance at once
 	SagaCallsPerTargetMax  = 64               // of those, to one host
 	SagaPollInterval       = 200 * time.Millisecond
-	SagaBreakerFailures    = 5               // consecutive failures that open a host's breaker
-	SagaBreakerOpenFor     = 2 * time.Second // before one probe call is let through
-	SagaResponseBytesMax   = 64 << 10        // of a participant's answer body read
+	SagaBreakerFailures    = 5                      // consecutive failures that open a host's breaker
+	SagaBreakerOpenFor     = 500 * time.Millisecond // before one probe call is let through
+	SagaBreakerWaitMax     = 3 * time.Second        // a call waits for its host's open breaker (within its step timeout)
+	SagaResponseBytesMax   = 64 << 10               // of a participant's answer body read
 
 	// HoldsPerGIDMax bounds the stock holds one read of a global transaction shows (and
 	// 3x as many barrier rows: try, confirm, cancel per branch).

@@ -74,6 +74,7 @@ type Coordinator struct {
 	driving  map[string]bool                  // gids driven by this process now
 	waiters  map[string][]chan ordercore.Saga // Wait callers, by gid
 	hosts    map[string]chan struct{}         // per-host call slots
+	parked   map[string]int                   // calls waiting for their host's breaker, by host
 	wg       sync.WaitGroup
 }
 
@@ -89,6 +90,7 @@ func (c *Coordinator) init() {
 		c.driving = map[string]bool{}
 		c.waiters = map[string][]chan ordercore.Saga{}
 		c.hosts = map[string]chan struct{}{}
+		c.parked = map[string]int{}
 		if c.Client == nil {
 			c.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: limit.SagaCallsPerTargetMax,
 				IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: limit.SagaStepTimeoutMax}}
@@ -392,15 +394,22 @@ func (c *Coordinator) callHTTP(ctx context.Context, s *ordercore.Saga, call Call
 	u.RawQuery = q.Encode()
 	host := u.Host
 	slot := c.hostSlot(host)
-	select {
-	case slot <- struct{}{}:
-		defer func() { <-slot }()
-	case <-ctx.Done():
-		return OutcomeRetry, "no free call slot for " + host + " before the step timeout"
+	waitUntil := time.Now().Add(limit.SagaBreakerWaitMax)
+	for {
+		select {
+		case slot <- struct{}{}:
+		case <-ctx.Done():
+			return OutcomeRetry, "no free call slot for " + host + " before the step timeout"
+		}
+		if c.breakers.Allow(host) {
+			break
+		}
+		<-slot
+		if !c.awaitBreaker(ctx, host, time.Until(waitUntil)) {
+			return OutcomeRetry, "circuit open: " + host + " failed repeatedly"
+		}
 	}
-	if !c.breakers.Allow(host) {
-		return OutcomeRetry, "circuit open: " + host + " failed repeatedly"
-	}
+	defer func() { <-slot }()
 	body := []byte(target.Payload)
 	if len(body) == 0 {
 		body = []byte("{}")
@@ -438,6 +447,35 @@ func (c *Coordinator) callHTTP(ctx context.Context, s *ordercore.Saga, call Call
 		c.breakers.Record(host, resp.StatusCode < 500)
 		return OutcomeRetry, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, short(text))
 	}
+}
+
+// awaitBreaker waits, at most max, for host's open breaker to let a call through again
+// (its open period over, or its probe back), rather than failing the attempt at once and
+// sending the saga into backoff: when the host recovers, the sagas waiting for it go on
+// the moment the probe succeeds. Waiting gives this saga's slot of the coordinator's
+// calls in flight to others meanwhile, so a dead host does not stall the rest; at most
+// limit.SagaCallsPerTargetMax calls wait for one host, and the others fail at once.
+func (c *Coordinator) awaitBreaker(ctx context.Context, host string, max time.Duration) bool {
+	if max <= 0 {
+		return false
+	}
+	c.mu.Lock()
+	if c.parked[host] >= limit.SagaCallsPerTargetMax {
+		c.mu.Unlock()
+		return false
+	}
+	c.parked[host]++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.parked[host]--; c.parked[host] == 0 {
+			delete(c.parked, host)
+		}
+		c.mu.Unlock()
+	}()
+	<-c.sem
+	defer func() { c.sem <- struct{}{} }() // drive holds one slot until it returns
+	return c.breakers.Wait(ctx, host, max)
 }
 
 func (c *Coordinator) hostSlot(host string) chan struct{} {

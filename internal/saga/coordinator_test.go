@@ -2,17 +2,21 @@ package saga_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"ordercore"
 	"ordercore/internal/engine"
+	"ordercore/internal/limit"
 	"ordercore/internal/saga"
 	"ordercore/sqlite"
 )
@@ -257,5 +261,72 @@ func TestDeadParticipantDoesNotStallOthers(t *testing.T) {
 	}
 	if s.Status != ordercore.SagaRunning || s.Steps[0].Attempts == 0 {
 		t.Fatalf("a saga of the dead participant is %s after %d attempts, want running in backoff", s.Status, s.Steps[0].Attempts)
+	}
+}
+
+// TestOpenBreakerCallsWaitForTheHost: calls refused by a host's open breaker wait for it
+// instead of failing: while the host is down no attempt is spent on "circuit open", and
+// when it is back the probe's success releases every waiting saga at once, not after
+// its backoff.
+func TestOpenBreakerCallsWaitForTheHost(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	var down atomic.Bool
+	var refused atomic.Int64 // calls the host answered 503: their sagas back off
+	down.Store(true)
+	host := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if down.Load() {
+			refused.Add(1)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte(`{"dtm_result":"SUCCESS"}`))
+	}))
+	t.Cleanup(host.Close)
+	policy := ordercore.SagaPolicy{StepTimeout: 5 * time.Second, RetriesMax: 100, BackoffMin: 5 * time.Second,
+		BackoffMax: 5 * time.Second, CompensateAttemptsMax: 10}
+	const n = 20
+	for i := range n {
+		s := ordercore.Saga{GID: fmt.Sprint("wait-", i), Kind: ordercore.SagaKindSaga, Policy: policy}
+		s.Steps = []ordercore.SagaStep{{Name: "a", Action: ordercore.SagaCall{URL: host.URL + "/act"}}}
+		res, err := r.eng.Submit(context.Background(), engine.SubmitSaga{Saga: s, Hold: saga.Hold(&s)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.coord.Start(res.Value.(ordercore.Saga))
+	}
+	time.Sleep(300 * time.Millisecond) // the breaker has opened; the calls it refused wait
+	down.Store(false)
+	// A saga whose own call failed (before the breaker opened) backs off for 5 s; the
+	// others complete when the breaker's probe does, 2 s after it opened.
+	want := n - int(refused.Load())
+	if want < n-2*limit.SagaBreakerFailures {
+		t.Fatalf("%d calls reached the host while it was down; the breaker did not open after %d", refused.Load(), limit.SagaBreakerFailures)
+	}
+	completed := 0
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) && completed < want {
+		completed = 0
+		for i := range n {
+			if s, err := r.db.Saga(context.Background(), fmt.Sprint("wait-", i)); err == nil && s.Status == ordercore.SagaCompleted {
+				completed++
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if completed < want {
+		t.Fatalf("%d of %d sagas completed within 4 s of the host's return, want the %d whose calls the breaker refused", completed, n, want)
+	}
+	for i := range n {
+		evs, err := r.db.AggregateEvents(context.Background(), fmt.Sprint("wait-", i), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			var st ordercore.SagaStepEvent
+			if e.Type == ordercore.EventSagaStep && json.Unmarshal(e.Data, &st) == nil && strings.Contains(st.Error, "circuit open") {
+				t.Fatalf("saga wait-%d spent an attempt on the open breaker: %+v", i, st)
+			}
+		}
 	}
 }
