@@ -26,6 +26,7 @@ func sagaTests() []storeTest {
 		{"SagaRoundTrip", testSagaRoundTrip},
 		{"SagaDuplicateGIDRefused", testSagaDuplicate},
 		{"SagaVersionGuard", testSagaVersionGuard},
+		{"SagaChangesInBulk", testSagaChangesInBulk},
 		{"SagaCheckConstraints", testSagaChecks},
 		{"SagaClaim", testSagaClaim},
 		{"SagaClaimRolledBack", testSagaClaimRolledBack},
@@ -228,6 +229,48 @@ func testSagaVersionGuard(t *testing.T, s Store) {
 		t.Errorf("after the valid change (-want +got):\n%s", diff)
 	}
 	refuses(t, s, "the same change applied twice", ordercore.Changeset{SagaChanges: []ordercore.SagaChange{{Saga: next, FromVersion: 1}}})
+}
+
+// testSagaChangesInBulk: a batch changing hundreds of sagas at once (more than one
+// statement's worth of rows) writes every change, and one stale change among them refuses
+// the whole batch, wherever it falls.
+func testSagaChangesInBulk(t *testing.T, s Store) {
+	const n = 600
+	var sagas []ordercore.Saga
+	for i := range n {
+		sagas = append(sagas, newSaga(fmt.Sprintf("bulk-%03d", i), ordercore.SagaKindSaga, ordercore.SagaRunning, t0))
+	}
+	mustWrite(t, s, &ordercore.Changeset{NewSagas: sagas})
+	changed := func(sg ordercore.Saga, i int) ordercore.Saga {
+		sg.Steps = slices.Clone(sg.Steps)
+		sg.Steps[0].Attempts, sg.Steps[0].LastError = i%7+1, fmt.Sprint("attempt of ", sg.GID)
+		sg.NextRunAt, sg.Version, sg.UpdatedAt = t0.Add(time.Duration(i)*time.Second), sg.Version+1, t0.Add(time.Minute)
+		if i%3 == 0 {
+			sg.Status, sg.NextRunAt = ordercore.SagaCompleted, time.Time{}
+		}
+		return sg
+	}
+	for _, stale := range []int{0, 63, 64, 511, 512, n - 1} {
+		var chs []ordercore.SagaChange
+		for i, sg := range sagas {
+			from := sg.Version
+			if i == stale {
+				from = sg.Version + 5
+			}
+			chs = append(chs, ordercore.SagaChange{Saga: changed(sg, i), FromVersion: from})
+		}
+		refuses(t, s, fmt.Sprintf("%d saga changes, number %d from a stale version", n, stale), ordercore.Changeset{SagaChanges: chs})
+	}
+	var chs []ordercore.SagaChange
+	var want []ordercore.Saga
+	for i, sg := range sagas {
+		next := changed(sg, i)
+		chs, want = append(chs, ordercore.SagaChange{Saga: next, FromVersion: sg.Version}), append(want, next)
+	}
+	mustWrite(t, s, &ordercore.Changeset{SagaChanges: chs})
+	if diff := cmp.Diff(want, dump(t, s).Sagas); diff != "" {
+		t.Errorf("after %d changes in one batch (-want +stored):\n%s", n, diff)
+	}
 }
 
 // testSagaChecks: rows that break the table's rules are refused even if the code above the
