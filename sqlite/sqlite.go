@@ -64,6 +64,8 @@ func dsn(path string, o Options, readOnly bool) string {
 	q.Add("_pragma", "synchronous("+o.Synchronous+")")
 	q.Add("_pragma", "busy_timeout(5000)")
 	q.Add("_pragma", "foreign_keys(ON)")
+	// Statement journals (a multi-row statement inside a transaction keeps one, to undo
+	// just that statement) stay in memory instead of a temporary file.
 	q.Add("_pragma", "temp_store(MEMORY)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
