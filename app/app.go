@@ -27,6 +27,7 @@ import (
 	"ordercore/internal/engine"
 	"ordercore/internal/events"
 	"ordercore/internal/lease"
+	"ordercore/internal/limit"
 	"ordercore/internal/saga"
 	"ordercore/natsbus"
 	"ordercore/postgres"
@@ -45,10 +46,13 @@ type Config struct {
 	NATSStream, NATSSubjects string
 	// DB, when set, is a PostgreSQL URL (postgres://...) used instead of SQLite; DataDir is
 	// then unused. Several instances may share one PostgreSQL database.
-	DB             string
-	BatchMax       int           // committer batch bound (0: default)
-	BatchDelay     time.Duration // committer batch delay (0: default)
-	ManualPayments bool          // enable POST /v1/orders/{id}/payments/manual
+	DB       string
+	BatchMax int // committer batch bound (0: default)
+	// BatchDelay is how long the committer may go on filling a batch while commands keep
+	// arriving (engine.Config). Zero takes the store's default: none on SQLite,
+	// limit.BatchDelayPostgres on PostgreSQL; negative: none.
+	BatchDelay     time.Duration
+	ManualPayments bool // enable POST /v1/orders/{id}/payments/manual
 	// Channels are the payment channels; notifications reach them at
 	// PublicURL/v1/channels/{name}/notify (PublicURL defaults to http://Addr).
 	Channels  []ordercore.Channel
@@ -220,6 +224,20 @@ func redact(dbURL string) string {
 // DBPath is where the SQLite file of a data directory lives.
 func DBPath(dataDir string) string { return filepath.Join(dataDir, "ordercore.db") }
 
+// BatchDelay is the committer's batch delay on the store at dsn ("" for SQLite): delay
+// when positive, none when negative, and the store's default when zero.
+func BatchDelay(dsn string, delay time.Duration) time.Duration {
+	switch {
+	case delay < 0:
+		return 0
+	case delay > 0:
+		return delay
+	case dsn != "":
+		return limit.BatchDelayPostgres
+	}
+	return limit.BatchDelayDefault
+}
+
 // Open starts everything and listens on cfg.Addr; Run serves.
 func Open(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Logger == nil {
@@ -239,7 +257,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	clock := ordercore.SystemClock{}
-	eng := engine.New(db, clock, engine.Config{BatchMax: cfg.BatchMax, BatchDelay: cfg.BatchDelay, Logger: cfg.Logger,
+	eng := engine.New(db, clock, engine.Config{BatchMax: cfg.BatchMax, BatchDelay: BatchDelay(cfg.DB, cfg.BatchDelay), Logger: cfg.Logger,
 		PaymentSync: cfg.PaymentSync, PaymentSyncByChannel: cfg.PaymentSyncByChannel, RefundSync: cfg.RefundSync,
 		WebhookSchedule: cfg.WebhookSchedule, Fulfilment: cfg.Fulfilment})
 	a := &App{cfg: cfg, lock: lock, DB: db, where: where, Engine: eng}

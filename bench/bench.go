@@ -309,6 +309,7 @@ func summarize(cfg Config) Summary {
 	known, why := Paths, "PostgreSQL only, needs --db"
 	if cfg.DB != "" {
 		known, why = PGPaths, "SQLite only, not applicable with --db"
+		s.BatchDelay = limit.BatchDelayPostgres
 	}
 	for _, p := range known {
 		if cfg.wants(p) {

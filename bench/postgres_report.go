@@ -295,11 +295,11 @@ func (r *Report) pgMarkdown() string {
 	fmt.Fprintf(&b, "## place-order on PostgreSQL, %d clients (`ordercore bench place-order --db`), %s\n\n", r.Config.Clients, r.At.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- **Machine:** %s\n", r.Machine)
 	fmt.Fprintf(&b, "- **Settings:** %s\n", r.pgSettings())
-	fmt.Fprintf(&b, "- **Paths:** engine = `engine.Submit` in process with the default committer on one store; "+
+	fmt.Fprintf(&b, "- **Paths:** engine = `engine.Submit` in process with the committer's PostgreSQL defaults (batch delay %s) on one store; "+
 		"naive = the same engine with one transaction per order (each locks the SKU row with `SELECT ... FOR UPDATE`), one transaction at a time; "+
 		"naive-pool = %d such committers on one store's pool, %d one-order transactions in flight; "+
 		"engine-%d = %d engines, each with its own store (pool), on one schema and the same SKUs, the clients spread round-robin over them: what %d `serve` instances on one database do.\n\n",
-		naivePoolCommitters, naivePoolCommitters, engine3Instances, engine3Instances, engine3Instances)
+		r.Config.BatchDelay, naivePoolCommitters, naivePoolCommitters, engine3Instances, engine3Instances, engine3Instances)
 	mdTable := func(header []string, rows func(Result) []string) {
 		b.WriteString("| " + strings.Join(header, " | ") + " |\n")
 		b.WriteString("|" + strings.Repeat(" --- |", len(header)) + "\n")

@@ -107,7 +107,8 @@ With --db postgres://... the paths run on that PostgreSQL instead, each in a fre
 schema (bench_<random>_<path>_<scenario>) created for it and dropped after it, even on
 an error or Ctrl-C (--keep keeps them):
 
-  engine      in-process engine.Submit, group commit, on one store (pool)
+  engine      in-process engine.Submit, group commit with PostgreSQL's 1ms batch
+              delay (serve --db's default), on one store (pool)
   naive       the same engine with batch max 1: one transaction per order, each
               locking the SKU row (SELECT ... FOR UPDATE), one at a time
   naive-pool  16 such committers on one store's pool of 16 connections: 16 one-order

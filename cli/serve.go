@@ -41,6 +41,12 @@ leader or standby.`,
 				return err
 			}
 			cfg.Logger, cfg.Version = l, Version
+			if cfg.BatchDelay < 0 || cfg.BatchDelay > limit.BatchDelayMax {
+				return fmt.Errorf("--batch-delay %s: want 0 to %s", cfg.BatchDelay, time.Duration(limit.BatchDelayMax))
+			}
+			if cmd.Flags().Changed("batch-delay") && cfg.BatchDelay == 0 {
+				cfg.BatchDelay = -1 // an explicit 0: no delay, whatever the store
+			}
 			if cfg.PaymentSyncByChannel, err = parseSyncFor(syncFor); err != nil {
 				return err
 			}
@@ -72,7 +78,7 @@ leader or standby.`,
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "with --db postgres: how long the background lease holds without renewal (failover time)")
 	f.StringVar(&cfg.DB, "db", "", "PostgreSQL URL to run on instead of the SQLite file in --data, e.g. postgres://user@host/db?schema=shop (schema default public)")
 	f.IntVar(&cfg.BatchMax, "batch-max", limit.BatchCommandsMax, "most commands committed in one transaction")
-	f.DurationVar(&cfg.BatchDelay, "batch-delay", time.Duration(limit.BatchDelayDefault), "how long the committer waits for a batch to fill (0: take what queued during the last commit)")
+	f.DurationVar(&cfg.BatchDelay, "batch-delay", 0, fmt.Sprintf("how long the committer may go on filling a batch while commands keep arriving (it stops after %s without one); 0 takes only what queued during the last commit (default: 0 on SQLite, %s with --db)", limit.BatchGapDefault, time.Duration(limit.BatchDelayPostgres)))
 	f.BoolVar(&cfg.ManualPayments, "manual-payments", false, "enable POST /v1/orders/{id}/payments/manual (operator-recorded payments)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	f.StringArrayVar(&syncFor, "payment-sync-for", nil, "CHANNEL=STEPS: the payment sync schedule of one channel, e.g. stripe=2m,5m,15m,1h,6h (repeatable)")

@@ -213,9 +213,10 @@ func TestIdempotencyMismatch(t *testing.T) {
 
 func TestIdempotencyConcurrent(t *testing.T) {
 	t.Parallel()
-	// The committer waits 50 ms for each batch to fill, so the first request is
-	// certainly still executing when the second arrives 10 ms later.
-	b := setup(t, engine.Config{BatchDelay: 50 * time.Millisecond})
+	// The committer waits up to 50 ms for more commands (and ends a batch only after
+	// 50 ms without one), so the first request is certainly still executing when the
+	// second arrives 10 ms later.
+	b := setup(t, engine.Config{BatchDelay: 50 * time.Millisecond, BatchGap: 50 * time.Millisecond})
 	b.mustSKU(t, "a", "USD", 10)
 	var wg sync.WaitGroup
 	var first response

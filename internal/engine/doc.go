@@ -1,6 +1,6 @@
 // Package engine is ordercore's one write path. Every state change is a Command submitted to
 // the Engine, whose committer takes the commands that have queued (up to
-// limit.BatchCommandsMax, optionally waiting a configured delay for more) and executes them
+// limit.BatchCommandsMax, optionally going on for a configured delay while more arrive) and executes them
 // all in one store transaction: it loads the rows they touch, runs each command against an
 // in-memory working state (so one order failing for lack of stock fails only that order),
 // and writes the whole batch as one Changeset: one conditional UPDATE per touched SKU however

@@ -18,9 +18,14 @@ import (
 type Config struct {
 	// BatchMax bounds the commands of one transaction (1..limit.BatchCommandsMax).
 	BatchMax int
-	// BatchDelay is how long the committer waits for more commands after the first one
-	// of a batch arrives (0..limit.BatchDelayMax). Zero takes only what already queued.
+	// BatchDelay is how long, at most, the committer goes on filling a batch once it has
+	// taken what was queued, while more commands keep arriving (0..limit.BatchDelayMax).
+	// Zero takes only what already queued.
 	BatchDelay time.Duration
+	// BatchGap ends the filling early: no command for this long (limit.BatchGapDefault
+	// when zero, at most BatchDelay). A batch therefore waits for commands only while
+	// they come; a lone one waits BatchGap.
+	BatchGap time.Duration
 	// QueueMax is the committer queue's depth; a full queue fails Submit with EOVERLOADED.
 	QueueMax int
 	// PaymentSync is when the payment sync queries an open attempt
@@ -50,6 +55,10 @@ func (c Config) withDefaults() Config {
 	if c.BatchDelay > limit.BatchDelayMax {
 		c.BatchDelay = limit.BatchDelayMax
 	}
+	if c.BatchGap <= 0 {
+		c.BatchGap = limit.BatchGapDefault
+	}
+	c.BatchGap = min(c.BatchGap, c.BatchDelay)
 	if c.QueueMax <= 0 {
 		c.QueueMax = limit.QueueCommandsMax
 	}
@@ -108,12 +117,11 @@ type Engine struct {
 }
 
 type call struct {
-	cmd    Command
-	idem   *Idem
-	queued time.Time
-	res    Result
-	err    error
-	done   chan struct{}
+	cmd  Command
+	idem *Idem
+	res  Result
+	err  error
+	done chan struct{}
 }
 
 // New starts an engine over store. Close stops it.
@@ -135,7 +143,7 @@ var ErrClosed = &ordercore.Error{Code: ordercore.EUnavailable, Message: "the ord
 // first, Submit returns ctx's error but the command may still commit: callers that must
 // know use an Idempotency-Key and retry.
 func (e *Engine) Submit(ctx context.Context, cmd Command, idem *Idem) (Result, error) {
-	c := &call{cmd: cmd, idem: idem, queued: time.Now(), done: make(chan struct{})}
+	c := &call{cmd: cmd, idem: idem, done: make(chan struct{})}
 	e.mu.RLock()
 	if e.closed {
 		e.mu.RUnlock()
@@ -185,10 +193,11 @@ func (e *Engine) run() {
 	}
 }
 
-// fill adds queued commands to batch until it is full, the queue is empty and the delay
-// since the first command has passed, or the queue is closed.
+// fill adds queued commands to batch until it is full, or the queue is empty and, with a
+// batch delay, either no command came for BatchGap or BatchDelay has passed since the
+// queue first ran dry; or until the queue is closed.
 func (e *Engine) fill(batch []*call) []*call {
-	var timer <-chan time.Time
+	var delay, gap *time.Timer
 	for len(batch) < e.cfg.BatchMax {
 		select {
 		case c, ok := <-e.queue:
@@ -202,12 +211,12 @@ func (e *Engine) fill(batch []*call) []*call {
 		if e.cfg.BatchDelay <= 0 {
 			return batch
 		}
-		if timer == nil {
-			wait := e.cfg.BatchDelay - time.Since(batch[0].queued)
-			if wait <= 0 {
-				return batch
-			}
-			timer = time.After(wait)
+		if delay == nil {
+			delay, gap = time.NewTimer(e.cfg.BatchDelay), time.NewTimer(e.cfg.BatchGap)
+			defer delay.Stop()
+			defer gap.Stop()
+		} else {
+			gap.Reset(e.cfg.BatchGap) // since Go 1.23 no stale tick survives a Reset
 		}
 		select {
 		case c, ok := <-e.queue:
@@ -215,7 +224,9 @@ func (e *Engine) fill(batch []*call) []*call {
 				return batch
 			}
 			batch = append(batch, c)
-		case <-timer:
+		case <-gap.C:
+			return batch
+		case <-delay.C:
 			return batch
 		}
 	}

@@ -13,10 +13,18 @@ import (
 const (
 	// BatchCommandsMax is the most commands the committer puts in one transaction.
 	BatchCommandsMax = 1000
-	// BatchDelayDefault is how long the committer waits for a batch to fill after its
-	// first command by default. Zero: it takes what has queued while the previous batch
-	// committed, which is natural group commit without added latency.
+	// BatchDelayDefault is the committer's batch delay on SQLite. Zero: it takes what has
+	// queued while the previous batch committed, which is natural group commit without
+	// added latency. Longer batches measured no gain there: SQLite's commit is CPU work,
+	// not waiting (BENCHMARKS.md).
 	BatchDelayDefault = 0
+	// BatchDelayPostgres is the batch delay on PostgreSQL. There a transaction's fixed
+	// cost is round trips and the WAL flush, so a batch that also takes the commands
+	// still arriving commits more orders per flush (BENCHMARKS.md).
+	BatchDelayPostgres = time.Millisecond
+	// BatchGapDefault ends a batch delay early: the committer stops filling a batch once
+	// no command has arrived for this long.
+	BatchGapDefault = 100 * time.Microsecond
 	// BatchDelayMax bounds the configurable batch delay.
 	BatchDelayMax = 50 * time.Millisecond
 	// QueueCommandsMax is the depth of the committer's queue; a full queue answers 503.
