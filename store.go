@@ -64,8 +64,8 @@ type ChannelEventKey struct {
 }
 
 // Changeset is every row a batch writes. Apply must write it with as few statements as it
-// can (multi-row inserts, one conditional UPDATE per touched SKU) and must fail, rolling
-// back the batch, if a guard does not hold.
+// can (multi-row inserts, one conditional update of each touched SKU, however many orders
+// moved its stock) and must fail, rolling back the batch, if a guard does not hold.
 type Changeset struct {
 	NewSKUs      []SKU
 	StockChanges []StockChange

@@ -174,20 +174,39 @@ func queueSKUs(b *pgx.Batch, c *ordercore.Changeset) {
 		[]any{ids, names, prices, currencies, totals, reserved, sold, versions, created, updated}, insertN(n, "skus"))
 }
 
-// updateStock is the conditional update: the database refuses a result with negative
-// available, reserved or sold (P1, paired with the engine's assertion), and a SKU that
-// does not exist matches no row; either fails the batch.
-const updateStock = `UPDATE skus SET total = total + $1, reserved = reserved + $2, sold = sold + $3,
-	version = version + 1, updated_at = $4
-	WHERE id = $5 AND (total + $1) - (reserved + $2) - (sold + $3) >= 0 AND reserved + $2 >= 0 AND sold + $3 >= 0`
+// updateStock is the conditional update, one statement for all of a batch's SKUs: the
+// database refuses a result with negative available, reserved or sold (P1, paired with
+// the engine's assertion), and a SKU that does not exist matches no row; either fails
+// the batch. The rows are already locked by the batch's load (skusForUpdate), in id order.
+const updateStock = `UPDATE skus SET total = skus.total + v.dt, reserved = skus.reserved + v.dr, sold = skus.sold + v.ds,
+	version = skus.version + 1, updated_at = v.at
+	FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(id, dt, dr, ds, at)
+	WHERE skus.id = v.id AND (skus.total + v.dt) - (skus.reserved + v.dr) - (skus.sold + v.ds) >= 0
+		AND skus.reserved + v.dr >= 0 AND skus.sold + v.ds >= 0`
 
-// queueStock adds one conditional UPDATE per touched SKU, however many orders of the
-// batch moved its stock.
+// queueStock adds one conditional UPDATE of every touched SKU, however many orders of
+// the batch moved its stock; it must change every one of them (each SKU appears once:
+// one row of the join per target row).
 func queueStock(b *pgx.Batch, c *ordercore.Changeset) {
-	for _, ch := range c.StockChanges {
-		queue(b, "update stock of "+ch.SKU, updateStock, []any{ch.DTotal, ch.DReserved, ch.DSold, micros(ch.At), ch.SKU},
-			affected(1, "conditional stock update of %s by %+v", ch.SKU, ch))
+	n := len(c.StockChanges)
+	if n == 0 {
+		return
 	}
+	ids := make([]string, n)
+	dTotal, dReserved, dSold, at := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	seen := make(map[string]bool, n)
+	for i, ch := range c.StockChanges {
+		limit.Assert(!seen[ch.SKU], "two stock changes of SKU %s in one batch", ch.SKU)
+		seen[ch.SKU] = true
+		ids[i], dTotal[i], dReserved[i], dSold[i], at[i] = ch.SKU, ch.DTotal, ch.DReserved, ch.DSold, micros(ch.At)
+	}
+	queue(b, "update stock", updateStock, []any{ids, dTotal, dReserved, dSold, at}, func(ct pgconn.CommandTag) error {
+		if ct.RowsAffected() == int64(n) {
+			return nil
+		}
+		return fmt.Errorf("postgres: conditional stock update of %d SKUs changed %d: a SKU does not exist or would go negative (changes %+v)",
+			n, ct.RowsAffected(), c.StockChanges)
+	})
 }
 
 func queueOrders(b *pgx.Batch, c *ordercore.Changeset) {

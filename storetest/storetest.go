@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"SKURoundTrip", testSKURoundTrip},
 		{"StockChange", testStockChange},
 		{"StockGuardRefusesOversell", testStockGuard},
+		{"StockChangesInBulk", testStockChangesInBulk},
 		{"CheckConstraints", testCheckConstraints},
 		{"OrderRoundTrip", testOrderRoundTrip},
 		{"OrderVersionGuard", testOrderVersionGuard},
@@ -163,6 +164,50 @@ func testStockGuard(t *testing.T, s Store) {
 	}
 	if _, err := s.SKU(context.Background(), "side-effect"); ordercore.ErrorCode(err) != ordercore.ENOTFOUND {
 		t.Errorf("a refused write still created a SKU: %v", err)
+	}
+}
+
+// testStockChangesInBulk: a batch's stock changes of many SKUs are all written, and one
+// refused change, wherever it is among them, refuses the whole write.
+func testStockChangesInBulk(t *testing.T, s Store) {
+	const n = 150
+	skus := make([]ordercore.SKU, n)
+	for i := range skus {
+		skus[i] = sku(fmt.Sprintf("bulk-%03d", i), 10)
+	}
+	mustWrite(t, s, &ordercore.Changeset{NewSKUs: skus})
+	at := t0.Add(time.Second)
+	changes := func(bad int) []ordercore.StockChange {
+		out := make([]ordercore.StockChange, n)
+		for i := range out {
+			out[i] = ordercore.StockChange{SKU: skus[i].ID, DReserved: int64(i%10 + 1), At: at}
+			if i == bad {
+				out[i].DReserved = 11 // more than the SKU holds
+			}
+		}
+		return out
+	}
+	mustWrite(t, s, &ordercore.Changeset{StockChanges: changes(-1)})
+	check := func(when string) {
+		t.Helper()
+		for i, k := range skus {
+			got := mustSKU(t, s, k.ID)
+			if want := int64(i%10 + 1); got.Reserved != want || got.Version != 2 {
+				t.Fatalf("%s: %s reserved %d at version %d; want %d at version 2", when, k.ID, got.Reserved, got.Version, want)
+			}
+		}
+	}
+	check("after 150 changes in one write")
+	for _, bad := range []int{0, 63, 64, n - 1} {
+		back := changes(-1)
+		for i := range back {
+			back[i].DReserved = -back[i].DReserved
+		}
+		back[bad].DReserved-- // one more than it holds: reserved would go negative
+		if err := write(t, s, &ordercore.Changeset{StockChanges: back}); err == nil {
+			t.Fatalf("a write with a refused stock change at %d was accepted", bad)
+		}
+		check(fmt.Sprintf("after a refused change at %d", bad))
 	}
 }
 

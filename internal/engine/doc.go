@@ -3,8 +3,8 @@
 // limit.BatchCommandsMax, optionally going on for a configured delay while more arrive) and executes them
 // all in one store transaction: it loads the rows they touch, runs each command against an
 // in-memory working state (so one order failing for lack of stock fails only that order),
-// and writes the whole batch as one Changeset: one conditional UPDATE per touched SKU however
-// many orders reserved it, multi-row inserts for everything else. Callers are answered only
+// and writes the whole batch as one Changeset: one conditional stock change per touched SKU
+// however many orders reserved it, multi-row inserts for everything else. Callers are answered only
 // after the transaction is durable.
 //
 // Sweepers (order expiry, idempotency-key pruning) read due work from the read side and
