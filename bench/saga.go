@@ -381,8 +381,18 @@ func (p *participants) sagaBody(gid string, stock, order []byte, policy map[stri
 // runSagas drives the same two calls as sagas: each client submits one and waits for it.
 func (p *participants) runSagas(ctx context.Context, cfg SagaConfig, srv SagaServer) SagaResult {
 	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
-	cpu0 := processCPU(srv.PID)
-	r := measure(ctx, cfg.Clients, cfg.Duration, SagaPathSaga, func(ctx context.Context) error {
+	// The coordinator's CPU is read over the window whose completed sagas are counted
+	// (not over the warm-up, whose sagas are not): in a steady state the sagas in flight
+	// at its opening and at its close balance.
+	var cpu0, cpu1 time.Duration
+	edge := func(open bool) {
+		if open {
+			cpu0 = processCPU(srv.PID)
+		} else {
+			cpu1 = processCPU(srv.PID)
+		}
+	}
+	r := measureWindow(ctx, cfg.Clients, cfg.Duration, SagaPathSaga, func(ctx context.Context) error {
 		stock, order, gid := p.payloads()
 		resp, err := hc.Post(srv.Base+"/v1/sagas?wait_seconds="+strconv.Itoa(sagaWaitSeconds), "application/json",
 			bytes.NewReader(p.sagaBody(gid, stock, order, nil)))
@@ -395,8 +405,8 @@ func (p *participants) runSagas(ctx context.Context, cfg SagaConfig, srv SagaSer
 			return fmt.Errorf("saga %s: HTTP %d %.200s", gid, resp.StatusCode, text)
 		}
 		return nil
-	})
-	if cpu := processCPU(srv.PID) - cpu0; r.Sagas > 0 && cpu > 0 {
+	}, edge)
+	if cpu := cpu1 - cpu0; r.Sagas > 0 && cpu > 0 {
 		r.CPUPerSaga = cpu / time.Duration(r.Sagas)
 	}
 	r.Note = "POST /v1/sagas?wait_seconds=30: answered when the saga completed"
@@ -546,10 +556,20 @@ func runInProcess(ctx context.Context, cfg SagaConfig) (SagaResult, error) {
 	return r, nil
 }
 
-// measure runs fn from n clients for d (after a short warm-up) and returns its rate and
-// latency.
+// measure runs fn from n clients for d (after a short warm-up) and returns its rate (the
+// calls that ended in the window) and latency (of those that also began in it).
 func measure(ctx context.Context, n int, d time.Duration, path string, fn func(ctx context.Context) error) SagaResult {
+	return measureWindow(ctx, n, d, path, fn, nil)
+}
+
+// measureWindow is measure with edge called as the window opens (true) and as it closes
+// (false), to read other figures over exactly the sagas counted.
+func measureWindow(ctx context.Context, n int, d time.Duration, path string, fn func(ctx context.Context) error, edge func(open bool)) SagaResult {
+	if edge == nil {
+		edge = func(bool) {}
+	}
 	var open atomic.Bool
+	var opened atomic.Int64 // when the window opened, UnixNano
 	var count, errs atomic.Int64
 	recs := make([]*recorder, n)
 	ctx, cancel := context.WithCancel(ctx)
@@ -568,15 +588,22 @@ func measure(ctx context.Context, n int, d time.Duration, path string, fn func(c
 					continue
 				}
 				count.Add(1)
-				recs[i].add(time.Since(start))
+				// A call's latency counts only if it began in the window: one begun in
+				// the warm-up may have waited for start-up (connections being opened).
+				if start.UnixNano() >= opened.Load() {
+					recs[i].add(time.Since(start))
+				}
 			}
 		})
 	}
 	time.Sleep(min(warmupMax, d))
-	open.Store(true)
+	edge(true)
 	start := time.Now()
+	opened.Store(start.UnixNano())
+	open.Store(true)
 	time.Sleep(d)
 	open.Store(false)
+	edge(false)
 	elapsed := time.Since(start)
 	cancel()
 	wg.Wait()
