@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,12 +92,21 @@ func spawnServer(dataDir string, delay time.Duration, args ...string) (s *server
 		return nil, false, err
 	}
 	time.Sleep(delay)
-	hc := &http.Client{Timeout: healthPollInterval}
-	if resp, err := hc.Get(s.api.base + "/healthz"); err == nil {
-		resp.Body.Close()
-		healthy = resp.StatusCode == http.StatusOK
+	return s, s.healthy(&http.Client{Timeout: healthPollInterval}), nil
+}
+
+// healthy reports whether the child itself answers GET /healthz with 200: the answer
+// names its pid, since another process may have taken the port the child was given
+// (the child then fails to listen, and exits).
+func (s *server) healthy(hc *http.Client) bool {
+	resp, err := hc.Get(s.api.base + "/healthz")
+	if err != nil {
+		return false
 	}
-	return s, healthy, nil
+	defer resp.Body.Close()
+	var h struct{ PID string }
+	err = json.NewDecoder(io.LimitReader(resp.Body, replyBytesMax)).Decode(&h)
+	return err == nil && resp.StatusCode == http.StatusOK && h.PID == strconv.Itoa(s.cmd.Process.Pid)
 }
 
 // errorsAddrInUse reports whether the child failed because its port was taken.
@@ -156,12 +166,8 @@ func (s *server) waitHealthy() error {
 			return fmt.Errorf("child exited before it was healthy: %v", s.state)
 		default:
 		}
-		resp, err := hc.Get(s.api.base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if s.healthy(hc) {
+			return nil
 		}
 		time.Sleep(healthPollInterval)
 	}

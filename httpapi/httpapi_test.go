@@ -11,7 +11,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -499,5 +501,18 @@ func TestOverloadAnswers503WithRetryAfter(t *testing.T) {
 		if r := <-created; r.status >= 300 {
 			t.Errorf("queued request answered %d %s after the gate opened", r.status, r.body)
 		}
+	}
+}
+
+// TestHealthzNamesItsProcess: /healthz answers ok and the pid of the process serving it,
+// so a caller can tell this server from another that took over its port.
+func TestHealthzNamesItsProcess(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	r := b.do(t, "GET", "/healthz", "")
+	var h struct{ Status, PID string }
+	r.json(t, &h)
+	if r.status != 200 || h.Status != "ok" || h.PID != strconv.Itoa(os.Getpid()) {
+		t.Fatalf("GET /healthz: %d %s; want ok and pid %d", r.status, r.body, os.Getpid())
 	}
 }

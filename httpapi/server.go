@@ -12,6 +12,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"strconv"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
@@ -122,7 +124,9 @@ func (s *Server) routes() {
 	huma.Register(s.api, post("redeliver-webhook", "/v1/webhook-deliveries/{id}/redeliver", "Operator: send a delivery again now, with a fresh retry schedule (audited)", http.StatusOK), s.redeliver)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		body := map[string]string{"status": "ok"}
+		// pid tells which process answered: several may share a host, and a port
+		// freed by one can be taken by another.
+		body := map[string]string{"status": "ok", "pid": strconv.Itoa(os.Getpid())}
 		if s.cfg.Role != nil {
 			body["role"] = s.cfg.Role()
 		}
