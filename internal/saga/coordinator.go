@@ -71,11 +71,14 @@ type Coordinator struct {
 	kick     chan struct{}
 	breakers *guard.Breakers
 	mu       sync.Mutex
-	driving  map[string]bool                  // gids driven by this process now
-	waiters  map[string][]chan ordercore.Saga // Wait callers, by gid
-	hosts    map[string]chan struct{}         // per-host call slots
-	parked   map[string]int                   // calls waiting for their host's breaker, by host
-	wg       sync.WaitGroup
+	driving  map[string]bool // gids driven by this process now
+	// next holds a saga claimed while this process was still driving it (its drive had
+	// just recorded a backoff and not yet ended): the drive goes on with it.
+	next    map[string]ordercore.Saga
+	waiters map[string][]chan ordercore.Saga // Wait callers, by gid
+	hosts   map[string]chan struct{}         // per-host call slots
+	parked  map[string]int                   // calls waiting for their host's breaker, by host
+	wg      sync.WaitGroup
 }
 
 // holdMargin is added to a step's timeout when a saga is held for its next call: the call
@@ -88,6 +91,7 @@ func (c *Coordinator) init() {
 		c.kick = make(chan struct{}, 1)
 		c.breakers = &guard.Breakers{Failures: limit.SagaBreakerFailures, OpenFor: limit.SagaBreakerOpenFor, Max: 4096}
 		c.driving = map[string]bool{}
+		c.next = map[string]ordercore.Saga{}
 		c.waiters = map[string][]chan ordercore.Saga{}
 		c.hosts = map[string]chan struct{}{}
 		c.parked = map[string]int{}
@@ -179,6 +183,11 @@ func (c *Coordinator) Start(s ordercore.Saga) bool {
 func (c *Coordinator) start(ctx context.Context, s ordercore.Saga) {
 	c.mu.Lock()
 	if c.driving[s.GID] {
+		// Its drive is ending (it recorded a backoff that has passed already, or it lost
+		// a record): the claim holds the saga now, for ClaimHold, and only this process
+		// will drive it, so the drive goes on with it rather than leave it to wait out
+		// the hold.
+		c.next[s.GID] = s
 		c.mu.Unlock()
 		return
 	}
@@ -192,15 +201,32 @@ func (c *Coordinator) start(ctx context.Context, s ordercore.Saga) {
 	}
 	c.wg.Go(func() {
 		defer func() { <-c.sem }()
-		defer c.done(s.GID)
-		c.drive(ctx, s)
+		for {
+			c.drive(ctx, s)
+			next, again := c.done(s.GID)
+			if !again {
+				return
+			}
+			if ctx.Err() != nil {
+				c.done(s.GID) // shutting down: a claim elsewhere takes it after its hold
+				return
+			}
+			s = next
+		}
 	})
 }
 
-func (c *Coordinator) done(gid string) {
+// done ends the drive of gid, unless the saga was claimed meanwhile: then it returns the
+// claimed saga, which the same drive takes on.
+func (c *Coordinator) done(gid string) (ordercore.Saga, bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.next[gid]; ok {
+		delete(c.next, gid)
+		return s, true
+	}
 	delete(c.driving, gid)
-	c.mu.Unlock()
+	return ordercore.Saga{}, false
 }
 
 // drive makes s's calls one after the other while each next call is due at once, and

@@ -330,3 +330,59 @@ func TestOpenBreakerCallsWaitForTheHost(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimWhileItsDriveEnds: a saga claimed while this process is still ending its drive
+// (the drive recorded a backoff that had passed by the claim, or lost its record to the
+// claim) is driven on at once by that drive, not left to wait out the claim's hold.
+func TestClaimWhileItsDriveEnds(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { calls.Add(1) }))
+	defer srv.Close()
+	v1 := ordercore.Saga{GID: "claimed-while-driven", Kind: ordercore.SagaKindSaga, Status: ordercore.SagaRunning, Version: 1,
+		Policy: fast, Steps: []ordercore.SagaStep{{Name: "s0", Status: ordercore.StepPending, Action: ordercore.SagaCall{URL: srv.URL}}}}
+	v2 := v1
+	v2.Version = 2 // as the claim wrote it
+	recording, claimed := make(chan struct{}), make(chan struct{})
+	var claimOnce sync.Once
+	second := make(chan saga.Recording, 1)
+	c := &saga.Coordinator{Poll: time.Millisecond,
+		Claim: func(context.Context, int, time.Duration) ([]ordercore.Saga, error) {
+			select {
+			case <-recording: // the first drive is recording its outcome: claim the saga now
+			default:
+				return nil, nil
+			}
+			var out []ordercore.Saga
+			claimOnce.Do(func() { out = []ordercore.Saga{v2}; close(claimed) })
+			return out, nil
+		},
+		Record: func(_ context.Context, r saga.Recording) (saga.Recorded, error) {
+			if r.Version == 1 {
+				close(recording)
+				<-claimed
+				return saga.Recorded{}, nil // the claim moved the saga on: not applied
+			}
+			second <- r
+			done := v2
+			done.Version, done.Status = 3, ordercore.SagaCompleted
+			done.Steps = []ordercore.SagaStep{v2.Steps[0]}
+			done.Steps[0].Status = ordercore.StepSucceeded
+			return saga.Recorded{Saga: done, Applied: true}, nil
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Run(ctx)
+	for !c.Running() {
+		time.Sleep(time.Millisecond)
+	}
+	c.Start(v1)
+	select {
+	case r := <-second:
+		if r.Outcome != saga.OutcomeOK || calls.Load() != 2 {
+			t.Fatalf("the claimed saga was recorded %s after %d calls; want ok after 2", r.Outcome, calls.Load())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the saga claimed during its drive was not driven (%d calls)", calls.Load())
+	}
+}
