@@ -49,8 +49,7 @@ type Config struct {
 	DB       string
 	BatchMax int // committer batch bound (0: default)
 	// BatchDelay is how long the committer may go on filling a batch while commands keep
-	// arriving (engine.Config). Zero takes the store's default: none on SQLite,
-	// limit.BatchDelayPostgres on PostgreSQL; negative: none.
+	// arriving (engine.Config). Zero takes limit.BatchDelayDefault; negative: none.
 	BatchDelay     time.Duration
 	ManualPayments bool // enable POST /v1/orders/{id}/payments/manual
 	// Channels are the payment channels; notifications reach them at
@@ -224,16 +223,14 @@ func redact(dbURL string) string {
 // DBPath is where the SQLite file of a data directory lives.
 func DBPath(dataDir string) string { return filepath.Join(dataDir, "ordercore.db") }
 
-// BatchDelay is the committer's batch delay on the store at dsn ("" for SQLite): delay
-// when positive, none when negative, and the store's default when zero.
-func BatchDelay(dsn string, delay time.Duration) time.Duration {
+// BatchDelay is the committer's batch delay asked for as delay: itself when positive,
+// none when negative, and limit.BatchDelayDefault when zero.
+func BatchDelay(delay time.Duration) time.Duration {
 	switch {
 	case delay < 0:
 		return 0
 	case delay > 0:
 		return delay
-	case dsn != "":
-		return limit.BatchDelayPostgres
 	}
 	return limit.BatchDelayDefault
 }
@@ -257,7 +254,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	clock := ordercore.SystemClock{}
-	eng := engine.New(db, clock, engine.Config{BatchMax: cfg.BatchMax, BatchDelay: BatchDelay(cfg.DB, cfg.BatchDelay), Logger: cfg.Logger,
+	eng := engine.New(db, clock, engine.Config{BatchMax: cfg.BatchMax, BatchDelay: BatchDelay(cfg.BatchDelay), Logger: cfg.Logger,
 		PaymentSync: cfg.PaymentSync, PaymentSyncByChannel: cfg.PaymentSyncByChannel, RefundSync: cfg.RefundSync,
 		WebhookSchedule: cfg.WebhookSchedule, Fulfilment: cfg.Fulfilment})
 	a := &App{cfg: cfg, lock: lock, DB: db, where: where, Engine: eng}

@@ -33,27 +33,21 @@ func TestOneServerPerDataDirectory(t *testing.T) {
 	second.Close()
 }
 
-// The committer's batch delay: what is asked for, or each store's own default when
-// nothing is (none on SQLite, where a commit is CPU work; a short one on PostgreSQL,
-// where it is round trips and the WAL flush).
-func TestBatchDelayDefaultsByStore(t *testing.T) {
-	const pg = "postgres://postgres@127.0.0.1:5432/test"
+// The committer's batch delay: what is asked for, none when asked for none, or the
+// default when nothing is.
+func TestBatchDelayDefault(t *testing.T) {
 	for _, tc := range []struct {
-		dsn        string
 		asked, got time.Duration
 	}{
-		{"", 0, limit.BatchDelayDefault},
-		{pg, 0, limit.BatchDelayPostgres},
-		{"", -1, 0},
-		{pg, -1, 0},
-		{"", 3 * time.Millisecond, 3 * time.Millisecond},
-		{pg, 3 * time.Millisecond, 3 * time.Millisecond},
+		{0, limit.BatchDelayDefault},
+		{-1, 0},
+		{3 * time.Millisecond, 3 * time.Millisecond},
 	} {
-		if got := app.BatchDelay(tc.dsn, tc.asked); got != tc.got {
-			t.Errorf("BatchDelay(%q, %s) = %s; want %s", tc.dsn, tc.asked, got, tc.got)
+		if got := app.BatchDelay(tc.asked); got != tc.got {
+			t.Errorf("BatchDelay(%s) = %s; want %s", tc.asked, got, tc.got)
 		}
 	}
-	if limit.BatchDelayPostgres <= 0 {
-		t.Error("PostgreSQL has no batch delay by default")
+	if limit.BatchDelayDefault <= 0 {
+		t.Error("the committer has no batch delay by default")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"ordercore/internal/engine"
 	"ordercore/internal/limit"
 )
 
@@ -96,9 +97,9 @@ type Config struct {
 	// Progress receives progress while running: a progress bar on a terminal, one line per
 	// path otherwise. Nil discards it.
 	Progress io.Writer
-	// HTTP starts an ordercore server with its data in the fresh directory dir and returns
-	// its base URL and a function that stops it. Nil skips the http path.
-	HTTP func(ctx context.Context, dir string) (baseURL string, stop func(), err error)
+	// HTTP starts an ordercore server with its data in the fresh directory dir. Nil skips
+	// the http path.
+	HTTP func(ctx context.Context, dir string) (HTTPServer, error)
 
 	// DB is a PostgreSQL URL (postgres:// or postgresql://). When set, Run measures
 	// PGPaths on it instead of SQLite, each path in a fresh schema of its own that it
@@ -206,6 +207,15 @@ type Result struct {
 	Stored *Stored
 }
 
+// HTTPServer is an ordercore server the http path measures.
+type HTTPServer struct {
+	Base string // its base URL
+	Stop func()
+	// Stats reads its committer's counters, for the batch figures of the http path;
+	// nil leaves them out.
+	Stats func() engine.Stats
+}
+
 // Summary is the part of the configuration a report prints: every setting a figure
 // depends on.
 type Summary struct {
@@ -309,7 +319,6 @@ func summarize(cfg Config) Summary {
 	known, why := Paths, "PostgreSQL only, needs --db"
 	if cfg.DB != "" {
 		known, why = PGPaths, "SQLite only, not applicable with --db"
-		s.BatchDelay = limit.BatchDelayPostgres
 	}
 	for _, p := range known {
 		if cfg.wants(p) {

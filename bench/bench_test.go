@@ -191,15 +191,15 @@ func benchmarkEngine(b *testing.B, cfg engine.Config) {
 func TestRunHTTPPath(t *testing.T) {
 	t.Parallel()
 	var dbPath string
-	start := func(ctx context.Context, dir string) (string, func(), error) {
+	start := func(ctx context.Context, dir string) (bench.HTTPServer, error) {
 		dbPath = filepath.Join(dir, "ordercore.db")
 		db, err := sqlite.Open(ctx, dbPath, sqlite.Options{})
 		if err != nil {
-			return "", nil, err
+			return bench.HTTPServer{}, err
 		}
 		eng := engine.New(db, ordercore.SystemClock{}, engine.Config{})
 		srv := httptest.NewServer(stubAPI(eng))
-		return srv.URL, func() { srv.Close(); eng.Close(); db.Close() }, nil
+		return bench.HTTPServer{Base: srv.URL, Stop: func() { srv.Close(); eng.Close(); db.Close() }, Stats: eng.Stats}, nil
 	}
 	rep, err := bench.Run(context.Background(), bench.Config{Dir: t.TempDir(), Duration: 300 * time.Millisecond,
 		Clients: 8, Paths: []string{bench.PathHTTP}, Scenarios: []string{bench.ScenarioHot}, HTTP: start})
@@ -209,6 +209,11 @@ func TestRunHTTPPath(t *testing.T) {
 	res, ok := rep.Result(bench.PathHTTP, bench.ScenarioHot)
 	if !ok || res.Orders <= 0 || res.Errors != 0 {
 		t.Fatalf("http/hot = %+v (found %v), want orders and no errors", res, ok)
+	}
+	// The server's committer counters give the path its batch figures.
+	if res.BatchMean < 1 || res.BatchP50 < 1 || res.BatchMax < res.BatchP50 || res.BatchMax > 8 || res.Busy <= 0 {
+		t.Errorf("http/hot batches: p50 %d max %d mean %.1f busy %.2f; want batches of 1..8 orders and a busy committer",
+			res.BatchP50, res.BatchMax, res.BatchMean, res.Busy)
 	}
 	checkStore(t, "http/hot", bench.Result{DB: dbPath, OrdersTotal: res.OrdersTotal}, true, 0)
 }

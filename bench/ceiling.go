@@ -53,7 +53,13 @@ func runCeiling(ctx context.Context, cfg Config, out *progress, sc scenario, eng
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
-	w, err := newCeilingWriter(ctx, db, sc, n)
+	// The store's checkpointer, so that the loop writes the WAL as the store does.
+	ckpt, err := sqlite.NewCheckpointer(res.DB, sqlite.Options{})
+	if err != nil {
+		return res, err
+	}
+	defer ckpt.Close()
+	w, err := newCeilingWriter(ctx, db, sc, n, ckpt)
 	if err != nil {
 		return res, err
 	}
@@ -126,13 +132,15 @@ func seed(ctx context.Context, path string, sc scenario) error {
 }
 
 // ceilingDSN is the store's write connection string (sqlite/sqlite.go, dsn): WAL,
-// synchronous=FULL, the same busy timeout, foreign keys on, BEGIN IMMEDIATE.
+// synchronous=FULL, the same busy timeout, foreign keys on, the same fallback checkpoint
+// size, BEGIN IMMEDIATE.
 func ceilingDSN(path string) string {
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "busy_timeout(5000)")
 	q.Add("_pragma", "foreign_keys(ON)")
+	q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", limit.SQLiteWALPagesMax))
 	q.Add("_txlock", "immediate")
 	return "file:" + path + "?" + q.Encode()
 }
@@ -140,6 +148,7 @@ func ceilingDSN(path string) string {
 // ceilingWriter writes batches of n orders with statements prepared once.
 type ceilingWriter struct {
 	db     *sql.DB
+	ckpt   *sqlite.Checkpointer
 	sc     scenario
 	n      int
 	orders insertStmt
@@ -158,8 +167,8 @@ const stockUpdate = `UPDATE skus SET total = total + ?1, reserved = reserved + ?
 	version = version + 1, updated_at = ?4
 	WHERE id = ?5 AND (total + ?1) - (reserved + ?2) - (sold + ?3) >= 0 AND reserved + ?2 >= 0 AND sold + ?3 >= 0`
 
-func newCeilingWriter(ctx context.Context, db *sql.DB, sc scenario, n int) (*ceilingWriter, error) {
-	w := &ceilingWriter{db: db, sc: sc, n: n, deltas: map[string]int64{},
+func newCeilingWriter(ctx context.Context, db *sql.DB, sc scenario, n int, ckpt *sqlite.Checkpointer) (*ceilingWriter, error) {
+	w := &ceilingWriter{db: db, ckpt: ckpt, sc: sc, n: n, deltas: map[string]int64{},
 		orderArgs: make([]any, 0, 10*n), lineArgs: make([]any, 0, 7*n),
 		ledgerArgs: make([]any, 0, 8*n), eventArgs: make([]any, 0, 6*n)}
 	var err error
@@ -230,6 +239,7 @@ func (w *ceilingWriter) batch(ctx context.Context, rng *rand.Rand) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	w.ckpt.Committed()
 	return nil
 }
 

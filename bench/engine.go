@@ -8,16 +8,18 @@ import (
 
 	"ordercore"
 	"ordercore/internal/engine"
+	"ordercore/internal/limit"
 	"ordercore/sqlite"
 )
 
-// engineConfig is the committer configuration of a path: the defaults for the engine,
-// one command per transaction for the naive path, with nothing else changed.
+// engineConfig is the committer configuration of a path: serve's defaults for the engine
+// (its batch delay, limit.BatchDelayDefault), one command per transaction for the naive
+// path, with nothing else changed.
 func engineConfig(path string) engine.Config {
 	if path == PathNaive {
 		return engine.Config{BatchMax: 1}
 	}
-	return engine.Config{}
+	return engine.Config{BatchDelay: limit.BatchDelayDefault}
 }
 
 // runEngine measures engine.Submit of PlaceOrder from cfg.Clients goroutines against a

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"ordercore"
+	"ordercore/internal/engine"
 	"ordercore/internal/limit"
 )
 
@@ -54,19 +55,19 @@ func runHTTP(ctx context.Context, cfg Config, out *progress, sc scenario) (Resul
 	if err != nil {
 		return res, err
 	}
-	base, stop, err := cfg.HTTP(ctx, dir)
+	srv, err := cfg.HTTP(ctx, dir)
 	if err != nil {
 		return res, fmt.Errorf("start server: %w", err)
 	}
-	defer stop()
-	base = strings.TrimSuffix(base, "/")
+	defer srv.Stop()
+	base := strings.TrimSuffix(srv.Base, "/")
 	client := newClient(cfg.Clients)
 	defer client.CloseIdleConnections()
 	out.linef("%s/%s: creating %d SKU(s) over HTTP", PathHTTP, sc.name, len(sc.skus))
 	if err := createSKUsHTTP(ctx, client, base, sc.skus); err != nil {
 		return res, err
 	}
-	return measureHTTP(ctx, cfg, out, res, client, base+"/v1/orders", sc)
+	return measureHTTP(ctx, cfg, out, res, client, base+"/v1/orders", sc, srv.Stats)
 }
 
 // runTrivial measures the same client against a handler that only decodes the request and
@@ -80,10 +81,11 @@ func runTrivial(ctx context.Context, cfg Config, out *progress, sc scenario) (Re
 	defer stop()
 	client := newClient(cfg.Clients)
 	defer client.CloseIdleConnections()
-	return measureHTTP(ctx, cfg, out, res, client, base+"/v1/orders", sc)
+	return measureHTTP(ctx, cfg, out, res, client, base+"/v1/orders", sc, nil)
 }
 
-func measureHTTP(ctx context.Context, cfg Config, out *progress, res Result, client *http.Client, url string, sc scenario) (Result, error) {
+// stats, if set, reads the server's committer counters for the batch figures.
+func measureHTTP(ctx context.Context, cfg Config, out *progress, res Result, client *http.Client, url string, sc scenario, stats func() engine.Stats) (Result, error) {
 	bodies := make([][]byte, len(sc.skus))
 	for i, sku := range sc.skus {
 		b, err := json.Marshal(orderRequest{UserID: userID, Lines: []lineRequest{{SKU: sku, Quantity: 1}}})
@@ -107,11 +109,23 @@ func measureHTTP(ctx context.Context, cfg Config, out *progress, res Result, cli
 		}
 		return nil
 	}
-	win, err := drive(ctx, cfg, out, res.Path+"/"+res.Scenario, place, func(bool) {})
+	var before, after engine.Stats
+	win, err := drive(ctx, cfg, out, res.Path+"/"+res.Scenario, place, func(open bool) {
+		switch {
+		case stats == nil:
+		case open:
+			before = stats()
+		default:
+			after = stats()
+		}
+	})
 	if err != nil {
 		return res, err
 	}
 	win.fill(&res)
+	if stats != nil {
+		batchStats(&res, before, after, win.seconds)
+	}
 	out.done(res)
 	return res, nil
 }

@@ -108,7 +108,7 @@ type NotifyConfig struct {
 	// Serve starts an ordercore server configured as cfg says. Required.
 	Serve func(ctx context.Context, cfg NotifyServerConfig) (NotifyServer, error)
 	// HTTP starts a server for the place-order reference path (Config.HTTP); nil skips it.
-	HTTP func(ctx context.Context, dir string) (baseURL string, stop func(), err error)
+	HTTP func(ctx context.Context, dir string) (HTTPServer, error)
 }
 
 func (c NotifyConfig) withDefaults() (NotifyConfig, error) {

@@ -111,12 +111,12 @@ func serveNotify(ctx context.Context, sc bench.NotifyServerConfig) (bench.Notify
 }
 
 // servePlain starts a real ordercore server without channels, for the place-order path.
-func servePlain(ctx context.Context, dir string) (string, func(), error) {
+func servePlain(ctx context.Context, dir string) (bench.HTTPServer, error) {
 	a, err := app.Open(ctx, app.Config{Addr: "127.0.0.1:0", DataDir: dir})
 	if err != nil {
-		return "", nil, err
+		return bench.HTTPServer{}, err
 	}
-	return "http://" + a.Addr(), startApp(a), nil
+	return bench.HTTPServer{Base: "http://" + a.Addr(), Stop: startApp(a), Stats: a.Engine.Stats}, nil
 }
 
 func startApp(a *app.App) func() {

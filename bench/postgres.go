@@ -96,20 +96,10 @@ type pgPath struct {
 	note     string
 }
 
-// pgEngineConfig is engineConfig on PostgreSQL: the engine paths take the store's
-// default batch delay there (limit.BatchDelayPostgres), as serve --db does.
-func pgEngineConfig(path string) engine.Config {
-	c := engineConfig(path)
-	if c.BatchMax != 1 {
-		c.BatchDelay = limit.BatchDelayPostgres
-	}
-	return c
-}
-
 func pgPathOf(name string) pgPath {
 	switch name {
 	case PathEngine:
-		return pgPath{name: name, engines: 1, ownPools: true, ecfg: pgEngineConfig(name)}
+		return pgPath{name: name, engines: 1, ownPools: true, ecfg: engineConfig(name)}
 	case PathNaive:
 		return pgPath{name: name, engines: 1, ownPools: true, ecfg: engineConfig(name),
 			note: "one transaction per order, one at a time"}
@@ -117,7 +107,7 @@ func pgPathOf(name string) pgPath {
 		return pgPath{name: name, engines: naivePoolCommitters, ecfg: engineConfig(PathNaive),
 			note: fmt.Sprintf("one transaction per order, %d at a time on one pool", naivePoolCommitters)}
 	case PathEngine3:
-		return pgPath{name: name, engines: engine3Instances, ownPools: true, ecfg: pgEngineConfig(name),
+		return pgPath{name: name, engines: engine3Instances, ownPools: true, ecfg: engineConfig(name),
 			note: fmt.Sprintf("%d engines, a pool each, one schema", engine3Instances)}
 	}
 	limit.Assert(false, "%q is not a PostgreSQL path", name)

@@ -99,8 +99,7 @@ func (r *Report) pgEngineLimit(e, n Result, okN bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "engine: its committer was in a transaction %.0f%% of the window; a transaction took %s for %.1f orders on average", 100*e.Busy, fmtDuration(e.TxMean), e.BatchMean)
 	if e.BatchMean <= 0.6*float64(r.Config.Clients) {
-		fmt.Fprintf(&b, " (about half the %d clients: with batch delay %s a transaction takes the orders that queued while the previous one committed, so the closed-loop clients split into two groups that alternate)",
-			r.Config.Clients, r.Config.BatchDelay)
+		b.WriteString(halfBatches(r.Config.Clients, r.Config.BatchDelay))
 	}
 	if okN && n.TxMean > 0 {
 		perOrder := e.TxMean / time.Duration(max(1, int(e.BatchMean+0.5)))
@@ -295,7 +294,7 @@ func (r *Report) pgMarkdown() string {
 	fmt.Fprintf(&b, "## place-order on PostgreSQL, %d clients (`ordercore bench place-order --db`), %s\n\n", r.Config.Clients, r.At.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- **Machine:** %s\n", r.Machine)
 	fmt.Fprintf(&b, "- **Settings:** %s\n", r.pgSettings())
-	fmt.Fprintf(&b, "- **Paths:** engine = `engine.Submit` in process with the committer's PostgreSQL defaults (batch delay %s) on one store; "+
+	fmt.Fprintf(&b, "- **Paths:** engine = `engine.Submit` in process with the committer's defaults (batch delay %s) on one store; "+
 		"naive = the same engine with one transaction per order (each locks the SKU row with `SELECT ... FOR UPDATE`), one transaction at a time; "+
 		"naive-pool = %d such committers on one store's pool, %d one-order transactions in flight; "+
 		"engine-%d = %d engines, each with its own store (pool), on one schema and the same SKUs, the clients spread round-robin over them: what %d `serve` instances on one database do.\n\n",

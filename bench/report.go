@@ -98,10 +98,12 @@ func (r *Report) Limits() []string {
 			fmt.Fprintf(&b, "the committer was busy %.0f%% of the window, so it is the limit; ", 100*e.Busy)
 		}
 		fmt.Fprintf(&b, "a transaction took %s for %.1f orders on average", fmtDuration(perBatch), e.BatchMean)
-		if e.BatchMean <= 0.6*float64(r.Config.Clients) {
-			fmt.Fprintf(&b, " (about half the %d clients: with batch delay %s a transaction takes only the orders that queued while the previous one committed, so the closed-loop clients split into two groups that alternate)",
-				r.Config.Clients, r.Config.BatchDelay)
-		} else {
+		switch {
+		case e.BatchMean >= 0.95*float64(r.Config.BatchMax):
+			fmt.Fprintf(&b, " (full batches: the committer's maximum of %d)", r.Config.BatchMax)
+		case e.BatchMean <= 0.6*float64(r.Config.Clients):
+			b.WriteString(halfBatches(r.Config.Clients, r.Config.BatchDelay))
+		default:
 			fmt.Fprintf(&b, " (bounded by the %d clients, each waiting for its answer)", r.Config.Clients)
 		}
 		if c, ok := r.Result(PathCeiling, sc); ok && c.PerSecond > 0 && perBatch > 0 {
@@ -118,8 +120,12 @@ func (r *Report) Limits() []string {
 		h, okH := r.Result(PathHTTP, sc)
 		t, okT := r.Result(PathTrivial, ScenarioHot)
 		if okH && okT && t.PerSecond > 0 {
-			out = append(out, fmt.Sprintf("http/%s: %.0f%% of the trivial handler's rate; the load generator, the HTTP stack and the engine share %d cores.",
-				sc, 100*h.PerSecond/t.PerSecond, r.Machine.GOMAXPROCS))
+			line := fmt.Sprintf("http/%s: %.0f%% of the trivial handler's rate; the load generator, the HTTP stack and the engine share %d cores",
+				sc, 100*h.PerSecond/t.PerSecond, r.Machine.GOMAXPROCS)
+			if h.BatchMean > 0 {
+				line += fmt.Sprintf("; the server's committer was busy %.0f%% of the window, with %.1f orders per transaction on average", 100*h.Busy, h.BatchMean)
+			}
+			out = append(out, line+".")
 		}
 	}
 	return out
@@ -302,4 +308,12 @@ func fmtRatio(v float64) string {
 		return fmt.Sprintf("%.0fx", v)
 	}
 	return fmt.Sprintf("%.2fx", v)
+}
+
+// halfBatches says why transactions held about half the closed-loop clients.
+func halfBatches(clients int, delay time.Duration) string {
+	if delay > 0 {
+		return fmt.Sprintf(" (about half the %d clients: the closed-loop clients split into two groups that alternate, and a batch delay of %s did not join them)", clients, delay)
+	}
+	return fmt.Sprintf(" (about half the %d clients: with no batch delay a transaction takes only the orders that queued while the previous one committed, so the closed-loop clients split into two groups that alternate)", clients)
 }

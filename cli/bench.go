@@ -91,7 +91,7 @@ func benchPlaceOrderCmd() *cobra.Command {
 		Short: "Orders per second and latency: engine, naive, storage ceiling, HTTP, trivial handler; or on PostgreSQL (--db)",
 		Long: `Measure placing orders, every path in the same run on the same machine:
 
-  engine    in-process engine.Submit, group commit (the product)
+  engine    in-process engine.Submit, group commit with serve's defaults (the product)
   naive     the same engine with one transaction per order (batch max 1)
   ceiling   a hand-written loop writing the same rows in batches of the engine's size
             straight to SQLite: the best the storage can do
@@ -107,8 +107,8 @@ With --db postgres://... the paths run on that PostgreSQL instead, each in a fre
 schema (bench_<random>_<path>_<scenario>) created for it and dropped after it, even on
 an error or Ctrl-C (--keep keeps them):
 
-  engine      in-process engine.Submit, group commit with PostgreSQL's 1ms batch
-              delay (serve --db's default), on one store (pool)
+  engine      in-process engine.Submit, group commit with serve's defaults, on one
+              store (pool)
   naive       the same engine with batch max 1: one transaction per order, each
               locking the SKU row (SELECT ... FOR UPDATE), one at a time
   naive-pool  16 such committers on one store's pool of 16 connections: 16 one-order
@@ -142,10 +142,10 @@ the place-order:postgres section.`,
 }
 
 // serveForBench runs a real ordercore server on a fresh data directory and loopback port.
-func serveForBench(ctx context.Context, dir string) (string, func(), error) {
+func serveForBench(ctx context.Context, dir string) (bench.HTTPServer, error) {
 	a, err := app.Open(ctx, app.Config{Addr: "127.0.0.1:0", DataDir: dir, Version: Version})
 	if err != nil {
-		return "", nil, err
+		return bench.HTTPServer{}, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -157,5 +157,5 @@ func serveForBench(ctx context.Context, dir string) (string, func(), error) {
 		case <-time.After(30 * time.Second):
 		}
 	}
-	return "http://" + a.Addr(), stop, nil
+	return bench.HTTPServer{Base: "http://" + a.Addr(), Stop: stop, Stats: a.Engine.Stats}, nil
 }

@@ -47,7 +47,12 @@ func start(t testing.TB, path string, cfg engine.Config) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := engine.New(db, ordercore.SystemClock{}, cfg)
+	return serveOn(t, path, db, db, cfg)
+}
+
+// serveOn serves the API from an engine that writes to store and reads from db.
+func serveOn(t testing.TB, path string, db *sqlite.DB, store ordercore.Store, cfg engine.Config) *bundle {
+	eng := engine.New(store, ordercore.SystemClock{}, cfg)
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}, ManualPayments: true}))
 	b := &bundle{url: srv.URL, path: path, db: db, eng: eng}
 	t.Cleanup(func() { srv.Close(); eng.Close(); db.Close() })
@@ -215,17 +220,28 @@ func TestIdempotencyMismatch(t *testing.T) {
 
 func TestIdempotencyConcurrent(t *testing.T) {
 	t.Parallel()
-	// The committer waits up to 50 ms for more commands (and ends a batch only after
-	// 50 ms without one), so the first request is certainly still executing when the
-	// second arrives 10 ms later.
-	b := setup(t, engine.Config{BatchDelay: 50 * time.Millisecond, BatchGap: 50 * time.Millisecond})
-	b.mustSKU(t, "a", "USD", 10)
+	// The committer is held at the store's gate (gatedStore) with the SKU's creation
+	// while the first request waits in its queue, so the first is certainly still
+	// executing when its retry arrives.
+	b, g := setupGated(t, engine.Config{})
+	eng := b.eng
 	var wg sync.WaitGroup
+	var sku response
+	wg.Go(func() {
+		sku = b.do(t, "POST", "/v1/skus", `{"id":"a","name":"A","price":{"amount":1250,"currency":"USD"},"stock":10}`)
+	})
+	<-g.entered
 	var first response
 	wg.Go(func() { first = b.do(t, "POST", "/v1/orders", orderBody, "Idempotency-Key", "key-c") })
-	time.Sleep(10 * time.Millisecond)
+	for eng.QueueLen() != 1 { // the first request waits behind the held transaction
+		time.Sleep(time.Millisecond)
+	}
 	second := b.do(t, "POST", "/v1/orders", orderBody, "Idempotency-Key", "key-c")
+	close(g.gate)
 	wg.Wait()
+	if sku.status != http.StatusCreated {
+		t.Fatalf("create sku: %d %s", sku.status, sku.body)
+	}
 	if second.status != 409 || second.code(t) != ordercore.EIdemKeyInUse {
 		t.Fatalf("concurrent retry: %d %s; want 409 %s", second.status, second.body, ordercore.EIdemKeyInUse)
 	}
@@ -471,17 +487,23 @@ func (g *gatedStore) Write(ctx context.Context, fn func(ordercore.WriteTx) error
 	return g.DB.Write(ctx, fn)
 }
 
-func TestOverloadAnswers503WithRetryAfter(t *testing.T) {
-	t.Parallel()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "o.db"), sqlite.Options{})
+// setupGated is setup with the engine's store behind a gate (gatedStore) that stays shut
+// until the test closes g.gate.
+func setupGated(t testing.TB, cfg engine.Config) (*bundle, *gatedStore) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ordercore.db")
+	db, err := sqlite.Open(context.Background(), path, sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	g := &gatedStore{DB: db, entered: make(chan struct{}, 16), gate: make(chan struct{})}
-	eng := engine.New(g, ordercore.SystemClock{}, engine.Config{QueueMax: 1, BatchMax: 1})
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}}))
-	b := &bundle{url: srv.URL, db: db, eng: eng}
-	defer func() { srv.Close(); eng.Close(); db.Close() }()
+	return serveOn(t, path, db, g, cfg), g
+}
+
+func TestOverloadAnswers503WithRetryAfter(t *testing.T) {
+	t.Parallel()
+	b, g := setupGated(t, engine.Config{QueueMax: 1, BatchMax: 1})
+	eng := b.eng
 
 	created := make(chan response, 2)
 	go func() {

@@ -174,16 +174,19 @@ func (db *DB) Close() error {
 // the schema's constraints, so a row another instance changed meanwhile is either waited
 // for or refuses the batch.
 func (db *DB) Write(ctx context.Context, fn func(ordercore.WriteTx) error) error {
-	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite})
+	c, err := db.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
-	// A no-op after Commit; on any other way out (an error, a panic) nothing is kept.
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	if err := fn(&writeTx{db: db, tx: tx}); err != nil {
+	// Released in a transaction (a panic in fn), the connection is closed by the pool,
+	// and the server rolls the transaction back.
+	defer c.Release()
+	t := &lazyTx{conn: c.Conn(), opts: pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite}}
+	if err := fn(&writeTx{db: db, tx: t}); err != nil {
+		t.rollback(ctx)
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := t.commit(ctx); err != nil {
 		return fmt.Errorf("postgres: commit: %w", err)
 	}
 	return nil

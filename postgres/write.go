@@ -14,7 +14,7 @@ import (
 
 type writeTx struct {
 	db *DB
-	tx pgx.Tx
+	tx *lazyTx
 }
 
 // The loads lock every row they return until the batch commits (FOR UPDATE), in id order,
@@ -90,7 +90,7 @@ func (w *writeTx) lockKeys(ctx context.Context, kind string, keys []string) erro
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	if _, err := w.tx.Exec(ctx, "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) WITH ORDINALITY AS u(k, n) ORDER BY n", ids); err != nil {
+	if err := w.tx.Exec(ctx, "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) WITH ORDINALITY AS u(k, n) ORDER BY n", ids); err != nil {
 		return fmt.Errorf("postgres: lock %s keys: %w", kind, err)
 	}
 	return nil
@@ -124,7 +124,7 @@ func (w *writeTx) Apply(ctx context.Context, c *ordercore.Changeset) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	return w.tx.SendBatch(ctx, b).Close()
+	return w.tx.SendBatch(ctx, b)
 }
 
 // queue adds one statement to b; check, if set, judges its command tag.

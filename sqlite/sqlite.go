@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -42,6 +44,7 @@ type DB struct {
 	// by text. Multi-row inserts use a fixed set of row counts (powers of two) so the set
 	// stays small and SQLite never re-parses a batch's statements.
 	stmts map[string]*sql.Stmt
+	ckpt  *Checkpointer
 }
 
 var (
@@ -56,9 +59,16 @@ type Options struct {
 	Synchronous string
 }
 
+func (o Options) withDefaults() Options {
+	if o.Synchronous == "" {
+		o.Synchronous = "FULL"
+	}
+	return o
+}
+
 // dsn builds a connection string. Per-connection PRAGMAs must be in the DSN because
 // database/sql opens connections on its own.
-func dsn(path string, o Options, readOnly bool) string {
+func dsn(path string, o Options, mode int) string {
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous("+o.Synchronous+")")
@@ -67,33 +77,38 @@ func dsn(path string, o Options, readOnly bool) string {
 	// Statement journals (a multi-row statement inside a transaction keeps one, to undo
 	// just that statement) stay in memory instead of a temporary file.
 	q.Add("_pragma", "temp_store(MEMORY)")
-	if readOnly {
+	switch mode {
+	case connRead:
 		q.Add("_pragma", "query_only(1)")
-	} else {
+	case connWrite:
+		// The checkpointer copies the WAL into the database file; the committer does
+		// only past this size (checkpointer).
+		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", limit.SQLiteWALPagesMax))
 		q.Add("_txlock", "immediate")
 	}
 	return "file:" + path + "?" + q.Encode()
 }
 
+// The connections of a store: its writer, its read pool, its checkpointer.
+const (
+	connWrite = iota
+	connRead
+	connCheckpoint
+)
+
 // Open opens (creating if needed) the database file at path and migrates it.
 func Open(ctx context.Context, path string, o Options) (*DB, error) {
-	if o.Synchronous == "" {
-		o.Synchronous = "FULL"
-	}
+	o = o.withDefaults()
 	if o.Synchronous != "FULL" && o.Synchronous != "NORMAL" {
 		return nil, fmt.Errorf("sqlite: synchronous must be FULL or NORMAL, not %q", o.Synchronous)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("sqlite: create directory: %w", err)
 	}
-	w, err := sql.Open("sqlite", dsn(path, o, false))
+	w, err := openOne(path, o, connWrite)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
 	db := &DB{Path: path, write: w, stmts: map[string]*sql.Stmt{}}
 	if err := db.migrate(ctx); err != nil {
 		w.Close()
@@ -103,15 +118,121 @@ func Open(ctx context.Context, path string, o Options) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
-	r, err := sql.Open("sqlite", dsn(path, o, true))
+	r, err := sql.Open("sqlite", dsn(path, o, connRead))
 	if err != nil {
-		w.Close()
+		db.Close()
 		return nil, fmt.Errorf("sqlite: open read pool: %w", err)
 	}
 	r.SetMaxOpenConns(ReadConnsMax)
 	r.SetMaxIdleConns(ReadConnsMax)
 	db.read = r
+	if db.ckpt, err = NewCheckpointer(path, o); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return db, nil
+}
+
+// openOne opens a pool of exactly one connection, kept open for the pool's life.
+func openOne(path string, o Options, mode int) (*sql.DB, error) {
+	db, err := sql.Open("sqlite", dsn(path, o, mode))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	return db, nil
+}
+
+// Checkpointer copies committed WAL frames into the database file when something was
+// committed since its last copy: at a tick (limit.SQLiteCheckpointEvery) once about
+// limit.SQLiteCheckpointFrames frames are expected at the rate the WAL grew since (under
+// load, every tick), and at least every limit.SQLiteCheckpointEveryMax. It copies from a
+// connection of its own: a PASSIVE checkpoint, which waits for no one, copies what no
+// reader still needs and runs beside the writer's next transactions (on another core),
+// where SQLite's automatic checkpoint would run inside a commit and hold up the writer.
+// The writer starts the WAL over once a checkpoint has copied all of it; under load that
+// happens at its own fallback checkpoint (wal_autocheckpoint of limit.SQLiteWALPagesMax),
+// which then copies only the frames committed since the checkpointer's last run. A
+// checkpoint that failed, or left frames a reader still needed, loses nothing (the frames
+// stay in the WAL) and is tried again at the next tick. The store runs one; the
+// benchmark's hand-written storage loop runs one too, so the two write the same way.
+type Checkpointer struct {
+	conn       *sql.DB
+	written    atomic.Bool
+	stop, done chan struct{}
+	closing    sync.Once
+}
+
+// NewCheckpointer starts a checkpointer of the database file at path.
+func NewCheckpointer(path string, o Options) (*Checkpointer, error) {
+	conn, err := openOne(path, o.withDefaults(), connCheckpoint)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open checkpointer: %w", err)
+	}
+	c := &Checkpointer{conn: conn, stop: make(chan struct{}), done: make(chan struct{})}
+	go c.run()
+	return c, nil
+}
+
+// Committed tells the checkpointer that a transaction committed.
+func (c *Checkpointer) Committed() { c.written.Store(true) }
+
+// Close stops the checkpointer and closes its connection; it may be called again (a
+// store may be closed twice).
+func (c *Checkpointer) Close() error {
+	c.closing.Do(func() { close(c.stop) })
+	<-c.done
+	return c.conn.Close()
+}
+
+func (c *Checkpointer) run() {
+	defer close(c.done)
+	t := time.NewTicker(limit.SQLiteCheckpointEvery)
+	defer t.Stop()
+	var lastLog int64 // the WAL's frames after the last checkpoint
+	ticks, wait := 0, 1
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		ticks++
+		if ticks < wait || !c.written.Swap(false) {
+			continue
+		}
+		// busy: another checkpoint ran; log and copied: the WAL's frames and those now
+		// in the database file (fewer while a reader still needed some).
+		var busy, log, copied int64
+		err := c.conn.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &copied)
+		if err != nil || busy != 0 || copied < log {
+			c.written.Store(true) // the rest at the next tick
+			ticks, wait = 0, 1
+			continue
+		}
+		wait = checkpointWait(log, lastLog, ticks)
+		lastLog, ticks = log, 0
+	}
+}
+
+// checkpointWait is the number of ticks until the next checkpoint, for one that found log
+// frames in the WAL, ticks after one that left lastLog: enough for about
+// limit.SQLiteCheckpointFrames new frames at the rate since, bounded by
+// limit.SQLiteCheckpointEveryMax. A WAL with fewer frames than before was started over
+// after everything in it was copied, so all its frames are new.
+func checkpointWait(log, lastLog int64, ticks int) int {
+	fresh := log - lastLog
+	if log < lastLog {
+		fresh = log
+	}
+	most := int(limit.SQLiteCheckpointEveryMax / limit.SQLiteCheckpointEvery)
+	if fresh <= 0 {
+		return most
+	}
+	return max(1, min(most, int(limit.SQLiteCheckpointFrames*int64(ticks)/fresh)))
 }
 
 func (db *DB) migrate(ctx context.Context) error {
@@ -129,9 +250,13 @@ func (db *DB) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Close closes both pools.
+// Close stops the checkpointer and closes the connections; the last to close copies
+// the WAL into the database file.
 func (db *DB) Close() error {
 	var errs []error
+	if db.ckpt != nil {
+		errs = append(errs, db.ckpt.Close())
+	}
 	for _, st := range db.stmts {
 		errs = append(errs, st.Close())
 	}
@@ -155,6 +280,7 @@ func (db *DB) Write(ctx context.Context, fn func(ordercore.WriteTx) error) error
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
+	db.ckpt.Committed()
 	return nil
 }
 

@@ -19,12 +19,14 @@ type Config struct {
 	// BatchMax bounds the commands of one transaction (1..limit.BatchCommandsMax).
 	BatchMax int
 	// BatchDelay is how long, at most, the committer goes on filling a batch once it has
-	// taken what was queued, while more commands keep arriving (0..limit.BatchDelayMax).
-	// Zero takes only what already queued.
+	// taken what was queued, while more commands keep arriving (0..limit.BatchDelayMax),
+	// and no longer once as many have come as the last batch answered (fill). Zero takes
+	// only what already queued.
 	BatchDelay time.Duration
 	// BatchGap ends the filling early: no command for this long (limit.BatchGapDefault
 	// when zero, at most BatchDelay). A batch therefore waits for commands only while
-	// they come; a lone one waits BatchGap.
+	// they come; a lone one right after a larger batch waits BatchGap, and one that
+	// finds the committer idle for longer than BatchDelay waits for nothing.
 	BatchGap time.Duration
 	// QueueMax is the committer queue's depth; a full queue fails Submit with EOVERLOADED.
 	QueueMax int
@@ -114,6 +116,14 @@ type Engine struct {
 
 	stats statsRecorder
 	sagas *sagaCache // the committer's
+
+	// arrivals counts the commands ever put on the queue. The committer's own count of
+	// those it took is received; after each commit it sets lingerUntil to the arrivals so
+	// far plus the callers it just answered, and notes when in committed (see fill).
+	arrivals    atomic.Int64
+	received    int64
+	lingerUntil int64
+	committed   time.Time
 }
 
 type call struct {
@@ -149,9 +159,11 @@ func (e *Engine) Submit(ctx context.Context, cmd Command, idem *Idem) (Result, e
 		e.mu.RUnlock()
 		return Result{}, ErrClosed
 	}
+	e.arrivals.Add(1)
 	select {
 	case e.queue <- c:
 	default:
+		e.arrivals.Add(-1)
 		e.mu.RUnlock()
 		e.stats.rejected.Add(1)
 		return Result{}, ErrOverloaded
@@ -187,6 +199,13 @@ func (e *Engine) run() {
 		if !ok {
 			return
 		}
+		e.received++
+		if time.Since(e.committed) > e.cfg.BatchDelay {
+			// Idle longer than a batch may wait: the callers of the last one are not
+			// coming back at once, and a command that finds the committer idle waits
+			// for nothing.
+			e.lingerUntil = 0
+		}
 		batch = e.fill(append(batch[:0], first))
 		e.commit(batch)
 		clear(batch)
@@ -194,8 +213,18 @@ func (e *Engine) run() {
 }
 
 // fill adds queued commands to batch until it is full, or the queue is empty and, with a
-// batch delay, either no command came for BatchGap or BatchDelay has passed since the
-// queue first ran dry; or until the queue is closed.
+// batch delay, either no command came for BatchGap, or BatchDelay has passed since the
+// queue first ran dry, or as many commands have come since the last commit as it
+// answered; or until the queue is closed.
+//
+// The last rule serves callers that submit again as soon as they are answered (a
+// client's next order, a saga's next step): once that many have come back, waiting on
+// would only idle the committer until a timer fires, and Go's timers do not fire sooner
+// than about 1 ms on Linux when the process is otherwise idle (the runtime's poller
+// sleeps in whole milliseconds), so a BatchGap below that is a lower bound on the wait,
+// not its length. Commands that were already queued when the commit ended (callers other
+// than the ones it answered) do not count, and a batch whose first command found the
+// committer idle for longer than BatchDelay does not wait for them at all (run).
 func (e *Engine) fill(batch []*call) []*call {
 	var delay, gap *time.Timer
 	for len(batch) < e.cfg.BatchMax {
@@ -204,11 +233,12 @@ func (e *Engine) fill(batch []*call) []*call {
 			if !ok {
 				return batch
 			}
+			e.received++
 			batch = append(batch, c)
 			continue
 		default:
 		}
-		if e.cfg.BatchDelay <= 0 {
+		if e.cfg.BatchDelay <= 0 || e.received >= e.lingerUntil {
 			return batch
 		}
 		if delay == nil {
@@ -223,6 +253,7 @@ func (e *Engine) fill(batch []*call) []*call {
 			if !ok {
 				return batch
 			}
+			e.received++
 			batch = append(batch, c)
 		case <-gap.C:
 			return batch
@@ -266,6 +297,9 @@ func (e *Engine) commit(calls []*call) {
 		}
 	}
 	e.stats.record(len(calls), time.Since(started))
+	// Counted before any caller is answered: a caller that submits again at once is one
+	// of those fill expects back, not one that was already here.
+	e.lingerUntil, e.committed = e.arrivals.Load()+int64(len(calls)), time.Now()
 	for _, c := range calls {
 		close(c.done)
 	}

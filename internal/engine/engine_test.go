@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"ordercore"
 	"ordercore/internal/engine"
@@ -123,4 +125,46 @@ func TestDemandSumsLinesOfOneSKU(t *testing.T) {
 	if s, _ := b.db.SKU(context.Background(), "a"); s.Available() != 0 || s.Reserved != 3 {
 		t.Fatalf("sku %+v", s)
 	}
+}
+
+// TestBatchEndsWhenItsCallersAreBack: callers that submit again as soon as they are
+// answered (a closed loop, as shop clients and saga steps are) fill each batch without
+// the committer waiting out its batch gap: the fake clock stands still, where waiting
+// for the gap after each batch would move it by the gap every round.
+func TestBatchEndsWhenItsCallersAreBack(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const gap, clients, rounds = 50 * time.Millisecond, 8, 40
+		b := setup(t, engine.Config{BatchDelay: gap, BatchGap: gap})
+		mustSKU(t, b.eng, "hot", clients*rounds+1)
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range clients {
+			wg.Go(func() {
+				for range rounds {
+					place(t, b.eng, "hot", 1, 0)
+				}
+			})
+		}
+		wg.Wait()
+		// A batch waits out the gap only when callers its last batch answered do not come
+		// back. That happens only at the end: the first batches can split the clients into
+		// groups a round or more apart (which ones are caught by the first commit is up to
+		// the scheduler), the groups then run in one batch per round, and each group that
+		// finishes before the others leaves them waiting once. So at most one gap fewer
+		// than there are clients; one gap per round would be 40 of them.
+		if took := time.Since(start); took > (clients-1)*gap {
+			t.Errorf("%d clients placing %d orders each took %s on the fake clock; want at most %s", clients, rounds, took, (clients-1)*gap)
+		}
+		// An order that finds the committer idle waits for nobody, though its last batch
+		// answered 8 callers.
+		time.Sleep(2 * gap)
+		start = time.Now()
+		place(t, b.eng, "hot", 1, 0)
+		if took := time.Since(start); took != 0 {
+			t.Errorf("a lone order after a pause took %s on the fake clock; want no wait", took)
+		}
+		st := b.eng.Stats()
+		t.Logf("batches=%d commands=%d", st.Batches, st.Commands)
+	})
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -8,7 +9,8 @@ import (
 
 // The committer's batch filling under a fake clock: with a batch delay it goes on taking
 // commands while they keep coming (each within the gap), never longer than the delay,
-// and a lone command waits only the gap.
+// and no longer once as many have come back as the last commit answered; a lone command
+// waits only the gap.
 func TestFillTakesCommandsWhileTheyArrive(t *testing.T) {
 	const delay, gap = time.Millisecond, 100 * time.Microsecond
 	newEngine := func(cfg Config) *Engine {
@@ -38,6 +40,9 @@ func TestFillTakesCommandsWhileTheyArrive(t *testing.T) {
 		want    int             // commands in the batch, the first included
 		took    time.Duration   // how long filling took
 		pending int             // commands left queued, once all have arrived
+		// back, if set, is how many commands fill takes (the first not counted) before
+		// the callers the last commit answered are taken as back; otherwise never.
+		back int64
 	}{
 		{name: "no delay takes what queued", cfg: Config{}, queued: 3, waits: []time.Duration{10 * time.Microsecond},
 			want: 4, took: 0, pending: 1},
@@ -53,10 +58,21 @@ func TestFillTakesCommandsWhileTheyArrive(t *testing.T) {
 		{name: "a full batch ends it", cfg: Config{BatchDelay: delay, BatchGap: gap, BatchMax: 5},
 			queued: 1, waits: every(10*time.Microsecond, 10),
 			want: 5, took: 30 * time.Microsecond, pending: 11 - 4},
+		{name: "the callers the last commit answered are back", cfg: Config{BatchDelay: delay, BatchGap: gap},
+			// 2 were queued before the commit ended, and it answered 3.
+			queued: 2, waits: every(20*time.Microsecond, 10), back: 2 + 3,
+			want: 1 + 2 + 3, took: 60 * time.Microsecond, pending: 10 - 3},
+		{name: "no delay takes what queued, even with callers to come back", cfg: Config{}, queued: 3,
+			waits: []time.Duration{10 * time.Microsecond}, back: 10,
+			want: 4, took: 0, pending: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				e := newEngine(tc.cfg)
+				e.lingerUntil = math.MaxInt64
+				if tc.back > 0 {
+					e.lingerUntil = tc.back
+				}
 				for range tc.queued {
 					e.queue <- &call{}
 				}

@@ -13,20 +13,46 @@ import (
 const (
 	// BatchCommandsMax is the most commands the committer puts in one transaction.
 	BatchCommandsMax = 1000
-	// BatchDelayDefault is the committer's batch delay on SQLite. Zero: it takes what has
-	// queued while the previous batch committed, which is natural group commit without
-	// added latency. Longer batches measured no gain there: SQLite's commit is CPU work,
-	// not waiting (BENCHMARKS.md).
-	BatchDelayDefault = 0
-	// BatchDelayPostgres is the batch delay on PostgreSQL. There a transaction's fixed
-	// cost is round trips and the WAL flush, so a batch that also takes the commands
-	// still arriving commits more orders per flush (BENCHMARKS.md).
-	BatchDelayPostgres = time.Millisecond
+	// BatchDelayDefault is the committer's batch delay on both stores: after taking what
+	// queued, it goes on taking commands until as many have come as its last batch
+	// answered (clients that submit again once answered are back), none has come for
+	// BatchGapDefault, or this long has passed. Under closed-loop load a batch then holds
+	// every waiting client instead of the half that queued during the last commit, and a
+	// commit's fixed cost (on PostgreSQL round trips and the WAL flush, on SQLite the WAL
+	// frames and fsync) is shared by twice the orders; a command that finds the queue
+	// empty and no callers expected back waits for nothing (BENCHMARKS.md).
+	BatchDelayDefault = time.Millisecond
 	// BatchGapDefault ends a batch delay early: the committer stops filling a batch once
-	// no command has arrived for this long.
+	// no command has arrived for this long. Go's timers fire no sooner than about 1 ms
+	// when the process is otherwise idle (the runtime's poller sleeps in whole
+	// milliseconds), so the wait can be that long; the committer's other early end, once
+	// the callers its last batch answered are back, needs no timer (engine.fill).
 	BatchGapDefault = 100 * time.Microsecond
 	// BatchDelayMax bounds the configurable batch delay.
 	BatchDelayMax = 50 * time.Millisecond
+	// GCPercent is the Go garbage collector's GOGC that `ordercore serve` runs with
+	// unless the GOGC environment variable sets one. Its live heap is small (tens of MB),
+	// so at Go's default of 100 it collects several times a second under load; at 400 the
+	// saga coordinator spent a median 6% less CPU per saga for about twice the memory
+	// (README.md). GOMEMLIMIT, if set, still bounds the heap.
+	GCPercent = 400
+	// SQLiteCheckpointEvery is how often the SQLite store's checkpointer may copy committed
+	// WAL frames into the database file, from a connection of its own, so that the
+	// committer does not: SQLite's automatic checkpoint would run in the committing
+	// connection every 1,000 pages, taking about 9% of the committer's time on the hot
+	// SKU (BENCHMARKS.md). It copies once about SQLiteCheckpointFrames frames have been
+	// committed since its last copy, at that rate, and at least every
+	// SQLiteCheckpointEveryMax when anything was: copies stay small (at a fixed 200 ms, the
+	// hot SKU's copies of ~2,500 frames and their database-file fsync held up the commits'
+	// own fsyncs, p99 31-35 ms against 6-16 ms), and a lighter load, such as the saga
+	// coordinator's ~50 frames per 20 ms, does not pay a checkpoint's fixed cost (its fsync)
+	// 50 times a second. SQLiteWALPagesMax (64 MiB of 4 KiB pages) is the WAL size at
+	// which the committer checkpoints after all, should the checkpointer fall behind (it
+	// copies only the frames the checkpointer has not).
+	SQLiteCheckpointEvery    = 20 * time.Millisecond
+	SQLiteCheckpointEveryMax = 200 * time.Millisecond
+	SQLiteCheckpointFrames   = 256
+	SQLiteWALPagesMax        = 16384
 	// QueueCommandsMax is the depth of the committer's queue; a full queue answers 503.
 	QueueCommandsMax = 16384
 	// InsertRowsMax bounds the rows of one multi-row INSERT of the benchmark's
