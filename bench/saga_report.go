@@ -77,8 +77,8 @@ func (r *SagaReport) Targets() []string {
 }
 
 func (r *SagaReport) settings() string {
-	return fmt.Sprintf("%s per path after a %s warm-up; participants in the bench process on PostgreSQL %s (each call one transaction: a barrier insert and one write, synchronous_commit on, %d connections); coordinator `ordercore serve` as a child process on its embedded SQLite (WAL, synchronous=FULL); default saga policy (10 s step timeout)",
-		r.Config.Duration, min(warmupMax, r.Config.Duration), r.PGServer, sagaParticipantConns)
+	return fmt.Sprintf("%s per path after a %s warm-up; participants in the bench process on PostgreSQL %s (each call one transaction: a barrier insert and one write, synchronous_commit on, %d connections); coordinator `ordercore serve` as a child process on its embedded SQLite (WAL, synchronous=FULL), with serve's GOGC=400; default saga policy (10 s step timeout)",
+		r.Config.Duration, min(sagaWarmup, r.Config.Duration), r.PGServer, sagaParticipantConns)
 }
 
 // WriteText prints the report.

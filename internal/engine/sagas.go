@@ -150,8 +150,11 @@ func (c SubmitSaga) execute(b *batch) (any, error) {
 }
 
 // SagaOutcome records how one call of a saga ended, if the saga is still at Version (a
-// worker whose claim lapsed finds that another moved it, and its outcome is dropped).
-// Hold keeps the saga claimed when its next call is due at once. Result: saga.Recorded.
+// worker whose claim lapsed finds that another moved it, and its outcome is dropped),
+// after the outcomes in Earlier: successes of the same saga its coordinator made before
+// this call and had not recorded yet, each at its own version, applied first and in
+// order. An earlier one not applied stops the rest. Hold keeps the saga claimed when its
+// next call is due at once. Result: saga.Recorded.
 type SagaOutcome struct {
 	GID     string
 	Version int64
@@ -160,6 +163,7 @@ type SagaOutcome struct {
 	Err     string
 	Jitter  float64 // in [0,1): the random part of a backoff, drawn by the caller
 	Hold    time.Duration
+	Earlier []SagaOutcome
 }
 
 func (c SagaOutcome) keys(k *keySet) { k.saga(c.GID) }
@@ -169,12 +173,23 @@ func (c SagaOutcome) execute(b *batch) (any, error) {
 	if !ok {
 		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "saga %q not found", c.GID)
 	}
+	for _, e := range c.Earlier {
+		limit.Assert(e.GID == c.GID && len(e.Earlier) == 0, "earlier outcome of saga %s names %s", c.GID, e.GID)
+		if r := e.apply(b, s); !r.Applied {
+			return r, nil
+		}
+	}
+	return c.apply(b, s), nil
+}
+
+// apply records one outcome (not its Earlier ones) on the loaded saga s.
+func (c SagaOutcome) apply(b *batch, s *sagaState) saga.Recorded {
 	if s.cur.Version != c.Version {
-		return saga.Recorded{Saga: s.cur}, nil
+		return saga.Recorded{Saga: s.cur}
 	}
 	from := s.cur.Status
 	if c.Call.Step < 0 || c.Call.Step >= len(s.cur.Steps) {
-		return saga.Recorded{Saga: s.cur}, nil
+		return saga.Recorded{Saga: s.cur}
 	}
 	errMsg := c.Err
 	if len(errMsg) > limit.ReasonBytesMax {
@@ -182,18 +197,18 @@ func (c SagaOutcome) execute(b *batch) (any, error) {
 	}
 	if c.Outcome == saga.OutcomeLocal {
 		if want, ok := saga.Next(&s.cur); !ok || want != c.Call {
-			return saga.Recorded{Saga: s.cur}, nil
+			return saga.Recorded{Saga: s.cur}
 		}
 		b.runLocals(&s.cur, true)
 	} else {
 		if !b.applyOutcome(&s.cur, c.Call, c.Outcome, errMsg, c.Jitter) {
-			return saga.Recorded{Saga: s.cur}, nil
+			return saga.Recorded{Saga: s.cur}
 		}
 		b.runLocals(&s.cur)
 	}
 	b.statusChanged(&s.cur, from)
 	held := b.claimNext(&s.cur, c.Hold)
-	return saga.Recorded{Saga: s.cur, Applied: true, Held: held}, nil
+	return saga.Recorded{Saga: s.cur, Applied: true, Held: held}
 }
 
 // applyOutcome applies one call's outcome to s and appends its saga.step event.
@@ -265,6 +280,40 @@ func (c *ClaimSagas) execute(b *batch) (any, error) {
 		out = append(out, s.cur)
 	}
 	return out, nil
+}
+
+// WakeSagas makes sagas due now that wait for a retry, each if it is still at the version
+// given: the coordinator's, for the sagas whose calls a participant's open breaker refused,
+// once that breaker has closed, so they do not wait out their backoff. A saga that moved
+// since (claimed, recorded, ended) is left alone. Result: int, the sagas made due.
+type WakeSagas struct {
+	Versions map[string]int64
+}
+
+func (c WakeSagas) keys(k *keySet) {
+	for _, gid := range sortedKeys(c.Versions) {
+		k.saga(gid)
+	}
+}
+
+func (c WakeSagas) execute(b *batch) (any, error) {
+	n := 0
+	for _, gid := range sortedKeys(c.Versions) {
+		s, ok := b.sagas[gid]
+		if !ok || s.cur.Version != c.Versions[gid] || s.cur.Status.Final() || s.cur.NextRunAt.IsZero() || !s.cur.NextRunAt.After(b.now) {
+			continue
+		}
+		saga.Wake(&s.cur, b.now)
+		n++
+	}
+	return n, nil
+}
+
+// WakeSagasAt makes the sagas due now that are still at the versions given (the
+// coordinator's Wake).
+func (e *Engine) WakeSagasAt(ctx context.Context, versions map[string]int64) error {
+	_, err := e.Submit(ctx, WakeSagas{Versions: versions}, nil)
+	return err
 }
 
 // Saga actions of operators and of TCC clients.
@@ -370,12 +419,19 @@ func (e *Engine) ClaimSagasFor(ctx context.Context, n int, hold time.Duration) (
 	return r.Value.([]ordercore.Saga), nil
 }
 
-// RecordSaga records one call's outcome (the coordinator's Record).
+// RecordSaga records one call's outcome, after its Earlier ones (the coordinator's Record).
 func (e *Engine) RecordSaga(ctx context.Context, r saga.Recording) (saga.Recorded, error) {
-	res, err := e.Submit(ctx, SagaOutcome{GID: r.GID, Version: r.Version, Call: r.Call, Outcome: r.Outcome, Err: r.Err,
-		Jitter: r.Jitter, Hold: r.Hold}, nil)
+	cmd := sagaOutcome(r)
+	for _, e := range r.Earlier {
+		cmd.Earlier = append(cmd.Earlier, sagaOutcome(e))
+	}
+	res, err := e.Submit(ctx, cmd, nil)
 	if err != nil {
 		return saga.Recorded{}, err
 	}
 	return res.Value.(saga.Recorded), nil
+}
+
+func sagaOutcome(r saga.Recording) SagaOutcome {
+	return SagaOutcome{GID: r.GID, Version: r.Version, Call: r.Call, Outcome: r.Outcome, Err: r.Err, Jitter: r.Jitter, Hold: r.Hold}
 }

@@ -22,6 +22,9 @@ type Breakers struct {
 	Failures uint
 	OpenFor  time.Duration
 	Max      int
+	// OnClose, if set, is called with a key whose breaker closed again (its probe
+	// succeeded), from the call that reported that success; it must not block.
+	OnClose func(key string)
 
 	mu    sync.Mutex
 	byKey map[string]*breaker
@@ -105,6 +108,9 @@ func (b *Breakers) Record(key string, ok bool) {
 // Open reports whether key's breaker is open (for metrics and the console).
 func (b *Breakers) Open(key string) bool { return b.get(key).IsOpen() }
 
+// Closed reports whether key's breaker is closed (neither open nor letting a probe through).
+func (b *Breakers) Closed(key string) bool { return b.get(key).IsClosed() }
+
 func (b *Breakers) get(key string) circuitbreaker.CircuitBreaker[any] { return b.entry(key).cb }
 
 func (b *Breakers) entry(key string) *breaker {
@@ -125,7 +131,12 @@ func (b *Breakers) entry(key string) *breaker {
 		WithFailureThreshold(b.Failures).
 		WithDelay(b.OpenFor).
 		WithSuccessThreshold(1).
-		OnStateChanged(func(circuitbreaker.StateChangedEvent) { e.stateChanged() }).
+		OnStateChanged(func(ev circuitbreaker.StateChangedEvent) {
+			e.stateChanged()
+			if ev.NewState == circuitbreaker.ClosedState && b.OnClose != nil {
+				b.OnClose(key)
+			}
+		}).
 		Build()
 	b.byKey[key] = e
 	b.order = append(b.order, key)

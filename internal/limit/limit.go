@@ -139,11 +139,20 @@ const (
 	SagaCacheMax           = 20_000           // running sagas the committer holds as it last wrote them
 	SagaCallsInFlightMax   = 256              // participant calls of one instance at once
 	SagaCallsPerTargetMax  = 64               // of those, to one host
+	SagaRefusedMax         = 20_000           // sagas per host woken when its breaker closes
 	SagaPollInterval       = 200 * time.Millisecond
 	SagaBreakerFailures    = 5                      // consecutive failures that open a host's breaker
 	SagaBreakerOpenFor     = 500 * time.Millisecond // before one probe call is let through
 	SagaBreakerWaitMax     = 3 * time.Second        // a call waits for its host's open breaker (within its step timeout)
+	SagaProbeEveryMax      = 5 * time.Second        // between sagas woken to probe a host whose every call was refused
 	SagaResponseBytesMax   = 64 << 10               // of a participant's answer body read
+	// SagaRecordDefer is how long a saga's success, whose next call is out, waits to be
+	// recorded with that call's outcome in one record rather than alone: long enough for a
+	// participant's answer under load (the saga bench's calls take tens of ms at 64
+	// clients), short enough that an operator sees a step's success within a second, and
+	// below the 2 s margin of a saga's hold over its step timeout, so the record renews the
+	// hold before it runs out.
+	SagaRecordDefer = 500 * time.Millisecond
 
 	// HoldsPerGIDMax bounds the stock holds one read of a global transaction shows (and
 	// 3x as many barrier rows: try, confirm, cancel per branch).

@@ -13,8 +13,10 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"ordercore"
@@ -22,7 +24,8 @@ import (
 	"ordercore/internal/limit"
 )
 
-// Recording is one call's outcome for the engine to record (engine.SagaOutcome).
+// Recording is one call's outcome for the engine to record (engine.SagaOutcome), after
+// the ones in Earlier.
 type Recording struct {
 	GID     string
 	Version int64
@@ -31,6 +34,10 @@ type Recording struct {
 	Err     string
 	Jitter  float64
 	Hold    time.Duration
+	// Earlier are successes of the same saga, made before this call and not recorded yet,
+	// each at its own version (this one's Version follows the last): they are recorded
+	// first, in order, in the same transaction. Their own Earlier is empty.
+	Earlier []Recording
 }
 
 // Recorded is what recording an outcome did: the saga after it, whether the outcome was
@@ -64,6 +71,13 @@ type Coordinator struct {
 	// DTM, when set, is this server's DTM-compatible endpoint (http://host/api/dtmsvr),
 	// passed to participants as the "dtm" query parameter, as DTM's server does.
 	DTM string
+	// Defer is how long a success whose next call went out waits to be recorded with that
+	// call's outcome, in one record, before it is recorded alone (limit.SagaRecordDefer).
+	Defer time.Duration
+	// Wake, if set, makes due now the sagas that are still at the versions given (the
+	// engine's WakeSagasAt). When a host's breaker closes, the coordinator wakes the sagas
+	// whose calls that open breaker refused and that wait out a backoff for it.
+	Wake func(ctx context.Context, versions map[string]int64) error
 
 	once     sync.Once
 	runCtx   context.Context // Run's, for the sagas Start drives
@@ -78,6 +92,11 @@ type Coordinator struct {
 	waiters map[string][]chan ordercore.Saga // Wait callers, by gid
 	hosts   map[string]chan struct{}         // per-host call slots
 	parked  map[string]int                   // calls waiting for their host's breaker, by host
+	backlog atomic.Bool                      // the last claim took all it asked for
+	// refused holds, by host, the sagas backing off because the host's open breaker
+	// refused their call, at the version their retry was recorded at.
+	refused map[string]map[string]int64
+	probing map[string]bool // hosts whose refused sagas probeRefused watches
 	wg      sync.WaitGroup
 }
 
@@ -89,7 +108,10 @@ func (c *Coordinator) init() {
 	c.once.Do(func() {
 		c.sem = make(chan struct{}, limit.SagaCallsInFlightMax)
 		c.kick = make(chan struct{}, 1)
-		c.breakers = &guard.Breakers{Failures: limit.SagaBreakerFailures, OpenFor: limit.SagaBreakerOpenFor, Max: 4096}
+		c.breakers = &guard.Breakers{Failures: limit.SagaBreakerFailures, OpenFor: limit.SagaBreakerOpenFor, Max: 4096,
+			OnClose: func(host string) { go c.wakeRefused(host) }}
+		c.refused = map[string]map[string]int64{}
+		c.probing = map[string]bool{}
 		c.driving = map[string]bool{}
 		c.next = map[string]ordercore.Saga{}
 		c.waiters = map[string][]chan ordercore.Saga{}
@@ -104,6 +126,9 @@ func (c *Coordinator) init() {
 		}
 		if c.Poll <= 0 {
 			c.Poll = limit.SagaPollInterval
+		}
+		if c.Defer <= 0 {
+			c.Defer = limit.SagaRecordDefer
 		}
 	})
 }
@@ -125,7 +150,8 @@ func (c *Coordinator) Run(ctx context.Context) {
 		free := cap(c.sem) - len(c.sem)
 		n := 0
 		if free > 0 {
-			sagas, err := c.Claim(ctx, min(free, limit.SagaClaimBatchMax), ClaimHold)
+			want := min(free, limit.SagaClaimBatchMax)
+			sagas, err := c.Claim(ctx, want, ClaimHold)
 			if err != nil && ctx.Err() == nil {
 				c.Logger.Warn("saga claim failed", "err", err)
 			}
@@ -133,6 +159,7 @@ func (c *Coordinator) Run(ctx context.Context) {
 				c.start(ctx, s)
 			}
 			n = len(sagas)
+			c.backlog.Store(n == want)
 		}
 		if n > 0 && n == min(free, limit.SagaClaimBatchMax) {
 			continue // a full claim: there is more
@@ -200,7 +227,15 @@ func (c *Coordinator) start(ctx context.Context, s ordercore.Saga) {
 		return
 	}
 	c.wg.Go(func() {
-		defer func() { <-c.sem }()
+		defer func() {
+			<-c.sem
+			// With a backlog (the last claim took all it asked for), the next claim goes
+			// out once a quarter of the slots are free, not at the next poll: a backlog
+			// drains at the pace of its calls rather than a claim per poll interval.
+			if c.backlog.Load() && cap(c.sem)-len(c.sem) >= cap(c.sem)/4 {
+				c.Kick()
+			}
+		}()
 		for {
 			c.drive(ctx, s)
 			next, again := c.done(s.GID)
@@ -236,13 +271,19 @@ func (c *Coordinator) drive(ctx context.Context, s ordercore.Saga) {
 		c.notify(s) // it ended where it was recorded (in-process steps run there)
 		return
 	}
-	// At most one success is recorded while the next call is made (pipelining): its
-	// record is awaited before the next outcome is. A crash between them loses only the
-	// record, and the claim that resumes the saga repeats a call its participant already
-	// answered, which a participant must take (calls are at least once, and idempotent per
-	// gid, branch and op).
-	var pending chan recordResult
-	var predicted int64
+	// A success whose next call is another HTTP call of the same phase is not recorded
+	// before that call goes out (pipelining): it waits to be recorded with the next
+	// outcome, in one record, or alone once Defer has passed (a slow next call), and that
+	// record is awaited before the next outcome is recorded. Every record but a saga's
+	// first and last can so be saved. A crash before the record loses only the record: the
+	// claim that resumes the saga repeats calls their participant already answered, which
+	// a participant must take (calls are at least once, and idempotent per gid, branch and
+	// op). Defer is below holdMargin, so a success is recorded, and the saga's hold
+	// renewed, before the hold the last record gave runs out.
+	var deferred []Recording      // successes not recorded yet, oldest first
+	var timer *time.Timer         // records them alone when it fires
+	var pending chan recordResult // what that record did
+	var predicted int64           // the saga's version once they are recorded
 	for ctx.Err() == nil {
 		call, ok := Next(&s)
 		if !ok {
@@ -250,29 +291,41 @@ func (c *Coordinator) drive(ctx context.Context, s ordercore.Saga) {
 		}
 		o, errMsg := c.call(ctx, &s, call)
 		if ctx.Err() != nil {
+			if timer != nil {
+				timer.Stop()
+			}
 			return // shutting down: the saga's hold runs out and a claim resumes it
 		}
-		if pending != nil {
-			r := <-pending
-			pending = nil
-			if r.err != nil || !r.Applied || !r.Held || r.Saga.Version != predicted {
-				return // the pipelined record did not go as predicted: a claim takes over
-			}
-		}
 		rec := Recording{GID: s.GID, Version: s.Version, Call: call, Outcome: o, Err: errMsg, Jitter: rand.Float64(), Hold: Hold(&s)}
+		if timer != nil {
+			if timer.Stop() {
+				rec.Earlier = deferred
+			} else if r := <-pending; r.err != nil || !r.Applied || !r.Held || r.Saga.Version != predicted {
+				return // the record of the deferred successes did not go as predicted: a claim takes over
+			}
+			deferred, timer, pending = nil, nil, nil
+		}
 		if next, ok := c.pipelinable(s, call, o); ok {
-			pending = make(chan recordResult, 1)
-			go func() {
-				r, err := c.Record(ctx, rec)
-				pending <- recordResult{r, err}
-			}()
-			s, predicted = next, next.Version
+			alone := rec
+			alone.Earlier = nil
+			deferred = append(slices.Clip(rec.Earlier), alone)
+			last := deferred[len(deferred)-1]
+			last.Earlier = deferred[:len(deferred)-1]
+			done := make(chan recordResult, 1)
+			timer = time.AfterFunc(c.Defer, func() {
+				r, err := c.Record(ctx, last)
+				done <- recordResult{r, err}
+			})
+			pending, s, predicted = done, next, next.Version
 			continue
 		}
 		r, err := c.Record(ctx, rec)
 		if err != nil {
 			c.Logger.Warn("saga outcome not recorded; a claim retries the call", "gid", s.GID, "err", err)
 			return
+		}
+		if host, ok := strings.CutPrefix(errMsg, circuitOpen); ok && r.Applied && !r.Held {
+			c.noteRefused(strings.TrimSuffix(host, circuitOpenEnd), s.GID, r.Saga.Version)
 		}
 		if r.Saga.Status.Final() {
 			c.notify(r.Saga)
@@ -282,7 +335,7 @@ func (c *Coordinator) drive(ctx context.Context, s ordercore.Saga) {
 		}
 		s = r.Saga
 	}
-	if pending != nil {
+	if timer != nil && !timer.Stop() {
 		<-pending
 	}
 }
@@ -385,6 +438,121 @@ func (c *Coordinator) call(ctx context.Context, s *ordercore.Saga, call Call) (O
 	return c.callHTTP(ctx, s, call, target)
 }
 
+// A call the open breaker of its host refused ends with this error: circuitOpen, the
+// host, circuitOpenEnd.
+const (
+	circuitOpen    = "circuit open: "
+	circuitOpenEnd = " failed repeatedly"
+)
+
+// noteRefused remembers a saga that backs off because host's open breaker refused its
+// call, at the version its retry was recorded at, for wakeRefused; at most
+// limit.SagaRefusedMax per host (the others wait out their backoff). If the breaker has
+// closed since the refusal (its close may have come before this note), the host's noted
+// sagas are woken now.
+func (c *Coordinator) noteRefused(host, gid string, version int64) {
+	c.mu.Lock()
+	m := c.refused[host]
+	if m == nil {
+		m = map[string]int64{}
+		c.refused[host] = m
+	}
+	if _, ok := m[gid]; ok || len(m) < limit.SagaRefusedMax {
+		m[gid] = version
+	}
+	probe := c.Wake != nil && !c.probing[host]
+	if probe {
+		c.probing[host] = true
+	}
+	c.mu.Unlock()
+	if probe {
+		go c.probeRefused(host)
+	}
+	if c.breakers.Closed(host) {
+		go c.wakeRefused(host)
+	}
+}
+
+// probeRefused watches host while sagas its open breaker refused are noted. A breaker
+// closes only when a call probes it, and once every call to host was refused nothing may
+// call it before the refused sagas' backoffs end. So while none of this process's calls
+// to host is in flight or waiting for its breaker, it makes one refused saga due at a
+// time, whose call is the probe: if the host is back, the breaker closes and
+// wakeRefused wakes the rest. The probes are spaced from limit.SagaBreakerOpenFor,
+// doubling after each up to limit.SagaProbeEveryMax, so a long outage costs the refused
+// sagas about one attempt per that interval between them all.
+func (c *Coordinator) probeRefused(host string) {
+	c.mu.Lock()
+	ctx := c.runCtx
+	c.mu.Unlock()
+	every := limit.SagaBreakerOpenFor
+	for {
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			c.mu.Lock()
+			delete(c.probing, host)
+			c.mu.Unlock()
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		m := c.refused[host]
+		if len(m) == 0 {
+			delete(c.probing, host)
+			c.mu.Unlock()
+			return
+		}
+		var gid string
+		var version int64
+		if c.parked[host] == 0 && len(c.hosts[host]) == 0 && !c.breakers.Closed(host) {
+			for gid, version = range m {
+				break
+			}
+			delete(m, gid)
+		}
+		c.mu.Unlock()
+		if gid == "" {
+			continue // a call of this process will probe, or the breaker closed and wakeRefused runs
+		}
+		if err := c.Wake(ctx, map[string]int64{gid: version}); err != nil && ctx.Err() == nil {
+			c.Logger.Warn("saga not woken to probe its host's breaker", "host", host, "gid", gid, "err", err)
+		}
+		c.Kick()
+		every = min(2*every, limit.SagaProbeEveryMax)
+	}
+}
+
+// wakeRefused runs when host's breaker has closed: the sagas its open breaker refused are
+// made due now, in batches, and the claim loop is woken to take them.
+func (c *Coordinator) wakeRefused(host string) {
+	c.mu.Lock()
+	m := c.refused[host]
+	delete(c.refused, host)
+	ctx := c.runCtx
+	c.mu.Unlock()
+	if len(m) > 0 && c.Wake != nil && ctx != nil {
+		part := make(map[string]int64, min(len(m), limit.SagaClaimBatchMax))
+		flush := func() {
+			if err := c.Wake(ctx, part); err != nil && ctx.Err() == nil {
+				c.Logger.Warn("sagas refused by a breaker not woken; they wait out their backoff", "host", host, "err", err)
+			}
+			clear(part)
+		}
+		for gid, v := range m {
+			part[gid] = v
+			if len(part) == limit.SagaClaimBatchMax {
+				flush()
+			}
+		}
+		if len(part) > 0 {
+			flush()
+		}
+	}
+	c.Kick()
+}
+
 // BranchID is DTM's default branch id of step i: two digits, 1-based.
 func BranchID(step int) string { return fmt.Sprintf("%02d", step+1) }
 
@@ -432,7 +600,7 @@ func (c *Coordinator) callHTTP(ctx context.Context, s *ordercore.Saga, call Call
 		}
 		<-slot
 		if !c.awaitBreaker(ctx, host, time.Until(waitUntil)) {
-			return OutcomeRetry, "circuit open: " + host + " failed repeatedly"
+			return OutcomeRetry, circuitOpen + host + circuitOpenEnd
 		}
 	}
 	defer func() { <-slot }()

@@ -67,6 +67,23 @@ func newParticipant(t *testing.T) *participant {
 	return p
 }
 
+// flakyHost is a participant host that answers 503 while down (calling onDown) and
+// succeeds otherwise; it starts down.
+func flakyHost(t *testing.T, onDown func()) (*httptest.Server, *atomic.Bool) {
+	var down atomic.Bool
+	down.Store(true)
+	host := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if down.Load() {
+			onDown()
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte(`{"dtm_result":"SUCCESS"}`))
+	}))
+	t.Cleanup(host.Close)
+	return host, &down
+}
+
 func (p *participant) script(key string, behaviours ...string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -91,13 +108,18 @@ type rig struct {
 	coord *saga.Coordinator
 }
 
-func newRig(t *testing.T) *rig {
+// newRig runs a coordinator on a fresh SQLite store; configure may change it (its Poll,
+// Defer, or a Record that watches) before it runs.
+func newRig(t *testing.T, configure ...func(*saga.Coordinator)) *rig {
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	eng := engine.New(db, ordercore.SystemClock{}, engine.Config{})
-	c := &saga.Coordinator{Claim: eng.ClaimSagasFor, Record: eng.RecordSaga, Poll: 20 * time.Millisecond}
+	c := &saga.Coordinator{Claim: eng.ClaimSagasFor, Record: eng.RecordSaga, Wake: eng.WakeSagasAt, Poll: 20 * time.Millisecond}
+	for _, f := range configure {
+		f(c)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
@@ -113,7 +135,12 @@ var fast = ordercore.SagaPolicy{StepTimeout: 150 * time.Millisecond, RetriesMax:
 
 func (r *rig) submit(t *testing.T, p *participant, gid string, kind ordercore.SagaKind, n int) {
 	t.Helper()
-	s := ordercore.Saga{GID: gid, Kind: kind, Policy: fast}
+	r.submitWith(t, p, gid, kind, n, fast)
+}
+
+func (r *rig) submitWith(t *testing.T, p *participant, gid string, kind ordercore.SagaKind, n int, policy ordercore.SagaPolicy) {
+	t.Helper()
+	s := ordercore.Saga{GID: gid, Kind: kind, Policy: policy}
 	for i := range n {
 		st := ordercore.SagaStep{Name: fmt.Sprint("s", i), Action: ordercore.SagaCall{URL: p.srv.URL + "/act", Payload: []byte(`{"n":1}`)},
 			Compensate: &ordercore.SagaCall{URL: p.srv.URL + "/undo"}}
@@ -122,7 +149,7 @@ func (r *rig) submit(t *testing.T, p *participant, gid string, kind ordercore.Sa
 		}
 		s.Steps = append(s.Steps, st)
 	}
-	res, err := r.eng.Submit(context.Background(), engine.SubmitSaga{Saga: s, Hold: saga.Hold(&ordercore.Saga{Policy: fast})}, nil)
+	res, err := r.eng.Submit(context.Background(), engine.SubmitSaga{Saga: s, Hold: saga.Hold(&ordercore.Saga{Policy: policy})}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +226,112 @@ func TestCoordinatorFaults(t *testing.T) {
 	}
 }
 
+// TestSuccessesRecordedWithTheNextOutcome: a success whose next call goes out at once is
+// recorded with that call's outcome, in one record: a saga of three quick steps takes one
+// record after its submit, and its step events stay in order. A success whose next call
+// is slow is recorded alone once Defer has passed, so it can be read while that call is
+// out.
+func TestSuccessesRecordedWithTheNextOutcome(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	records := map[string][]saga.Recording{}
+	recordsOf := func(gid string) []saga.Recording {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(records[gid])
+	}
+	r := newRig(t, func(c *saga.Coordinator) {
+		c.Defer = 1500 * time.Millisecond // a quick call answers well within it, even on a loaded machine
+		record := c.Record
+		c.Record = func(ctx context.Context, rec saga.Recording) (saga.Recorded, error) {
+			mu.Lock()
+			records[rec.GID] = append(records[rec.GID], rec)
+			mu.Unlock()
+			return record(ctx, rec)
+		}
+	})
+	policy := ordercore.SagaPolicy{StepTimeout: 10 * time.Second, RetriesMax: 4, BackoffMin: 10 * time.Millisecond,
+		BackoffMax: 40 * time.Millisecond, CompensateAttemptsMax: 5}
+
+	t.Run("quick steps: one record", func(t *testing.T) {
+		p := newParticipant(t)
+		r.submitWith(t, p, "pipelined", ordercore.SagaKindSaga, 3, policy)
+		r.wait(t, "pipelined", ordercore.SagaCompleted)
+		recs := recordsOf("pipelined")
+		if len(recs) != 1 || len(recs[0].Earlier) != 2 {
+			t.Fatalf("%d records (the first with %d earlier outcomes), want 1 carrying the 2 earlier successes", len(recs), len(recs[0].Earlier))
+		}
+		evs, err := r.db.AggregateEvents(context.Background(), "pipelined", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var steps []int
+		for _, e := range evs {
+			var st ordercore.SagaStepEvent
+			if e.Type == ordercore.EventSagaStep {
+				if err := json.Unmarshal(e.Data, &st); err != nil {
+					t.Fatal(err)
+				}
+				if st.Op != "action" || st.Outcome != "ok" {
+					t.Errorf("step event %+v, want an action that succeeded", st)
+				}
+				steps = append(steps, st.Step)
+			}
+		}
+		if !slices.Equal(steps, []int{0, 1, 2}) {
+			t.Fatalf("step events for steps %v, want 0, 1, 2 in order", steps)
+		}
+	})
+
+	t.Run("slow next call: the success is recorded alone", func(t *testing.T) {
+		release := make(chan struct{})
+		var out atomic.Bool // the second step's call is out
+		host := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.URL.Query().Get("branch_id") == "02" {
+				out.Store(true)
+				<-release
+			}
+			w.Write([]byte(`{"dtm_result":"SUCCESS"}`))
+		}))
+		t.Cleanup(host.Close)
+		t.Cleanup(func() {
+			select {
+			case <-release:
+			default:
+				close(release)
+			}
+		})
+		s := ordercore.Saga{GID: "slow-next", Kind: ordercore.SagaKindSaga, Policy: policy, Steps: []ordercore.SagaStep{
+			{Name: "a", Action: ordercore.SagaCall{URL: host.URL + "/a"}},
+			{Name: "b", Action: ordercore.SagaCall{URL: host.URL + "/b"}}}}
+		res, err := r.eng.Submit(context.Background(), engine.SubmitSaga{Saga: s, Hold: saga.Hold(&s)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.coord.Start(res.Value.(ordercore.Saga))
+		deadline := time.Now().Add(8 * time.Second)
+		for {
+			got, err := r.db.Saga(context.Background(), "slow-next")
+			if err == nil && got.Steps[0].Status == ordercore.StepSucceeded {
+				if !out.Load() || got.Steps[1].Status == ordercore.StepSucceeded {
+					t.Fatalf("step a read succeeded, but step b's call is not out (%v, %s)", out.Load(), got.Steps[1].Status)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("step a's success not readable while step b's call is out (b called: %v)", out.Load())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		close(release)
+		r.wait(t, "slow-next", ordercore.SagaCompleted)
+		recs := recordsOf("slow-next")
+		if len(recs) != 2 || len(recs[0].Earlier) != 0 || len(recs[1].Earlier) != 0 {
+			t.Fatalf("%d records, want 2 alone: step a's success, then step b's", len(recs))
+		}
+	})
+}
+
 // TestDeadLetterAndOperatorRetry: a compensation that never succeeds puts the saga in
 // dead_letter, visible to operators; their audited retry resumes it.
 func TestDeadLetterAndOperatorRetry(t *testing.T) {
@@ -228,6 +361,49 @@ func TestDeadLetterAndOperatorRetry(t *testing.T) {
 	}
 	if !slices.ContainsFunc(evs, func(e ordercore.Event) bool { return e.Type == ordercore.EventSagaOperator }) {
 		t.Error("the operator's retry is not in the saga's events")
+	}
+}
+
+// TestBacklogClaimedAsSlotsFree: with a backlog (the last claim took all it asked for), a
+// drive that ends with a quarter of the call slots free wakes the claim loop: the backlog
+// drains at the pace of its calls, not a claim per poll (an hour here).
+func TestBacklogClaimedAsSlotsFree(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(c *saga.Coordinator) { c.Poll = time.Hour })
+	p := newParticipant(t)
+	n := 2*limit.SagaCallsInFlightMax + 50 // three claims' worth
+	// A minute's step timeout: a loaded machine's slow call is not a retry an hour away.
+	policy := ordercore.SagaPolicy{StepTimeout: time.Minute, RetriesMax: 4, BackoffMin: 10 * time.Millisecond,
+		BackoffMax: 40 * time.Millisecond, CompensateAttemptsMax: 5}
+	var wg sync.WaitGroup
+	const submitters = 16
+	for w := range submitters {
+		wg.Go(func() {
+			for i := w; i < n; i += submitters {
+				s := ordercore.Saga{GID: fmt.Sprint("backlog-", i), Kind: ordercore.SagaKindSaga, Policy: policy,
+					Steps: []ordercore.SagaStep{{Name: "a", Action: ordercore.SagaCall{URL: p.srv.URL + "/act"}}}}
+				// No hold: the saga is due now, for a claim to take.
+				if _, err := r.eng.Submit(context.Background(), engine.SubmitSaga{Saga: s}, nil); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r.coord.Kick()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		counts, err := r.db.SagaCounts(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts[ordercore.SagaCompleted] == int64(n) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d due sagas completed with an hour between polls, want all", counts[ordercore.SagaCompleted], n)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -265,29 +441,20 @@ func TestDeadParticipantDoesNotStallOthers(t *testing.T) {
 }
 
 // TestOpenBreakerCallsWaitForTheHost: calls refused by a host's open breaker wait for it
-// instead of failing: while the host is down no attempt is spent on "circuit open", and
-// when it is back the probe's success releases every waiting saga at once, not after
-// its backoff.
+// instead of failing: while the host is down only the breaker's probes reach it, no
+// attempt is spent on "circuit open", and when it is back the probe's success releases
+// every waiting saga at once, not after its backoff.
 func TestOpenBreakerCallsWaitForTheHost(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	var down atomic.Bool
-	var refused atomic.Int64 // calls the host answered 503: their sagas back off
-	down.Store(true)
-	host := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		if down.Load() {
-			refused.Add(1)
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte(`{"dtm_result":"SUCCESS"}`))
-	}))
-	t.Cleanup(host.Close)
+	var failed atomic.Int64 // calls the host answered 503: their sagas back off
+	host, down := flakyHost(t, func() { failed.Add(1) })
 	policy := ordercore.SagaPolicy{StepTimeout: 5 * time.Second, RetriesMax: 100, BackoffMin: 5 * time.Second,
 		BackoffMax: 5 * time.Second, CompensateAttemptsMax: 10}
 	const n = 20
-	for i := range n {
-		s := ordercore.Saga{GID: fmt.Sprint("wait-", i), Kind: ordercore.SagaKindSaga, Policy: policy}
+	gid := func(i int) string { return fmt.Sprint("wait-", i) }
+	start := func(i int) {
+		s := ordercore.Saga{GID: gid(i), Kind: ordercore.SagaKindSaga, Policy: policy}
 		s.Steps = []ordercore.SagaStep{{Name: "a", Action: ordercore.SagaCall{URL: host.URL + "/act"}}}
 		res, err := r.eng.Submit(context.Background(), engine.SubmitSaga{Saga: s, Hold: saga.Hold(&s)}, nil)
 		if err != nil {
@@ -295,46 +462,162 @@ func TestOpenBreakerCallsWaitForTheHost(t *testing.T) {
 		}
 		r.coord.Start(res.Value.(ordercore.Saga))
 	}
-	// The breaker opens after limit.SagaBreakerFailures failures; the calls already in
-	// flight by then still reach the host (how many depends on the machine's load), and
-	// after that none does until the probe, limit.SagaBreakerOpenFor after it opened.
-	time.Sleep(150 * time.Millisecond)
-	before := refused.Load()
-	time.Sleep(150 * time.Millisecond)
-	if after := refused.Load(); after != before || after >= n {
-		t.Fatalf("calls reached the down host while its breaker was open (%d, then %d, of %d sagas); it opens after %d failures",
-			before, after, n, limit.SagaBreakerFailures)
+	// The first sagas' failures open the breaker; once they are recorded, no call of
+	// theirs is in flight, and the others start against the open breaker.
+	failures := int(limit.SagaBreakerFailures)
+	for i := range failures {
+		start(i)
 	}
+	waitFor(t, "the breaker's opening failures recorded", 10*time.Second, func() bool {
+		for i := range failures {
+			if s, err := r.db.Saga(context.Background(), gid(i)); err != nil || s.Steps[0].Attempts == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	opened := time.Now()
+	for i := failures; i < n; i++ {
+		start(i)
+	}
+	// While the host stays down (well within limit.SagaBreakerWaitMax), only one probe
+	// per limit.SagaBreakerOpenFor reaches it.
+	time.Sleep(time.Second)
 	down.Store(false)
-	// A saga whose own call failed (before the breaker opened) backs off for 5 s; the
-	// others complete when the breaker's probe does.
-	want := n - int(refused.Load())
+	downFor := time.Since(opened)
+	probes := int(failed.Load()) - failures
+	if most := int(downFor/limit.SagaBreakerOpenFor) + 1; probes > most {
+		t.Fatalf("%d calls reached the down host in the %s its breaker was open, want at most %d probes",
+			probes, downFor.Round(time.Millisecond), most)
+	}
+	// A saga whose own call failed (an opening failure, or a probe) backs off for 5 s;
+	// the others complete when the breaker's probe does.
+	want := n - int(failed.Load())
 	completed := 0
-	deadline := time.Now().Add(4 * time.Second)
-	for time.Now().Before(deadline) && completed < want {
+	waitFor(t, fmt.Sprintf("the %d sagas that waited for the breaker completed", want), 4*time.Second, func() bool {
 		completed = 0
 		for i := range n {
-			if s, err := r.db.Saga(context.Background(), fmt.Sprint("wait-", i)); err == nil && s.Status == ordercore.SagaCompleted {
+			if s, err := r.db.Saga(context.Background(), gid(i)); err == nil && s.Status == ordercore.SagaCompleted {
 				completed++
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if completed < want {
-		t.Fatalf("%d of %d sagas completed within 4 s of the host's return, want the %d whose calls the breaker refused", completed, n, want)
-	}
+		return completed >= want
+	})
 	for i := range n {
-		evs, err := r.db.AggregateEvents(context.Background(), fmt.Sprint("wait-", i), 100)
+		evs, err := r.db.AggregateEvents(context.Background(), gid(i), 100)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range evs {
 			var st ordercore.SagaStepEvent
 			if e.Type == ordercore.EventSagaStep && json.Unmarshal(e.Data, &st) == nil && strings.Contains(st.Error, "circuit open") {
-				t.Fatalf("saga wait-%d spent an attempt on the open breaker: %+v", i, st)
+				t.Fatalf("saga %s spent an attempt on the open breaker: %+v", gid(i), st)
 			}
 		}
 	}
+}
+
+// waitFor polls done until it holds, failing the test after within.
+func waitFor(t *testing.T, what string, within time.Duration, done func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !done() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRefusedSagasResumeWhenTheBreakerCloses: more sagas than may wait for a down host's
+// open breaker are refused by it and back off (30 s here); when the host is back and its
+// breaker closes, they are made due at once instead of waiting out their backoff. That
+// holds while calls still wait for the breaker (one of them probes it), and after every
+// call gave up waiting (the coordinator then wakes refused sagas one at a time to probe).
+func TestRefusedSagasResumeWhenTheBreakerCloses(t *testing.T) {
+	t.Parallel()
+	for _, afterAllGaveUp := range []bool{false, true} {
+		name := map[bool]string{false: "while calls wait for the breaker", true: "after every call gave up"}[afterAllGaveUp]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testRefusedSagasResume(t, afterAllGaveUp)
+		})
+	}
+}
+
+func testRefusedSagasResume(t *testing.T, afterAllGaveUp bool) {
+	r := newRig(t)
+	var failed atomic.Int64 // calls the host answered 503: their sagas back off
+	host, down := flakyHost(t, func() { failed.Add(1) })
+	policy := ordercore.SagaPolicy{StepTimeout: 10 * time.Second, RetriesMax: 100, BackoffMin: 30 * time.Second,
+		BackoffMax: 30 * time.Second, CompensateAttemptsMax: 10}
+	n := int(limit.SagaBreakerFailures) + limit.SagaCallsPerTargetMax + 30
+	gid := func(i int) string { return fmt.Sprint("refused-", i) }
+	start := func(i int) {
+		s := ordercore.Saga{GID: gid(i), Kind: ordercore.SagaKindSaga, Policy: policy,
+			Steps: []ordercore.SagaStep{{Name: "a", Action: ordercore.SagaCall{URL: host.URL + "/act"}}}}
+		res, err := r.eng.Submit(context.Background(), engine.SubmitSaga{Saga: s, Hold: saga.Hold(&s)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.coord.Start(res.Value.(ordercore.Saga))
+	}
+	// The first sagas' failed calls open the breaker; the others find it open: as many as
+	// may wait for it do, and the rest are refused and back off.
+	const failures = int(limit.SagaBreakerFailures)
+	for i := range failures {
+		start(i)
+	}
+	refusedSteps := func() (refused int) {
+		for i := range n {
+			s, err := r.db.Saga(context.Background(), gid(i))
+			if err == nil && strings.HasPrefix(s.Steps[0].LastError, "circuit open") {
+				refused++
+			}
+		}
+		return refused
+	}
+	waitFor(t, "the breaker's opening failures recorded", 10*time.Second, func() bool {
+		for i := range failures {
+			if s, err := r.db.Saga(context.Background(), gid(i)); err != nil || s.Steps[0].Attempts == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for i := failures; i < n; i++ {
+		start(i)
+	}
+	refused := 0
+	if afterAllGaveUp {
+		// Every call waiting for the breaker gives up after limit.SagaBreakerWaitMax and its
+		// saga backs off too; the coordinator's probes meanwhile fail (the host is down).
+		waitFor(t, "every call refused or failed", limit.SagaBreakerWaitMax+10*time.Second, func() bool {
+			refused = refusedSteps()
+			return refused+int(failed.Load()) >= n
+		})
+	} else {
+		waitFor(t, "sagas refused by the open breaker", 10*time.Second, func() bool {
+			refused = refusedSteps()
+			return refused >= n-failures-limit.SagaCallsPerTargetMax
+		})
+	}
+	down.Store(false)
+	back := time.Now()
+	// Every saga but those whose own call failed completes long before a 30 s backoff
+	// would have let it.
+	completed := 0
+	waitFor(t, fmt.Sprintf("the %d sagas the open breaker held or refused completed", n-int(failed.Load())), 10*time.Second, func() bool {
+		completed = 0
+		for i := range n {
+			if s, err := r.db.Saga(context.Background(), gid(i)); err == nil && s.Status == ordercore.SagaCompleted {
+				completed++
+			}
+		}
+		return completed >= n-int(failed.Load())
+	})
+	t.Logf("%d sagas refused by the open breaker, %d calls failed; %d completed %s after the host came back",
+		refused, failed.Load(), completed, time.Since(back).Round(time.Millisecond))
 }
 
 // TestClaimWhileItsDriveEnds: a saga claimed while this process is still ending its drive

@@ -221,6 +221,12 @@ func setStatus(s *ordercore.Saga, to ordercore.SagaStatus, reason string) {
 	}
 }
 
+// Wake cuts short the backoff of a saga waiting for a retry: it is due at now.
+func Wake(s *ordercore.Saga, now time.Time) {
+	s.NextRunAt = now
+	touch(s, now)
+}
+
 func touch(s *ordercore.Saga, now time.Time) {
 	s.Version++
 	s.UpdatedAt = now
