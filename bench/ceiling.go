@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -212,9 +211,8 @@ func (w *ceilingWriter) batch(ctx context.Context, rng *rand.Rand) error {
 		w.deltas[sku]++
 		id := ordercore.NewID(now)
 		line := ordercore.Line{SKU: sku, Quantity: 1, UnitPrice: price, Amount: price, Reservation: ordercore.ReservationReserved}
-		data, err := json.Marshal(ordercore.OrderPlaced{UserID: userID, Amount: price,
-			Lines: []ordercore.Line{line}, ExpiresAt: expires, Version: 1})
-		limit.Assert(err == nil, "marshal order.placed: %v", err)
+		data := ordercore.OrderPlaced{UserID: userID, Amount: price,
+			Lines: []ordercore.Line{line}, ExpiresAt: expires, Version: 1}.AppendJSON(make([]byte, 0, 320))
 		w.orderArgs = append(w.orderArgs, id, userID, string(ordercore.OrderPendingPayment), string(price.Currency),
 			price.Amount, expires.UnixMicro(), int64(1), "", at, at)
 		w.lineArgs = append(w.lineArgs, id, 1, sku, int64(1), price.Amount, price.Amount, string(ordercore.ReservationReserved))

@@ -1,0 +1,87 @@
+package ordercore
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// AppendJSON appends the event's JSON, exactly what encoding/json makes of it (a test
+// holds them equal), without reflection: every order placed encodes one, inside the
+// committer's batch, where encoding/json cost a tenth of the batch's time.
+func (p OrderPlaced) AppendJSON(b []byte) []byte {
+	b = append(b, `{"user_id":`...)
+	b = appendJSONString(b, p.UserID)
+	b = append(b, `,"amount":`...)
+	b = p.Amount.appendJSON(b)
+	b = append(b, `,"lines":`...)
+	if p.Lines == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, l := range p.Lines {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = l.appendJSON(b)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"expires_at":`...)
+	b = appendJSONTime(b, p.ExpiresAt)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, p.Version, 10)
+	return append(b, '}')
+}
+
+func (l Line) appendJSON(b []byte) []byte {
+	b = append(b, `{"sku":`...)
+	b = appendJSONString(b, l.SKU)
+	b = append(b, `,"quantity":`...)
+	b = strconv.AppendInt(b, l.Quantity, 10)
+	b = append(b, `,"unit_price":`...)
+	b = l.UnitPrice.appendJSON(b)
+	b = append(b, `,"amount":`...)
+	b = l.Amount.appendJSON(b)
+	b = append(b, `,"reservation":`...)
+	b = appendJSONString(b, string(l.Reservation))
+	return append(b, '}')
+}
+
+func (m Money) appendJSON(b []byte) []byte {
+	b = append(b, `{"amount":`...)
+	b = strconv.AppendInt(b, m.Amount, 10)
+	b = append(b, `,"currency":`...)
+	b = appendJSONString(b, string(m.Currency))
+	return append(b, '}')
+}
+
+// appendJSONString appends s as encoding/json quotes it. Strings of printable ASCII with
+// nothing to escape (ids, currencies, statuses) are copied; any other goes through
+// encoding/json, which owns the escaping rules (HTML-safe escapes, invalid UTF-8).
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, err := json.Marshal(s)
+			if err != nil { // encoding/json encodes every string
+				panic("ordercore: marshal string: " + err.Error())
+			}
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// appendJSONTime appends t as time.Time's MarshalJSON does (RFC 3339 with nanoseconds).
+// Years outside 0..9999, which MarshalJSON refuses, are never made by a clock; the
+// appender panics on them rather than write what encoding/json would not.
+func appendJSONTime(b []byte, t time.Time) []byte {
+	if y := t.Year(); y < 0 || y > 9999 {
+		panic("ordercore: time outside years 0..9999: " + t.String())
+	}
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}
