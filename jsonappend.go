@@ -6,32 +6,65 @@ import (
 	"time"
 )
 
-// AppendJSON appends the event's JSON, exactly what encoding/json makes of it (a test
-// holds them equal), without reflection: every order placed encodes one, inside the
-// committer's batch, where encoding/json cost a tenth of the batch's time.
+// The committer encodes JSON for every order it places: the order.placed event's data,
+// and the stored response of a request with an Idempotency-Key. encoding/json took a tenth
+// of a batch's time for the event alone; these appenders write the same bytes (tests hold
+// them equal to encoding/json's) without reflection.
+
+// AppendJSON appends the event's JSON, exactly what encoding/json makes of it.
 func (p OrderPlaced) AppendJSON(b []byte) []byte {
 	b = append(b, `{"user_id":`...)
 	b = appendJSONString(b, p.UserID)
 	b = append(b, `,"amount":`...)
 	b = p.Amount.appendJSON(b)
 	b = append(b, `,"lines":`...)
-	if p.Lines == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i, l := range p.Lines {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = l.appendJSON(b)
-		}
-		b = append(b, ']')
-	}
+	b = appendJSONLines(b, p.Lines)
 	b = append(b, `,"expires_at":`...)
 	b = appendJSONTime(b, p.ExpiresAt)
 	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, p.Version, 10)
 	return append(b, '}')
+}
+
+// AppendJSON appends the order's JSON, exactly what encoding/json makes of it.
+func (o Order) AppendJSON(b []byte) []byte {
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, o.ID)
+	b = append(b, `,"user_id":`...)
+	b = appendJSONString(b, o.UserID)
+	b = append(b, `,"status":`...)
+	b = appendJSONString(b, string(o.Status))
+	b = append(b, `,"amount":`...)
+	b = o.Amount.appendJSON(b)
+	b = append(b, `,"lines":`...)
+	b = appendJSONLines(b, o.Lines)
+	b = append(b, `,"expires_at":`...)
+	b = appendJSONTime(b, o.ExpiresAt)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, o.Version, 10)
+	if o.CancelReason != "" {
+		b = append(b, `,"cancel_reason":`...)
+		b = appendJSONString(b, o.CancelReason)
+	}
+	b = append(b, `,"created_at":`...)
+	b = appendJSONTime(b, o.CreatedAt)
+	b = append(b, `,"updated_at":`...)
+	b = appendJSONTime(b, o.UpdatedAt)
+	return append(b, '}')
+}
+
+func appendJSONLines(b []byte, lines []Line) []byte {
+	if lines == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, l := range lines {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = l.appendJSON(b)
+	}
+	return append(b, ']')
 }
 
 func (l Line) appendJSON(b []byte) []byte {

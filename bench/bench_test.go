@@ -147,12 +147,16 @@ func checkRows(t *testing.T, name string, db store, ordersTotal int64, hot bool,
 // BenchmarkEngineHotSKU places orders for one SKU through the engine with its default
 // committer from 64 goroutines (on 2 cores), the in-process hot-SKU figure of
 // `ordercore bench place-order`.
-func BenchmarkEngineHotSKU(b *testing.B) { benchmarkEngine(b, engine.Config{}) }
+func BenchmarkEngineHotSKU(b *testing.B) { benchmarkEngine(b, engine.Config{}, false) }
+
+// BenchmarkEngineHotSKUIdempotent is the same with an Idempotency-Key on every order, as
+// the API's clients send them: each order also stores its response.
+func BenchmarkEngineHotSKUIdempotent(b *testing.B) { benchmarkEngine(b, engine.Config{}, true) }
 
 // BenchmarkEngineNaiveHotSKU is the same with one transaction per order.
-func BenchmarkEngineNaiveHotSKU(b *testing.B) { benchmarkEngine(b, engine.Config{BatchMax: 1}) }
+func BenchmarkEngineNaiveHotSKU(b *testing.B) { benchmarkEngine(b, engine.Config{BatchMax: 1}, false) }
 
-func benchmarkEngine(b *testing.B, cfg engine.Config) {
+func benchmarkEngine(b *testing.B, cfg engine.Config, idempotent bool) {
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "ordercore.db"), sqlite.Options{})
 	if err != nil {
@@ -171,7 +175,11 @@ func benchmarkEngine(b *testing.B, cfg engine.Config) {
 	b.RunParallel(func(pb *testing.PB) {
 		cmd := engine.PlaceOrder{UserID: "u1", Lines: []engine.LineRequest{{SKU: "hot", Quantity: 1}}}
 		for pb.Next() {
-			if _, err := eng.Submit(ctx, cmd, nil); err != nil {
+			var idem *engine.Idem
+			if idempotent {
+				idem = &engine.Idem{Key: ordercore.NewID(time.Now()), Hash: "h", Status: http.StatusCreated}
+			}
+			if _, err := eng.Submit(ctx, cmd, idem); err != nil {
 				b.Error(err)
 				return
 			}

@@ -332,12 +332,16 @@ func (b *batch) event(aggType, aggID, typ string, data any) {
 		AggregateType: aggType, AggregateID: aggID, Time: b.now, Data: raw})
 }
 
-// jsonAppender is event data that encodes itself as encoding/json would, faster
-// (ordercore.OrderPlaced: one per order placed).
+// jsonAppender is a value that encodes itself as encoding/json would, faster: the data of
+// an order.placed event, and an ordercore.Order stored as an idempotent response.
 type jsonAppender interface{ AppendJSON([]byte) []byte }
 
-// eventDataCap holds an order.placed of one line without growing.
-const eventDataCap = 320
+// eventDataCap and responseBodyCap hold an order.placed event and an order of one line
+// without growing.
+const (
+	eventDataCap    = 320
+	responseBodyCap = 512
+)
 
 // move applies a stock movement of qty units to a loaded SKU and appends its ledger entry.
 // The caller has checked that the movement is allowed; move asserts it again.
