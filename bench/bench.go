@@ -181,7 +181,11 @@ type Result struct {
 	BatchMean          float64
 	// Busy is the share of the window the committer spent in transactions (engine, naive;
 	// 1 for the ceiling, which does nothing else); 0 when unknown.
-	Busy   float64
+	Busy float64
+	// Held is the mean time the engine held an order, from Submit to its answer: queued
+	// behind the transaction in progress, in the batch filling, and in its own
+	// transaction; 0 when unknown.
+	Held   time.Duration
 	Errors int64 // requests answered with an error in the window
 	Note   string
 	// OrdersTotal counts every order placed, warm-up and drain included: what the database
@@ -198,7 +202,8 @@ type Result struct {
 	// lock waits included.
 	TxMean time.Duration
 	// Activity is what the path's PostgreSQL sessions were doing in the window, sampled;
-	// CPU is how busy the machine was in the window.
+	// CPU is how busy the machine was in the window (also on SQLite's http and trivial
+	// paths).
 	Activity *Activity
 	CPU      *CPU
 	// Schema is the PostgreSQL schema the path wrote (dropped after it unless

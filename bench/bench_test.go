@@ -209,8 +209,9 @@ func TestRunHTTPPath(t *testing.T) {
 		srv := httptest.NewServer(stubAPI(eng))
 		return bench.HTTPServer{Base: srv.URL, Stop: func() { srv.Close(); eng.Close(); db.Close() }, Stats: eng.Stats}, nil
 	}
+	const clients = 8
 	rep, err := bench.Run(context.Background(), bench.Config{Dir: t.TempDir(), Duration: 300 * time.Millisecond,
-		Clients: 8, Paths: []string{bench.PathHTTP}, Scenarios: []string{bench.ScenarioHot}, HTTP: start})
+		Clients: clients, Paths: []string{bench.PathHTTP, bench.PathTrivial}, Scenarios: []string{bench.ScenarioHot}, HTTP: start})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,9 +220,27 @@ func TestRunHTTPPath(t *testing.T) {
 		t.Fatalf("http/hot = %+v (found %v), want orders and no errors", res, ok)
 	}
 	// The server's committer counters give the path its batch figures.
-	if res.BatchMean < 1 || res.BatchP50 < 1 || res.BatchMax < res.BatchP50 || res.BatchMax > 8 || res.Busy <= 0 {
+	if res.BatchMean < 1 || res.BatchP50 < 1 || res.BatchMax < res.BatchP50 || res.BatchMax > clients || res.Busy <= 0 {
 		t.Errorf("http/hot batches: p50 %d max %d mean %.1f busy %.2f; want batches of 1..8 orders and a busy committer",
 			res.BatchP50, res.BatchMax, res.BatchMean, res.Busy)
+	}
+	// The engine's hold of an order is part of the time the order took, and with each
+	// client waiting for its answer that time averages at most clients/rate (Little's
+	// law; the window's edges count orders begun before it, hence the slack).
+	if mean := time.Duration(clients / res.PerSecond * float64(time.Second)); res.Held <= 0 || res.Held > mean+mean/2 {
+		t.Errorf("http/hot: the engine held an order %s on average; want more than 0 and about at most the mean time an order took, %s", res.Held, mean)
+	}
+	if res.CPU == nil || res.CPU.Machine <= 0 || res.CPU.Machine > 1 {
+		t.Errorf("http/hot: machine CPU %+v; want a share of the cores in (0, 1]", res.CPU)
+	}
+	var line string
+	for _, l := range rep.Limits() {
+		if strings.HasPrefix(l, "http/hot:") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "the engine held an order") || !strings.Contains(line, "busy in the window") {
+		t.Errorf("what limits http/hot: %q; want the engine's share of an order's time and how busy the cores were", line)
 	}
 	checkStore(t, "http/hot", bench.Result{DB: dbPath, OrdersTotal: res.OrdersTotal}, true, 0)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"ordercore"
 	"ordercore/internal/engine"
@@ -81,6 +82,7 @@ func batchStats(r *Result, before, after engine.Stats, seconds float64) {
 		return
 	}
 	r.BatchMean = float64(commands) / float64(batches)
+	r.Held = (after.Held - before.Held) / time.Duration(commands)
 	var seen int64
 	for n, c := range sizes {
 		if c == 0 {

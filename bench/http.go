@@ -110,7 +110,13 @@ func measureHTTP(ctx context.Context, cfg Config, out *progress, res Result, cli
 		return nil
 	}
 	var before, after engine.Stats
+	var cpu0 cpuSample
 	win, err := drive(ctx, cfg, out, res.Path+"/"+res.Scenario, place, func(open bool) {
+		if open {
+			cpu0 = readCPU()
+		} else {
+			res.CPU = cpu0.until(readCPU())
+		}
 		switch {
 		case stats == nil:
 		case open:

@@ -122,8 +122,18 @@ func (r *Report) Limits() []string {
 		if okH && okT && t.PerSecond > 0 {
 			line := fmt.Sprintf("http/%s: %.0f%% of the trivial handler's rate; the load generator, the HTTP stack and the engine share %d cores",
 				sc, 100*h.PerSecond/t.PerSecond, r.Machine.GOMAXPROCS)
+			if h.CPU != nil {
+				line += fmt.Sprintf(", %.0f%% busy in the window", 100*h.CPU.Machine)
+				if t.CPU != nil {
+					line += fmt.Sprintf(" (%.0f%% in the trivial handler's)", 100*t.CPU.Machine)
+				}
+			}
 			if h.BatchMean > 0 {
 				line += fmt.Sprintf("; the server's committer was busy %.0f%% of the window, with %.1f orders per transaction on average", 100*h.Busy, h.BatchMean)
+			}
+			if mean := closedLoopMean(r.Config.Clients, h.PerSecond); h.Held > 0 && mean > h.Held {
+				line += fmt.Sprintf("; each of the %d connections waits for its answer before it sends the next order, so the rate is %d over the mean time an order takes (%s): the engine held an order %s of it on average (queued behind the transaction in progress, in the batch filling, in its own transaction and its fsync), HTTP and the load generator the other %s",
+					r.Config.Clients, r.Config.Clients, fmtDuration(mean), fmtDuration(h.Held), fmtDuration(mean-h.Held))
 			}
 			out = append(out, line+".")
 		}
@@ -316,4 +326,13 @@ func halfBatches(clients int, delay time.Duration) string {
 		return fmt.Sprintf(" (about half the %d clients: the closed-loop clients split into two groups that alternate, and a batch delay of %s did not join them)", clients, delay)
 	}
 	return fmt.Sprintf(" (about half the %d clients: with no batch delay a transaction takes only the orders that queued while the previous one committed, so the closed-loop clients split into two groups that alternate)", clients)
+}
+
+// closedLoopMean is the mean time an order takes when clients each wait for their answer
+// before sending the next, at rate orders per second (Little's law); 0 when unknown.
+func closedLoopMean(clients int, rate float64) time.Duration {
+	if rate <= 0 {
+		return 0
+	}
+	return time.Duration(float64(clients) / rate * float64(time.Second))
 }

@@ -132,6 +132,7 @@ type call struct {
 	res  Result
 	err  error
 	done chan struct{}
+	at   time.Time // when it was submitted (wall time, for Stats.Held)
 }
 
 // New starts an engine over store. Close stops it.
@@ -153,7 +154,7 @@ var ErrClosed = &ordercore.Error{Code: ordercore.EUnavailable, Message: "the ord
 // first, Submit returns ctx's error but the command may still commit: callers that must
 // know use an Idempotency-Key and retry.
 func (e *Engine) Submit(ctx context.Context, cmd Command, idem *Idem) (Result, error) {
-	c := &call{cmd: cmd, idem: idem, done: make(chan struct{})}
+	c := &call{cmd: cmd, idem: idem, done: make(chan struct{}), at: time.Now()}
 	e.mu.RLock()
 	if e.closed {
 		e.mu.RUnlock()
@@ -296,10 +297,15 @@ func (e *Engine) commit(calls []*call) {
 			c.res, c.err = Result{}, fmt.Errorf("commit batch: %w", errors.Join(err, &ordercore.Error{Code: ordercore.EUnavailable, Message: "storage failed; nothing was changed, retry"}))
 		}
 	}
-	e.stats.record(len(calls), time.Since(started))
+	ended := time.Now()
+	var held time.Duration
+	for _, c := range calls {
+		held += ended.Sub(c.at)
+	}
+	e.stats.record(len(calls), ended.Sub(started), held)
 	// Counted before any caller is answered: a caller that submits again at once is one
 	// of those fill expects back, not one that was already here.
-	e.lingerUntil, e.committed = e.arrivals.Load()+int64(len(calls)), time.Now()
+	e.lingerUntil, e.committed = e.arrivals.Load()+int64(len(calls)), ended
 	for _, c := range calls {
 		close(c.done)
 	}
@@ -343,21 +349,26 @@ type Stats struct {
 	// BatchSizes[n] counts batches of n commands.
 	BatchSizes []int64
 	CommitTime time.Duration
+	// Held is summed over the commands answered: the time from Submit to the answer,
+	// queued behind the transaction in progress, in the batch filling, and in its own
+	// transaction. Held/Commands is what the engine adds to a request's latency.
+	Held time.Duration
 }
 
 type statsRecorder struct {
 	batches, commands, rejected atomic.Int64
 	mu                          sync.Mutex
 	sizes                       [limit.BatchCommandsMax + 1]int64
-	commitTime                  time.Duration
+	commitTime, held            time.Duration
 }
 
-func (s *statsRecorder) record(n int, d time.Duration) {
+func (s *statsRecorder) record(n int, d, held time.Duration) {
 	s.batches.Add(1)
 	s.commands.Add(int64(n))
 	s.mu.Lock()
 	s.sizes[n]++
 	s.commitTime += d
+	s.held += held
 	s.mu.Unlock()
 }
 
@@ -367,5 +378,5 @@ func (e *Engine) Stats() Stats {
 	defer e.stats.mu.Unlock()
 	return Stats{Batches: e.stats.batches.Load(), Commands: e.stats.commands.Load(),
 		Rejected: e.stats.rejected.Load(), BatchSizes: append([]int64(nil), e.stats.sizes[:]...),
-		CommitTime: e.stats.commitTime}
+		CommitTime: e.stats.commitTime, Held: e.stats.held}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -167,4 +168,88 @@ func TestBatchEndsWhenItsCallersAreBack(t *testing.T) {
 		st := b.eng.Stats()
 		t.Logf("batches=%d commands=%d", st.Batches, st.Commands)
 	})
+}
+
+// gatedStore holds each transaction, before its commands run, until the test's gate
+// function returns.
+type gatedStore struct {
+	*sqlite.DB
+	gate func()
+}
+
+func (s gatedStore) Write(ctx context.Context, fn func(ordercore.WriteTx) error) error {
+	return s.DB.Write(ctx, func(tx ordercore.WriteTx) error {
+		s.gate()
+		return fn(tx)
+	})
+}
+
+// TestStatsHeld: Stats.Held sums, over the commands answered, the time from Submit to
+// the answer: its own transaction, and the one it queued behind. Lower bounds only: a
+// busy machine adds time, never removes it.
+func TestStatsHeld(t *testing.T) {
+	t.Parallel()
+	const delay, behind = 20 * time.Millisecond, 7
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	var gated atomic.Bool
+	gate := func() {
+		if gated.CompareAndSwap(true, false) { // the first order's transaction
+			started <- struct{}{}
+			<-release
+		}
+		time.Sleep(delay)
+	}
+	eng := engine.New(gatedStore{DB: db, gate: gate}, ordercore.SystemClock{}, engine.Config{})
+	t.Cleanup(func() { eng.Close(); db.Close() })
+	mustSKU(t, eng, "a", 100)
+	before := eng.Stats()
+	place := func(wg *sync.WaitGroup, waited *time.Duration) {
+		wg.Go(func() {
+			start := time.Now()
+			if _, err := eng.Submit(context.Background(), engine.PlaceOrder{UserID: "u1", Lines: []engine.LineRequest{{SKU: "a", Quantity: 1}}}, nil); err != nil {
+				t.Error(err)
+			}
+			*waited = time.Since(start)
+		})
+	}
+	// One order's transaction starts and is held; 7 more queue behind it for at least
+	// queued, then the first is let go, and the 7 take a transaction of their own.
+	gated.Store(true)
+	var wg sync.WaitGroup
+	waited := make([]time.Duration, 1+behind)
+	place(&wg, &waited[0])
+	<-started
+	queuedAt := time.Now()
+	for i := range behind {
+		place(&wg, &waited[1+i])
+	}
+	for eng.QueueLen() < behind {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(delay)
+	queued := time.Since(queuedAt)
+	close(release)
+	wg.Wait()
+	after := eng.Stats()
+	if n := after.Commands - before.Commands; n != 1+behind {
+		t.Fatalf("%d commands answered, want %d", n, 1+behind)
+	}
+	held := after.Held - before.Held
+	// The first waited for its held transaction; each of the others queued at least as
+	// long as the test held that transaction after submitting them, then waited for
+	// its own, which took delay.
+	if want := queued + delay + behind*(delay+delay); held < want {
+		t.Errorf("held %s for %d commands; want at least %s", held, 1+behind, want)
+	}
+	var sum time.Duration
+	for _, w := range waited {
+		sum += w
+	}
+	if held > sum {
+		t.Errorf("held %s, more than the %s its callers waited in all", held, sum)
+	}
 }
