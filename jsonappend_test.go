@@ -2,6 +2,7 @@ package ordercore
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -48,5 +49,18 @@ func sameJSON(t *testing.T, v any, appendJSON func([]byte) []byte) {
 	}
 	if got := appendJSON([]byte("prefix")); string(got) != "prefix"+string(want) {
 		t.Fatalf("%T: AppendJSON wrote\n%s\nencoding/json\n%s", v, got[len("prefix"):], want)
+	}
+}
+
+// A field added to one of these types must be added to its appender too: the fuzz test
+// only sees fields it sets, and an omitempty field left empty encodes as nothing.
+func TestAppendJSONKnowsEveryField(t *testing.T) {
+	for _, tc := range []struct {
+		v      any
+		fields int
+	}{{Order{}, 10}, {OrderPlaced{}, 5}, {Line{}, 5}, {Money{}, 2}} {
+		if n := reflect.TypeOf(tc.v).NumField(); n != tc.fields {
+			t.Errorf("%T has %d fields, its appender writes %d: update jsonappend.go and this count", tc.v, n, tc.fields)
+		}
 	}
 }
