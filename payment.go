@@ -188,8 +188,9 @@ type Payment struct {
 	Refunded  int64 `json:"refunded"`
 	// Instructions returned by the channel for the shopper.
 	Instructions PaymentInstructions `json:"instructions"`
-	// SyncAttempts counts queries made by the payment sync; NextSyncAt is when the next is
-	// due (zero when the attempt needs none).
+	// SyncAttempts counts the payment sync's queries in the attempt's current phase: while
+	// it is open, then from zero again for the confirming step once it has ended (closed
+	// or failed); NextSyncAt is when the next is due (zero when the attempt needs none).
 	SyncAttempts int       `json:"sync_attempts"`
 	NextSyncAt   time.Time `json:"next_sync_at"`
 	Version      int64     `json:"version"`

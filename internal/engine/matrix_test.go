@@ -440,6 +440,16 @@ type fakeChannel struct {
 	trades  map[string]*ordercore.ChannelPayment
 	refunds map[string]*ordercore.ChannelRefund
 	order   []string // refund numbers in the order they were made
+	// queryFaults fails the next payment queries with an unknown outcome (a 500 or a
+	// timeout at the channel).
+	queryFaults int
+}
+
+// failQueries makes the next n payment queries fail with an unknown outcome.
+func (f *fakeChannel) failQueries(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queryFaults = n
 }
 
 func newFakeChannel() *fakeChannel {
@@ -500,6 +510,15 @@ func (f *fakeChannel) CreatePayment(_ context.Context, req ordercore.PaymentRequ
 }
 
 func (f *fakeChannel) QueryPayment(_ context.Context, no string) (ordercore.ChannelPayment, error) {
+	f.mu.Lock()
+	fault := f.queryFaults > 0
+	if fault {
+		f.queryFaults--
+	}
+	f.mu.Unlock()
+	if fault {
+		return ordercore.ChannelPayment{}, errors.Join(ordercore.ErrOutcomeUnknown, errors.New("injected: status 500"))
+	}
 	t, ok := f.trade(no)
 	if !ok {
 		return t, ordercore.ErrTradeNotFound

@@ -215,6 +215,21 @@ func (b *batch) scheduleSync(p *paymentState) {
 	}
 }
 
+// scheduleConfirm schedules the confirming step of an attempt that just ended (closed or
+// failed): after the first step of the schedule the trade is closed at the channel (a
+// failed trade could still be paid: the shopper retries the card) and queried, and if
+// the channel took money for it after all (paid in the same second as the close), that
+// money is applied; its notification may never come. The confirming step has the whole
+// schedule to get an answer: its query counts from zero, not on from the queries the
+// open attempt already made, so a channel that fails one query late in an attempt's life
+// does not hand the check to an operator at once.
+func (b *batch) scheduleConfirm(p *paymentState) {
+	p.cur.SyncAttempts, p.cur.NextSyncAt = 0, time.Time{}
+	if d, ok := schedule(b.cfg.paymentSync(p.cur.Channel), 0); ok {
+		p.cur.NextSyncAt = b.now.Add(d)
+	}
+}
+
 // OpenedPayment records the channel's answer to CreatePayment: the trade exists and
 // waits for the shopper. Result: ordercore.Payment.
 type OpenedPayment struct {
@@ -370,14 +385,7 @@ func (b *batch) applyChannelPayment(p *paymentState, c ChannelPayment) string {
 		b.succeeded(p, c)
 	case ordercore.PaymentFailed, ordercore.PaymentClosed:
 		p.cur.Status = next
-		b.scheduleSync(p)
-		// One more step after the first of the schedule: the trade is closed at the channel
-		// (a failed trade could still be paid: the shopper retries the card) and, if the
-		// channel took money for it after all (paid in the same second as the close), that
-		// money is applied; its notification may never come.
-		if d, ok := schedule(b.cfg.paymentSync(p.cur.Channel), 0); ok {
-			p.cur.NextSyncAt = b.now.Add(d)
-		}
+		b.scheduleConfirm(p)
 		b.touchPayment(p)
 		typ := ordercore.EventPaymentFailed
 		if next == ordercore.PaymentClosed {
@@ -791,6 +799,11 @@ func (b *batch) retry(item ordercore.ReviewItem) error {
 			}
 		}
 	} else if p, ok := b.payments[item.PaymentID]; ok && p.cur.Status.Open() {
+		p.cur.SyncAttempts, p.cur.NextSyncAt = 0, b.now
+		b.touchPayment(p)
+		return nil
+	} else if ok && item.Kind == ordercore.ReviewSyncExhausted && (p.cur.Status == ordercore.PaymentClosed || p.cur.Status == ordercore.PaymentFailed) {
+		// The confirming step of an ended attempt never got an answer: ask again.
 		p.cur.SyncAttempts, p.cur.NextSyncAt = 0, b.now
 		b.touchPayment(p)
 		return nil

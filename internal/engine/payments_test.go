@@ -496,3 +496,100 @@ func TestPaidOrderClosesItsOtherAttempts(t *testing.T) {
 	}
 	b.finish()
 }
+
+// TestEndedAttemptConfirmedOnItsOwnSchedule: an attempt closed at expiry late in its life
+// (most of the sync schedule spent while it was open) is still confirmed with the whole
+// schedule: the channel took money in the moment of the close, its notification never
+// came, and its first queries fail; the money is found by a later query and revives the
+// order. When every confirming query fails, an operator's retry asks again.
+func TestEndedAttemptConfirmedOnItsOwnSchedule(t *testing.T) {
+	t.Parallel()
+	sched := limit.PaymentSyncSchedule
+	for _, tc := range []struct {
+		name   string
+		faults int  // confirming queries that fail
+		review bool // the faults outlast the schedule: an operator retries
+	}{
+		{name: "a later query finds the money", faults: len(sched) - 1},
+		{name: "every query fails, then the operator retries", faults: len(sched), review: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setupPay(t)
+			ctx := context.Background()
+			sync := func() {
+				t.Helper()
+				if _, err := b.pay.Sync(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := b.submit(engine.CreateSKU{ID: "vase", Name: "vase", Price: ordercore.Money{Amount: 1000, Currency: "USD"}, Stock: 1}); err != nil {
+				t.Fatal(err)
+			}
+			v, err := b.submit(engine.PlaceOrder{UserID: "shopper", Lines: []engine.LineRequest{{SKU: "vase", Quantity: 1}}, ExpiresIn: limit.ExpiresInMax})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := v.(ordercore.Order)
+			a := b.attempt(o.ID)
+			// The open attempt spends all of the schedule but its last step.
+			var spent time.Duration
+			for _, step := range sched[:len(sched)-1] {
+				b.clock.Advance(step)
+				spent += step
+				sync()
+			}
+			if p, _ := b.db.Payment(ctx, a); p.Status != ordercore.PaymentPending || p.SyncAttempts != len(sched)-1 {
+				t.Fatalf("before expiry: %+v, want pending after %d queries", p, len(sched)-1)
+			}
+			b.clock.Advance(limit.ExpiresInMax - spent + time.Second)
+			if _, err := b.expirer.Sweep(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderCancelled {
+				t.Fatalf("order %s after expiry, want cancelled", got.Status)
+			}
+			// Paid at the channel in the moment of the close; no notification comes.
+			b.channel.set(a, ordercore.PaymentSucceeded, o.Amount)
+			b.channel.failQueries(tc.faults)
+			for i, step := range sched {
+				p, _ := b.db.Payment(ctx, a)
+				if p.Status != ordercore.PaymentClosed || p.NextSyncAt.IsZero() {
+					t.Fatalf("before confirming query %d: %+v, want closed with a query due", i+1, p)
+				}
+				if len(b.reviews()) != 0 {
+					t.Fatalf("before confirming query %d: review items %+v", i+1, b.reviews())
+				}
+				if i == 0 {
+					step = sched[0] // the first confirming query comes one first step after the close
+				}
+				b.clock.Advance(step)
+				sync()
+				if i == tc.faults {
+					break // this query answered
+				}
+			}
+			if tc.review {
+				items := b.reviews()
+				if len(items) != 1 || items[0].Kind != ordercore.ReviewSyncExhausted || items[0].PaymentID != a {
+					t.Fatalf("after %d failed confirming queries: review items %+v, want one sync_exhausted", tc.faults, items)
+				}
+				if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderCancelled {
+					t.Fatalf("order %s before the retry, want cancelled", got.Status)
+				}
+				if _, err := b.submit(engine.ResolveReview{ID: items[0].ID, Action: engine.ReviewRetry, Note: "channel back", By: "ops"}); err != nil {
+					t.Fatalf("retry of a closed attempt's confirming query: %v", err)
+				}
+				sync()
+			}
+			p, _ := b.db.Payment(ctx, a)
+			if p.Status != ordercore.PaymentSucceeded || p.Captured != o.Amount.Amount {
+				t.Fatalf("payment %+v, want succeeded with %d captured", p, o.Amount.Amount)
+			}
+			if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderPaid {
+				t.Fatalf("order %s, want paid (revived by the money found late)", got.Status)
+			}
+			b.finish()
+		})
+	}
+}
