@@ -273,6 +273,13 @@ func (c UnknownPayment) execute(b *batch) (any, error) {
 	}
 	if next, stale := payment.Next(p.cur.Status, ordercore.PaymentUnknown); !stale {
 		p.cur.Status = next
+		if c.Source == "close" {
+			// Whether the close took effect (or the trade was paid first) is a question of
+			// its own, and the order waits on it: it gets the whole schedule, counted from
+			// zero, not what the open attempt left of it.
+			p.cur.SyncAttempts = 0
+			b.scheduleSync(p)
+		}
 		b.touchPayment(p)
 		b.paymentEvent(p, ordercore.EventPaymentUnknown, c.Source, "", nil)
 	}

@@ -593,3 +593,73 @@ func TestEndedAttemptConfirmedOnItsOwnSchedule(t *testing.T) {
 		})
 	}
 }
+
+// TestUnansweredCloseQueriedOnItsOwnSchedule: an attempt whose close at expiry got no
+// answer, late in its life, is queried with the whole schedule (the order waits on it):
+// the close took effect at the channel, its first queries fail, a later one finds the
+// trade closed, and the order expires with no operator needed.
+func TestUnansweredCloseQueriedOnItsOwnSchedule(t *testing.T) {
+	t.Parallel()
+	sched := limit.PaymentSyncSchedule
+	b := setupPay(t)
+	ctx := context.Background()
+	if _, err := b.submit(engine.CreateSKU{ID: "lens", Name: "lens", Price: ordercore.Money{Amount: 1000, Currency: "USD"}, Stock: 1}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := b.submit(engine.PlaceOrder{UserID: "shopper", Lines: []engine.LineRequest{{SKU: "lens", Quantity: 1}}, ExpiresIn: limit.ExpiresInMax})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := v.(ordercore.Order)
+	a := b.attempt(o.ID)
+	var spent time.Duration
+	for _, step := range sched[:len(sched)-1] {
+		b.clock.Advance(step)
+		spent += step
+		if _, err := b.pay.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The close at expiry takes effect at the channel, but its answer is lost.
+	b.pay.Channels[matrixChannel] = &unknownChannel{fakeChannel: b.channel}
+	b.clock.Advance(limit.ExpiresInMax - spent + time.Second)
+	if _, err := b.expirer.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.channel.set(a, ordercore.PaymentClosed, o.Amount)
+	b.pay.Channels[matrixChannel] = b.channel
+	faults := len(sched) - 1
+	b.channel.failQueries(faults)
+	for i, step := range sched {
+		p, _ := b.db.Payment(ctx, a)
+		if p.Status != ordercore.PaymentUnknown || p.NextSyncAt.IsZero() {
+			t.Fatalf("before query %d after the close: %+v, want unknown with a query due", i+1, p)
+		}
+		if items := b.reviews(); len(items) != 0 {
+			t.Fatalf("before query %d after the close: review items %+v", i+1, items)
+		}
+		if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderPendingPayment {
+			t.Fatalf("order %s while its attempt is unknown, want pending_payment", got.Status)
+		}
+		b.clock.Advance(step)
+		if _, err := b.pay.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if i == faults {
+			break
+		}
+	}
+	if p, _ := b.db.Payment(ctx, a); p.Status != ordercore.PaymentClosed {
+		t.Fatalf("payment %s after the query answered, want closed", p.Status)
+	}
+	if _, err := b.expirer.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderCancelled {
+		t.Fatalf("order %s once its attempt is closed, want cancelled", got.Status)
+	}
+	if items := b.reviews(); len(items) != 0 {
+		t.Fatalf("review items %+v, want none", items)
+	}
+	b.finish()
+}
