@@ -443,6 +443,8 @@ type fakeChannel struct {
 	// queryFaults fails the next payment queries with an unknown outcome (a 500 or a
 	// timeout at the channel).
 	queryFaults int
+	// onQuery, if set, runs while a payment query is out, before the channel answers.
+	onQuery func(no string)
 }
 
 // failQueries makes the next n payment queries fail with an unknown outcome.
@@ -515,7 +517,11 @@ func (f *fakeChannel) QueryPayment(_ context.Context, no string) (ordercore.Chan
 	if fault {
 		f.queryFaults--
 	}
+	hook := f.onQuery
 	f.mu.Unlock()
+	if hook != nil {
+		hook(no)
+	}
 	if fault {
 		return ordercore.ChannelPayment{}, errors.Join(ordercore.ErrOutcomeUnknown, errors.New("injected: status 500"))
 	}

@@ -305,6 +305,7 @@ func (s *Payments) syncPayment(ctx context.Context, p ordercore.Payment) error {
 			if err := s.apply(ctx, ChannelPayment{Channel: p.Channel, Source: "query", Payment: cp}); err != nil {
 				return err
 			}
+			p.Status = ordercore.PaymentPending // what the report just made it
 		}
 		return s.missed(ctx, p, "pending")
 	}
@@ -323,7 +324,7 @@ func (s *Payments) confirmEnded(ctx context.Context, ch ordercore.Channel, p ord
 			return s.apply(ctx, ChannelPayment{Channel: p.Channel, Source: "close",
 				Payment: ordercore.ChannelPayment{OutTradeNo: p.ID, Status: ordercore.PaymentClosed}})
 		case !errors.Is(err, ordercore.ErrTradePaid):
-			return s.apply(ctx, PaymentSyncMissed{PaymentID: p.ID, Evidence: err.Error(), Keep: true})
+			return s.apply(ctx, PaymentSyncMissed{PaymentID: p.ID, Evidence: err.Error(), Keep: true, Seen: p.Status})
 		}
 	}
 	cp, err := ch.QueryPayment(ctx, p.ID)
@@ -331,7 +332,7 @@ func (s *Payments) confirmEnded(ctx context.Context, ch ordercore.Channel, p ord
 	case errors.Is(err, ordercore.ErrTradeNotFound):
 		return s.missed(ctx, p, "not found")
 	case err != nil:
-		return s.apply(ctx, PaymentSyncMissed{PaymentID: p.ID, Evidence: err.Error(), Keep: true})
+		return s.apply(ctx, PaymentSyncMissed{PaymentID: p.ID, Evidence: err.Error(), Keep: true, Seen: p.Status})
 	case cp.OutTradeNo == p.ID && cp.Status == ordercore.PaymentSucceeded:
 		return s.apply(ctx, ChannelPayment{Channel: p.Channel, Source: "query", Payment: cp})
 	}
@@ -344,7 +345,7 @@ func (s *Payments) apply(ctx context.Context, cmd Command) error {
 }
 
 func (s *Payments) missed(ctx context.Context, p ordercore.Payment, evidence string) error {
-	return s.apply(ctx, PaymentSyncMissed{PaymentID: p.ID, Evidence: evidence})
+	return s.apply(ctx, PaymentSyncMissed{PaymentID: p.ID, Evidence: evidence, Seen: p.Status})
 }
 
 // syncRefund sends a refund the first time, then queries it; a query for a refund the

@@ -294,6 +294,12 @@ func (c UnknownPayment) execute(b *batch) (any, error) {
 type PaymentSyncMissed struct {
 	PaymentID string
 	Evidence  string
+	// Seen is the status the sync's conclusion is about: what the attempt was when the
+	// sync read it (or moved it to, before this report). An attempt that has moved since,
+	// by a notification that arrived while the query was out, is not this report's to
+	// schedule: a stale report would end the new status's own step (a failed attempt's
+	// confirming close). Empty applies to whatever the status.
+	Seen ordercore.PaymentStatus
 	// Keep moves a closed or failed attempt along the schedule like an open one: its
 	// confirming close did not get an answer.
 	Keep bool
@@ -308,6 +314,9 @@ func (c PaymentSyncMissed) execute(b *batch) (any, error) {
 	}
 	if p.cur.NextSyncAt.IsZero() {
 		return p.cur, nil // already escalated
+	}
+	if c.Seen != "" && c.Seen != p.cur.Status {
+		return p.cur, nil // moved on while the query was out: the next sync reads it again
 	}
 	if !p.cur.Status.Open() && !c.Keep {
 		p.cur.NextSyncAt = time.Time{} // the confirming close of a closed or failed trade: done

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -660,6 +661,51 @@ func TestUnansweredCloseQueriedOnItsOwnSchedule(t *testing.T) {
 	}
 	if items := b.reviews(); len(items) != 0 {
 		t.Fatalf("review items %+v, want none", items)
+	}
+	b.finish()
+}
+
+// TestNotificationDuringAQuery: a notification that fails the attempt while a sync query
+// is out (the query then answers pending, from before) does not cancel the failed
+// attempt's confirming close; the shopper retries the card on the failed trade, its
+// notification never comes, and the confirming step finds the money.
+func TestNotificationDuringAQuery(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	ctx := context.Background()
+	o := b.order("mug", 5, 1)
+	a := b.attempt(o.ID)
+	var once sync.Once
+	var notifyErr error
+	b.channel.mu.Lock()
+	b.channel.onQuery = func(no string) {
+		if no != a {
+			return
+		}
+		once.Do(func() {
+			body, _ := json.Marshal(note{id: "fail-1", pay: &ordercore.ChannelPayment{OutTradeNo: a, Status: ordercore.PaymentFailed, Amount: o.Amount}})
+			_, _, notifyErr = b.pay.Notify(ctx, matrixChannel, nil, body)
+		})
+	}
+	b.channel.mu.Unlock()
+	b.clock.Advance(limit.PaymentSyncSchedule[0])
+	if _, err := b.pay.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if notifyErr != nil {
+		t.Fatal(notifyErr)
+	}
+	p, _ := b.db.Payment(ctx, a)
+	if p.Status != ordercore.PaymentFailed || p.NextSyncAt.IsZero() {
+		t.Fatalf("after the query that crossed the failure: %+v, want failed with its confirming step due", p)
+	}
+	b.channel.set(a, ordercore.PaymentSucceeded, o.Amount) // the card retried: paid, no notification
+	b.clock.Advance(p.NextSyncAt.Sub(b.clock.Now()))
+	if _, err := b.pay.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderPaid {
+		t.Fatalf("order %s after the confirming step, want paid", got.Status)
 	}
 	b.finish()
 }
