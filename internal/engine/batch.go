@@ -320,14 +320,8 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // event appends an event of the batch.
 func (b *batch) event(aggType, aggID, typ string, data any) {
-	var raw []byte
-	if a, ok := data.(jsonAppender); ok {
-		raw = a.AppendJSON(make([]byte, 0, eventDataCap))
-	} else {
-		var err error
-		raw, err = json.Marshal(data)
-		limit.Assert(err == nil, "marshal %s event: %v", typ, err)
-	}
+	raw, err := encodeJSON(data, eventDataCap)
+	limit.Assert(err == nil, "marshal %s event: %v", typ, err)
 	b.cs.Events = append(b.cs.Events, ordercore.Event{ID: ordercore.NewID(b.now), Type: typ,
 		AggregateType: aggType, AggregateID: aggID, Time: b.now, Data: raw})
 }
@@ -335,6 +329,15 @@ func (b *batch) event(aggType, aggID, typ string, data any) {
 // jsonAppender is a value that encodes itself as encoding/json would, faster: the data of
 // an order.placed event, and an ordercore.Order stored as an idempotent response.
 type jsonAppender interface{ AppendJSON([]byte) []byte }
+
+// encodeJSON encodes v as encoding/json does, through its appender when it has one
+// (with room for capacity bytes).
+func encodeJSON(v any, capacity int) ([]byte, error) {
+	if a, ok := v.(jsonAppender); ok {
+		return a.AppendJSON(make([]byte, 0, capacity)), nil
+	}
+	return json.Marshal(v)
+}
 
 // eventDataCap and responseBodyCap hold an order.placed event and an order of one line
 // without growing.

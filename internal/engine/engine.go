@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -326,14 +325,8 @@ func (b *batch) execute(c *call) (Result, error) {
 		return Result{}, err
 	}
 	if c.idem != nil {
-		var body []byte
-		if a, ok := v.(jsonAppender); ok {
-			body = a.AppendJSON(make([]byte, 0, responseBodyCap))
-		} else {
-			var err error
-			body, err = json.Marshal(v)
-			limit.Assert(err == nil, "marshal result of %T: %v", c.cmd, err)
-		}
+		body, err := encodeJSON(v, responseBodyCap)
+		limit.Assert(err == nil, "marshal result of %T: %v", c.cmd, err)
 		rec := ordercore.IdemRecord{Key: c.idem.Key, RequestHash: c.idem.Hash, Status: c.idem.Status, Body: body, CreatedAt: b.now}
 		b.idem[rec.Key] = rec
 		b.cs.Idempotency = append(b.cs.Idempotency, rec)

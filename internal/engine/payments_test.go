@@ -38,6 +38,37 @@ func (b payBundle) order(sku string, stock, qty int64) ordercore.Order {
 	return v.(ordercore.Order)
 }
 
+// agedAttempt places an order for the one unit of a new SKU, due at the longest expiry,
+// and opens an attempt that spends all of the sync schedule but its last step, pending
+// at the channel. It returns the order, the attempt and the time left until the order
+// is due.
+func (b payBundle) agedAttempt(sku string) (ordercore.Order, string, time.Duration) {
+	b.t.Helper()
+	ctx := context.Background()
+	sched := limit.PaymentSyncSchedule
+	if _, err := b.submit(engine.CreateSKU{ID: sku, Name: sku, Price: ordercore.Money{Amount: 1000, Currency: "USD"}, Stock: 1}); err != nil {
+		b.t.Fatal(err)
+	}
+	v, err := b.submit(engine.PlaceOrder{UserID: "shopper", Lines: []engine.LineRequest{{SKU: sku, Quantity: 1}}, ExpiresIn: limit.ExpiresInMax})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	o := v.(ordercore.Order)
+	a := b.attempt(o.ID)
+	var spent time.Duration
+	for _, step := range sched[:len(sched)-1] {
+		b.clock.Advance(step)
+		spent += step
+		if _, err := b.pay.Sync(ctx); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+	if p, _ := b.db.Payment(ctx, a); p.Status != ordercore.PaymentPending || p.SyncAttempts != len(sched)-1 {
+		b.t.Fatalf("before expiry: %+v, want pending after %d queries", p, len(sched)-1)
+	}
+	return o, a, limit.ExpiresInMax - spent
+}
+
 func (b payBundle) attempt(orderID string) string {
 	b.t.Helper()
 	res, err := b.pay.Pay(context.Background(), orderID, matrixChannel, nil)
@@ -524,26 +555,8 @@ func TestEndedAttemptConfirmedOnItsOwnSchedule(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if _, err := b.submit(engine.CreateSKU{ID: "vase", Name: "vase", Price: ordercore.Money{Amount: 1000, Currency: "USD"}, Stock: 1}); err != nil {
-				t.Fatal(err)
-			}
-			v, err := b.submit(engine.PlaceOrder{UserID: "shopper", Lines: []engine.LineRequest{{SKU: "vase", Quantity: 1}}, ExpiresIn: limit.ExpiresInMax})
-			if err != nil {
-				t.Fatal(err)
-			}
-			o := v.(ordercore.Order)
-			a := b.attempt(o.ID)
-			// The open attempt spends all of the schedule but its last step.
-			var spent time.Duration
-			for _, step := range sched[:len(sched)-1] {
-				b.clock.Advance(step)
-				spent += step
-				sync()
-			}
-			if p, _ := b.db.Payment(ctx, a); p.Status != ordercore.PaymentPending || p.SyncAttempts != len(sched)-1 {
-				t.Fatalf("before expiry: %+v, want pending after %d queries", p, len(sched)-1)
-			}
-			b.clock.Advance(limit.ExpiresInMax - spent + time.Second)
+			o, a, left := b.agedAttempt("vase")
+			b.clock.Advance(left + time.Second)
 			if _, err := b.expirer.Sweep(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -604,26 +617,10 @@ func TestUnansweredCloseQueriedOnItsOwnSchedule(t *testing.T) {
 	sched := limit.PaymentSyncSchedule
 	b := setupPay(t)
 	ctx := context.Background()
-	if _, err := b.submit(engine.CreateSKU{ID: "lens", Name: "lens", Price: ordercore.Money{Amount: 1000, Currency: "USD"}, Stock: 1}); err != nil {
-		t.Fatal(err)
-	}
-	v, err := b.submit(engine.PlaceOrder{UserID: "shopper", Lines: []engine.LineRequest{{SKU: "lens", Quantity: 1}}, ExpiresIn: limit.ExpiresInMax})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := v.(ordercore.Order)
-	a := b.attempt(o.ID)
-	var spent time.Duration
-	for _, step := range sched[:len(sched)-1] {
-		b.clock.Advance(step)
-		spent += step
-		if _, err := b.pay.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	o, a, left := b.agedAttempt("lens")
 	// The close at expiry takes effect at the channel, but its answer is lost.
 	b.pay.Channels[matrixChannel] = &unknownChannel{fakeChannel: b.channel}
-	b.clock.Advance(limit.ExpiresInMax - spent + time.Second)
+	b.clock.Advance(left + time.Second)
 	if _, err := b.expirer.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
