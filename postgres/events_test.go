@@ -47,6 +47,11 @@ func hold(t *testing.T, db *postgres.DB, steps ...*ordercore.Changeset) *held {
 					return err
 				}
 				err := tx.Apply(context.Background(), c)
+				if err == nil {
+					// The store holds Apply's batch back until the next statement or the
+					// commit; a load sends it, so the step has run when it is reported.
+					_, err = tx.Orders(context.Background(), []string{"none"})
+				}
 				h.did <- err
 				if err != nil {
 					return err

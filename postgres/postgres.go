@@ -187,6 +187,7 @@ func (db *DB) Write(ctx context.Context, fn func(ordercore.WriteTx) error) error
 		return err
 	}
 	if err := t.commit(ctx); err != nil {
+		t.rollback(ctx) // a statement of Apply's batch failed: the transaction is still open
 		return fmt.Errorf("postgres: commit: %w", err)
 	}
 	return nil

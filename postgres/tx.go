@@ -8,19 +8,46 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// lazyTx is a write transaction on one connection whose BEGIN spends no round trip of its
-// own: it goes out in one batch with the first statement (pgx's Batch.BeginTx), and a
-// transaction that sends nothing sends no BEGIN either. The COMMIT stays a round trip of
-// its own: the row-count guards of Apply's statements are judged by the client from their
-// results, which must come back before the transaction commits.
+// lazyTx is a write transaction on one connection that spends as few round trips as it
+// can. Its BEGIN goes out in one batch with the first statement (pgx's Batch.BeginTx),
+// and a transaction that sends nothing sends no BEGIN either. Apply's batch is held back
+// (pending) until the next statement or the end of the write: when the write ends, the
+// COMMIT goes in the same batch if the server judges every statement of it (fold), and
+// in a round trip of its own otherwise, because the client must see the row-count guards'
+// results before it commits. A write whose function fails after Apply sends nothing of it.
 type lazyTx struct {
 	conn *pgx.Conn
 	opts pgx.TxOptions
 	tx   pgx.Tx // once BEGIN was sent
+	// pending is Apply's batch, not sent yet; fold says whether its COMMIT may go with it.
+	pending *pgx.Batch
+	fold    bool
+}
+
+// apply holds b back until the next statement or the commit (see lazyTx).
+func (t *lazyTx) apply(ctx context.Context, b *pgx.Batch, fold bool) error {
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
+	t.pending, t.fold = b, fold
+	return nil
+}
+
+// flush sends a pending batch without its COMMIT: another statement follows it.
+func (t *lazyTx) flush(ctx context.Context) error {
+	if t.pending == nil {
+		return nil
+	}
+	b := t.pending
+	t.pending = nil
+	return t.SendBatch(ctx, b)
 }
 
 // Query sends query (with BEGIN, if it is the first statement) and returns its rows.
 func (t *lazyTx) Query(ctx context.Context, query string, args ...any) (pgx.Rows, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
 	if t.tx != nil {
 		return t.tx.Query(ctx, query, args...)
 	}
@@ -38,6 +65,9 @@ func (t *lazyTx) Query(ctx context.Context, query string, args ...any) (pgx.Rows
 
 // Exec sends query (with BEGIN, if it is the first statement).
 func (t *lazyTx) Exec(ctx context.Context, query string, args ...any) error {
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
 	if t.tx != nil {
 		_, err := t.tx.Exec(ctx, query, args...)
 		return err
@@ -67,6 +97,9 @@ func (t *lazyTx) begin(ctx context.Context, query string, args []any) (pgx.Batch
 // SendBatch sends b in the transaction, with BEGIN first if none was sent yet, and
 // closes its results (running their callbacks).
 func (t *lazyTx) SendBatch(ctx context.Context, b *pgx.Batch) error {
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
 	if t.tx != nil {
 		return t.tx.SendBatch(ctx, b).Close()
 	}
@@ -78,8 +111,23 @@ func (t *lazyTx) SendBatch(ctx context.Context, b *pgx.Batch) error {
 	return br.Close()
 }
 
-// commit commits what was sent; a transaction that sent nothing has nothing to commit.
+// commit sends what is pending and commits; a transaction that sent nothing has nothing
+// to commit. With fold, the COMMIT ends the pending batch: if a statement of it fails,
+// the server skips the rest, COMMIT included, and the transaction is left for rollback.
 func (t *lazyTx) commit(ctx context.Context) error {
+	if t.pending != nil && t.fold {
+		b := t.pending
+		t.pending = nil
+		b.Queue("COMMIT")
+		if err := t.SendBatch(ctx, b); err != nil {
+			return err
+		}
+		t.tx = nil // over: nothing is left to commit or roll back
+		return nil
+	}
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
 	if t.tx == nil {
 		return nil
 	}
@@ -89,6 +137,7 @@ func (t *lazyTx) commit(ctx context.Context) error {
 // rollback ends a transaction that is still open (BEGIN sent, no COMMIT); pgx closes a
 // connection whose rollback fails, and the pool drops it.
 func (t *lazyTx) rollback(ctx context.Context) {
+	t.pending = nil // never sent
 	if t.tx != nil {
 		_ = t.tx.Rollback(context.WithoutCancel(ctx))
 	}

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -103,6 +104,11 @@ func (w *writeTx) lockKeys(ctx context.Context, kind string, keys []string) erro
 // engine has already checked the same rules, so a failing guard means a race lost to
 // another instance or a bug, and the batch is better lost unacknowledged than written
 // wrong.
+//
+// The batch goes out with the next statement of the transaction or with its commit
+// (lazyTx); when it is the last and the server judges every statement of it
+// (commitsWithApply), the COMMIT goes in the same round trip: a batch of placed orders
+// then costs the load's round trip and this one. A guard that fails then fails Write.
 func (w *writeTx) Apply(ctx context.Context, c *ordercore.Changeset) error {
 	b := &pgx.Batch{}
 	for _, step := range []func(*pgx.Batch, *ordercore.Changeset){
@@ -124,7 +130,23 @@ func (w *writeTx) Apply(ctx context.Context, c *ordercore.Changeset) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	return w.tx.SendBatch(ctx, b)
+	return w.tx.apply(ctx, b, commitsWithApply(c))
+}
+
+// commitsWithApply reports whether every statement Apply sends for c is judged by the
+// server, so that the COMMIT may follow them in one round trip: a statement that fails
+// makes the server skip the rest of the pipeline, COMMIT included, and the transaction
+// rolls back. The stock update raises its own guard (expect_rows); a plain INSERT ...
+// SELECT FROM unnest writes every row it selects or fails (a key or CHECK it breaks),
+// so its row-count check can never fail on its own. Everything else carries a guard
+// only ordercore judges, from a row count that must be back before the commit (a
+// version-guarded UPDATE matching no row is not an error to the server), and keeps the
+// COMMIT a round trip of its own. The list is of what may fold, so that a kind of change
+// added later commits apart until it is shown to be safe here (write_test.go).
+func commitsWithApply(c *ordercore.Changeset) bool {
+	rest := *c
+	rest.NewSKUs, rest.StockChanges, rest.Ledger, rest.NewOrders, rest.Events, rest.Idempotency = nil, nil, nil, nil, nil, nil
+	return rest.Empty()
 }
 
 // queue adds one statement to b; check, if set, judges its command tag.
@@ -176,13 +198,19 @@ func queueSKUs(b *pgx.Batch, c *ordercore.Changeset) {
 
 // updateStock is the conditional update, one statement for all of a batch's SKUs: the
 // database refuses a result with negative available, reserved or sold (P1, paired with
-// the engine's assertion), and a SKU that does not exist matches no row; either fails
-// the batch. The rows are already locked by the batch's load (skusForUpdate), in id order.
-const updateStock = `UPDATE skus SET total = skus.total + v.dt, reserved = skus.reserved + v.dr, sold = skus.sold + v.ds,
-	version = skus.version + 1, updated_at = v.at
+// the engine's assertion), and a SKU that does not exist matches no row. The server
+// counts the rows it changed and raises unless that is every SKU sent (expect_rows,
+// migration 00007), so a refused change fails the transaction even when its COMMIT was
+// sent in the same round trip. The rows are already locked by the batch's load
+// (skusForUpdate), in id order.
+const updateStock = `WITH changed AS (
+	UPDATE skus SET total = skus.total + v.dt, reserved = skus.reserved + v.dr, sold = skus.sold + v.ds,
+		version = skus.version + 1, updated_at = v.at
 	FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(id, dt, dr, ds, at)
 	WHERE skus.id = v.id AND (skus.total + v.dt) - (skus.reserved + v.dr) - (skus.sold + v.ds) >= 0
-		AND skus.reserved + v.dr >= 0 AND skus.sold + v.ds >= 0`
+		AND skus.reserved + v.dr >= 0 AND skus.sold + v.ds >= 0
+	RETURNING 1)
+SELECT expect_rows((SELECT count(*) FROM changed), $6, 'conditional stock update')`
 
 // queueStock adds one conditional UPDATE of every touched SKU, however many orders of
 // the batch moved its stock; it must change every one of them. The engine sends each
@@ -198,13 +226,15 @@ func queueStock(b *pgx.Batch, c *ordercore.Changeset) {
 	for i, ch := range c.StockChanges {
 		ids[i], dTotal[i], dReserved[i], dSold[i], at[i] = ch.SKU, ch.DTotal, ch.DReserved, ch.DSold, micros(ch.At)
 	}
-	queue(b, "update stock", updateStock, []any{ids, dTotal, dReserved, dSold, at}, func(ct pgconn.CommandTag) error {
-		if ct.RowsAffected() == int64(n) {
-			return nil
+	qq := b.Queue(updateStock, ids, dTotal, dReserved, dSold, at, int64(n))
+	qq.Fn = func(br pgx.BatchResults) error {
+		var changed int64
+		if err := br.QueryRow().Scan(&changed); err != nil || changed != int64(n) {
+			return fmt.Errorf("postgres: conditional stock update of %d SKUs (changes %+v): a SKU does not exist or would go negative: %w",
+				n, c.StockChanges, cmp.Or(err, fmt.Errorf("%d changed", changed)))
 		}
-		return fmt.Errorf("postgres: conditional stock update of %d SKUs changed %d: a SKU does not exist or would go negative (changes %+v)",
-			n, ct.RowsAffected(), c.StockChanges)
-	})
+		return nil
+	}
 }
 
 func queueOrders(b *pgx.Batch, c *ordercore.Changeset) {
