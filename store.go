@@ -54,6 +54,9 @@ type WriteTx interface {
 	// PostgreSQL). The engine calls Barriers before Holds.
 	Barriers(ctx context.Context, branches []BranchKey) ([]BarrierRow, error)
 	Holds(ctx context.Context, branches []BranchKey) (map[BranchKey]StockHold, error)
+	// Apply writes c. A store may hold its statements back and send them with the
+	// commit, so a change the database refuses can fail Write instead of Apply; either
+	// way nothing of the write is kept.
 	Apply(ctx context.Context, c *Changeset) error
 }
 

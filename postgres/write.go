@@ -98,9 +98,9 @@ func (w *writeTx) lockKeys(ctx context.Context, kind string, keys []string) erro
 }
 
 // Apply writes a batch's changes in one pipelined round trip (a pgx batch inside the
-// transaction): multi-row inserts from arrays (unnest), one conditional UPDATE per touched
-// SKU, one version-guarded UPDATE per changed order, payment, refund, review item or
-// saga. A guard that fails returns an error and the whole transaction rolls back: the
+// transaction): multi-row inserts from arrays (unnest), one conditional UPDATE of all the
+// touched SKUs, one version-guarded UPDATE per changed order, payment, refund, review
+// item or saga. A guard that fails fails the write and the whole transaction rolls back: the
 // engine has already checked the same rules, so a failing guard means a race lost to
 // another instance or a bug, and the batch is better lost unacknowledged than written
 // wrong.
@@ -142,7 +142,7 @@ func (w *writeTx) Apply(ctx context.Context, c *ordercore.Changeset) error {
 // only ordercore judges, from a row count that must be back before the commit (a
 // version-guarded UPDATE matching no row is not an error to the server), and keeps the
 // COMMIT a round trip of its own. The list is of what may fold, so that a kind of change
-// added later commits apart until it is shown to be safe here (write_test.go).
+// added later commits apart until it is shown to be safe here (fold_test.go).
 func commitsWithApply(c *ordercore.Changeset) bool {
 	rest := *c
 	rest.NewSKUs, rest.StockChanges, rest.Ledger, rest.NewOrders, rest.Events, rest.Idempotency = nil, nil, nil, nil, nil, nil
