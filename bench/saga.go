@@ -113,7 +113,53 @@ type SagaResult struct {
 	Errors    int64
 	// CPUPerSaga is the coordinator process's CPU time per saga (saga path only).
 	CPUPerSaga time.Duration
-	Note       string
+	// CPU is where the machine's CPU went in the window, per saga (direct and saga
+	// paths; nil when /proc could not be read).
+	CPU  *SagaCPU
+	Note string
+}
+
+// SagaCPU splits the machine's CPU time in a path's window, per saga counted in it, from
+// /proc (ticks of 10 ms, so windows of a few seconds). Busy is every core's busy time;
+// Coordinator the ordercore serve process (saga path); Bench this process, the
+// participants and the clients; Postgres every process named postgres; Others the rest
+// (load from outside the bench); Idle the cores' unused time.
+type SagaCPU struct {
+	Busy, Coordinator, Bench, Postgres, Others, Idle time.Duration
+	// CoordinatorInBench: the coordinator runs in this process, so Bench includes it.
+	CoordinatorInBench bool
+}
+
+// sagaCPU is the split between readings a and b (coordinator ticks ca and cb, when the
+// coordinator is another process) over sagas.
+func sagaCPU(a, b cpuSample, ca, cb uint64, sagas int64, coordinatorInBench bool) *SagaCPU {
+	if !a.ok || !b.ok || b.total <= a.total || sagas <= 0 {
+		return nil
+	}
+	per := func(ticks uint64) time.Duration {
+		return time.Duration(ticks) * (time.Second / 100) / time.Duration(sagas)
+	}
+	idle := b.idle - a.idle
+	busy := b.total - a.total - idle
+	var pg uint64
+	for pid, t := range b.pg {
+		if t >= a.pg[pid] {
+			pg += t - a.pg[pid]
+		}
+	}
+	self, coord := b.self-a.self, uint64(0)
+	if cb >= ca {
+		coord = cb - ca
+	}
+	c := &SagaCPU{Busy: per(busy), Bench: per(self), Postgres: per(pg), Idle: per(idle), CoordinatorInBench: coordinatorInBench}
+	if coordinatorInBench {
+		coord = 0
+	}
+	c.Coordinator = per(coord)
+	if used := self + pg + coord; busy > used {
+		c.Others = per(busy - used)
+	}
+	return c
 }
 
 // SagaReport is a saga bench run.
@@ -362,7 +408,15 @@ func (p *participants) post(ctx context.Context, path string, q string, body []b
 // runDirect is the floor: each client calls the two participants in turn, with the
 // query parameters a coordinator would send (so the barrier runs as in a saga).
 func (p *participants) runDirect(ctx context.Context, cfg SagaConfig) SagaResult {
-	return measure(ctx, cfg.Clients, cfg.Duration, SagaPathDirect, func(ctx context.Context) error {
+	var cpu0, cpu1 cpuSample
+	edge := func(open bool) {
+		if open {
+			cpu0 = readCPU()
+		} else {
+			cpu1 = readCPU()
+		}
+	}
+	r := measureWindow(ctx, cfg.Clients, cfg.Duration, SagaPathDirect, func(ctx context.Context) error {
 		stock, order, gid := p.payloads()
 		q := func(branch string) string {
 			return "gid=" + gid + "&trans_type=saga&branch_id=" + branch + "&op=action"
@@ -371,7 +425,9 @@ func (p *participants) runDirect(ctx context.Context, cfg SagaConfig) SagaResult
 			return err
 		}
 		return p.post(ctx, "/order/action", q("02"), order)
-	})
+	}, edge)
+	r.CPU = sagaCPU(cpu0, cpu1, 0, 0, r.Sagas, false)
+	return r
 }
 
 func (p *participants) sagaBody(gid string, stock, order []byte, policy map[string]any) []byte {
@@ -392,11 +448,12 @@ func (p *participants) runSagas(ctx context.Context, cfg SagaConfig, srv SagaSer
 	// (not over the warm-up, whose sagas are not): in a steady state the sagas in flight
 	// at its opening and at its close balance.
 	var cpu0, cpu1 time.Duration
+	var m0, m1 cpuSample
 	edge := func(open bool) {
 		if open {
-			cpu0 = processCPU(srv.PID)
+			m0, cpu0 = readCPU(), processCPU(srv.PID)
 		} else {
-			cpu1 = processCPU(srv.PID)
+			m1, cpu1 = readCPU(), processCPU(srv.PID)
 		}
 	}
 	r := measureWindow(ctx, cfg.Clients, cfg.Duration, SagaPathSaga, func(ctx context.Context) error {
@@ -416,6 +473,8 @@ func (p *participants) runSagas(ctx context.Context, cfg SagaConfig, srv SagaSer
 	if cpu := cpu1 - cpu0; r.Sagas > 0 && cpu > 0 {
 		r.CPUPerSaga = cpu / time.Duration(r.Sagas)
 	}
+	tick := uint64(time.Second / 100)
+	r.CPU = sagaCPU(m0, m1, uint64(cpu0)/tick, uint64(cpu1)/tick, r.Sagas, srv.PID == os.Getpid())
 	r.Note = "POST /v1/sagas?wait_seconds=30: answered when the saga completed"
 	return r
 }

@@ -39,6 +39,48 @@ func (r *SagaReport) rows() [][]string {
 	return out
 }
 
+var sagaCPUHeader = []string{"path", "sagas/s", "cores busy", "coordinator", "participants and clients", "PostgreSQL", "others", "cores idle"}
+
+// cpuRows is the CPU split of the paths that have one, in ms per saga.
+func (r *SagaReport) cpuRows() [][]string {
+	var out [][]string
+	for _, x := range r.Results {
+		c := x.CPU
+		if c == nil {
+			continue
+		}
+		coord := ms3(c.Coordinator)
+		if c.CoordinatorInBench {
+			coord = "(in the bench process)"
+		} else if x.Path == SagaPathDirect {
+			coord = "-"
+		}
+		out = append(out, []string{x.Path, thousands(int64(x.PerSecond)), ms3(c.Busy), coord, ms3(c.Bench), ms3(c.Postgres), ms3(c.Others), ms3(c.Idle)})
+	}
+	return out
+}
+
+func ms3(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
+
+// CPUGap says where the saga path's CPU per saga went beyond the direct calls', and what
+// the coordinator's own share of it costs the ratio; "" without both splits.
+func (r *SagaReport) CPUGap() string {
+	d, okD := r.Result(SagaPathDirect)
+	s, okS := r.Result(SagaPathSaga)
+	if !okD || !okS || d.CPU == nil || s.CPU == nil || s.CPU.CoordinatorInBench {
+		return ""
+	}
+	dc, sc := d.CPU, s.CPU
+	msf := func(x time.Duration) float64 { return float64(x) / float64(time.Millisecond) }
+	// Each path's rate is the machine's cores over the CPU time (busy and idle) per saga.
+	without := msf(dc.Busy+dc.Idle) / msf(sc.Busy+sc.Idle-sc.Coordinator)
+	return fmt.Sprintf("the cores spent %.3f ms per saga on the saga path against %.3f ms on the direct calls: "+
+		"the coordinator %.3f ms, the participants and clients %+.3f ms (the client's submit included), PostgreSQL %+.3f ms, "+
+		"others %+.3f ms, and %+.3f ms idle; with the rest of it unchanged, a coordinator that took no CPU at all would reach about %.0f%% of the direct calls",
+		msf(sc.Busy), msf(dc.Busy), msf(sc.Coordinator), msf(sc.Bench-dc.Bench), msf(sc.Postgres-dc.Postgres), msf(sc.Others-dc.Others),
+		msf(sc.Idle-dc.Idle), 100*without)
+}
+
 func ms(d time.Duration) string {
 	if d == 0 {
 		return ""
@@ -90,6 +132,18 @@ func (r *SagaReport) WriteText(w io.Writer) {
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	tw.Flush()
+	if rows := r.cpuRows(); len(rows) > 0 {
+		fmt.Fprintln(w, "\nCPU per saga, in each window:")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, strings.ToUpper(strings.Join(sagaCPUHeader, "\t")))
+		for _, row := range rows {
+			fmt.Fprintln(tw, strings.Join(row, "\t"))
+		}
+		tw.Flush()
+		if g := r.CPUGap(); g != "" {
+			fmt.Fprintf(w, "  %s\n", g)
+		}
+	}
 	if t := r.Targets(); len(t) > 0 {
 		fmt.Fprintln(w, "\ntargets:")
 		for _, l := range t {
@@ -107,6 +161,16 @@ func (r *SagaReport) Markdown() string {
 	b.WriteString("| " + strings.Join(sagaTableHeader, " | ") + " |\n|" + strings.Repeat(" --- |", len(sagaTableHeader)) + "\n")
 	for _, row := range r.rows() {
 		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+	if rows := r.cpuRows(); len(rows) > 0 {
+		b.WriteString("\n**CPU per saga** in each path's window, from /proc (participants and clients: the bench process; PostgreSQL: every process named postgres):\n\n")
+		b.WriteString("| " + strings.Join(sagaCPUHeader, " | ") + " |\n|" + strings.Repeat(" --- |", len(sagaCPUHeader)) + "\n")
+		for _, row := range rows {
+			b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+		}
+		if g := r.CPUGap(); g != "" {
+			b.WriteString("\nSo " + g + ".\n")
+		}
 	}
 	if t := r.Targets(); len(t) > 0 {
 		b.WriteString("\n**Targets:**\n\n")

@@ -41,6 +41,17 @@ func TestRunSaga(t *testing.T) {
 	if r, _ := rep.Result(bench.SagaPathSaga); r.CPUPerSaga <= 0 {
 		t.Error("the coordinator's CPU per saga was not read")
 	}
+	for _, p := range []string{bench.SagaPathDirect, bench.SagaPathSaga} {
+		r, _ := rep.Result(p)
+		// The per-process counters and the machine's are read at 10 ms ticks, apart: allow
+		// them a tenth of slack against each other.
+		if c := r.CPU; c == nil || c.Busy <= 0 || c.Bench <= 0 || 10*(c.Bench+c.Postgres+c.Others) > 11*(c.Busy+c.Idle) {
+			t.Errorf("path %s: CPU split %+v", p, c)
+		}
+	}
+	if r, _ := rep.Result(bench.SagaPathSaga); r.CPU != nil && !r.CPU.CoordinatorInBench {
+		t.Error("the coordinator runs in this process, but the split counts it apart")
+	}
 	if rep.Backlog != 200 || rep.DrainRate <= 0 {
 		t.Errorf("drain: backlog %d at %.0f/s", rep.Backlog, rep.DrainRate)
 	}
