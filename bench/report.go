@@ -126,6 +126,14 @@ func (r *Report) Limits() []string {
 				line += fmt.Sprintf(", %.0f%% busy in the window", 100*h.CPU.Machine)
 				if t.CPU != nil {
 					line += fmt.Sprintf(" (%.0f%% in the trivial handler's)", 100*t.CPU.Machine)
+					// The machine's CPU time per order: its busy share of every core over the rate.
+					perOrder := func(x Result) time.Duration {
+						return time.Duration(x.CPU.Machine * float64(r.Machine.Cores) / x.PerSecond * float64(time.Second))
+					}
+					if h.PerSecond > 0 && r.Machine.Cores > 0 {
+						line += fmt.Sprintf("; the cores spent %s per order (client, HTTP and engine) against %s per request of the trivial handler: at the trivial run's busy share, half its rate allows %s",
+							fmtDuration(perOrder(h)), fmtDuration(perOrder(t)), fmtDuration(2*perOrder(t)))
+					}
 				}
 			}
 			if h.BatchMean > 0 {
