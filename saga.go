@@ -95,8 +95,9 @@ type SagaStep struct {
 	Compensate *SagaCall  `json:"compensate,omitempty"`
 	Confirm    *SagaCall  `json:"confirm,omitempty"`
 	Status     StepStatus `json:"status"`
-	// Attempts counts calls of the step's current operation; Called records that its
-	// action was sent at least once (so it is compensated even if no answer came back).
+	// Attempts counts the calls of the step's current operation that did not succeed (a
+	// success ends the operation and sets it back to 0); Called records that its action
+	// was sent at least once (so it is compensated even if no answer came back).
 	Attempts  int    `json:"attempts"`
 	Called    bool   `json:"called,omitempty"`
 	LastError string `json:"last_error,omitempty"`
