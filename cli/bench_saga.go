@@ -39,8 +39,10 @@ func benchSagaCmd() *cobra.Command {
               timed from their return until the last one completed
 
 The participants run in this process on PostgreSQL (--pg; a schema of their own is
-created and dropped). Prints the machine, the settings, sagas/s, latency percentiles and
-the targets; --write updates the saga section of a markdown file (BENCHMARKS.md).`,
+created and dropped). Prints the machine, the settings, sagas/s, latency percentiles,
+where the machine's CPU went per saga in the direct and saga paths (the coordinator, this
+process's participants and clients, PostgreSQL, others, idle; from /proc) and the
+targets; --write updates the saga section of a markdown file (BENCHMARKS.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Progress = cmd.ErrOrStderr()
