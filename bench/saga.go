@@ -44,10 +44,16 @@ const (
 	SagaPathSaga      = "saga"       // the same calls as 2-branch sagas through ordercore
 	SagaPathInProcess = "in-process" // sagas of two in-process steps
 	SagaPathDrain     = "drain"      // a backlog drained after a participant outage
+	// SagaPathSingle runs the direct and saga paths again with one client: what a saga
+	// adds to its two calls when nothing else runs. Its results are SagaPathDirect1 and
+	// SagaPathSaga1.
+	SagaPathSingle  = "single"
+	SagaPathDirect1 = "direct-1"
+	SagaPathSaga1   = "saga-1"
 )
 
 // SagaPaths are every path of the saga bench.
-var SagaPaths = []string{SagaPathDirect, SagaPathSaga, SagaPathInProcess, SagaPathDrain}
+var SagaPaths = []string{SagaPathDirect, SagaPathSaga, SagaPathSingle, SagaPathInProcess, SagaPathDrain}
 
 // Saga bench defaults.
 const (
@@ -212,7 +218,7 @@ func RunSaga(ctx context.Context, cfg SagaConfig) (*SagaReport, error) {
 		rep.Results = append(rep.Results, p.runDirect(ctx, cfg))
 	}
 	var srv SagaServer
-	if cfg.wants(SagaPathSaga) || cfg.wants(SagaPathDrain) {
+	if cfg.wants(SagaPathSaga) || cfg.wants(SagaPathDrain) || cfg.wants(SagaPathSingle) {
 		if srv, err = cfg.Serve(ctx, filepath.Join(cfg.Dir, "coordinator")); err != nil {
 			return nil, fmt.Errorf("start the coordinator: %w", err)
 		}
@@ -221,6 +227,16 @@ func RunSaga(ctx context.Context, cfg SagaConfig) (*SagaReport, error) {
 	if cfg.wants(SagaPathSaga) {
 		fmt.Fprintf(cfg.Progress, "saga bench: %s: %d clients submit 2-branch sagas to ordercore and wait for each for %s\n", SagaPathSaga, cfg.Clients, cfg.Duration)
 		rep.Results = append(rep.Results, p.runSagas(ctx, cfg, srv))
+	}
+	if cfg.wants(SagaPathSingle) {
+		one := cfg
+		one.Clients = 1
+		fmt.Fprintf(cfg.Progress, "saga bench: %s: one client calls both participants directly for %s, then submits sagas for %s\n", SagaPathSingle, cfg.Duration, cfg.Duration)
+		d := p.runDirect(ctx, one)
+		d.Path = SagaPathDirect1
+		s := p.runSagas(ctx, one, srv)
+		s.Path = SagaPathSaga1
+		rep.Results = append(rep.Results, d, s)
 	}
 	if cfg.wants(SagaPathInProcess) {
 		fmt.Fprintf(cfg.Progress, "saga bench: %s: %d submitters run sagas of two in-process steps for %s\n", SagaPathInProcess, SagaInProcessClients, cfg.Duration)

@@ -18,6 +18,7 @@ const (
 	sagaDTMFloorPerSec   = 1_860                  // the floor DTM's figure was measured against
 	sagaDTMDrainPerS     = 100
 	sagaDTMCPUPerSagaStr = "about 4 ms"
+	sagaDTMAddedStr      = "4.4 ms" // latency DTM adds to a single saga
 )
 
 var sagaTableHeader = []string{"path", "clients", "sagas", "sagas/s", "p50", "p99", "errors", "coordinator CPU/saga", "note"}
@@ -52,7 +53,7 @@ func (r *SagaReport) cpuRows() [][]string {
 		coord := ms3(c.Coordinator)
 		if c.CoordinatorInBench {
 			coord = "(in the bench process)"
-		} else if x.Path == SagaPathDirect {
+		} else if x.Path == SagaPathDirect || x.Path == SagaPathDirect1 {
 			coord = "-"
 		}
 		out = append(out, []string{x.Path, thousands(int64(x.PerSecond)), ms3(c.Busy), coord, ms3(c.Bench), ms3(c.Postgres), ms3(c.Others), ms3(c.Idle)})
@@ -108,6 +109,12 @@ func (r *SagaReport) Targets() []string {
 		out = append(out, fmt.Sprintf("coordinator CPU %.3f ms per saga, its HTTP serving and storage included (target <= %.1f ms; DTM: %s): %s",
 			float64(s.CPUPerSaga)/float64(time.Millisecond), float64(sagaTargetCPU)/float64(time.Millisecond), sagaDTMCPUPerSagaStr, verdict(s.CPUPerSaga <= sagaTargetCPU)))
 	}
+	if d1, ok1 := r.Result(SagaPathDirect1); ok1 {
+		if s1, ok2 := r.Result(SagaPathSaga1); ok2 && d1.P50 > 0 && s1.P50 > 0 {
+			out = append(out, fmt.Sprintf("one client: a saga took %s at p50 against %s for its two calls made directly: ordercore adds %s (DTM: about %s)",
+				ms(s1.P50), ms(d1.P50), ms(s1.P50-d1.P50), sagaDTMAddedStr))
+		}
+	}
 	if ip, ok := r.Result(SagaPathInProcess); ok {
 		out = append(out, fmt.Sprintf("in-process sagas %s/s (target >= %s/s): %s", thousands(int64(ip.PerSecond)), thousands(sagaTargetInProcess), verdict(ip.PerSecond >= sagaTargetInProcess)))
 	}
@@ -157,7 +164,7 @@ func (r *SagaReport) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Sagas (`ordercore bench saga`), %d clients\n\n", r.Config.Clients)
 	fmt.Fprintf(&b, "- **Machine:** %s\n- **Settings:** %s\n", r.Machine, r.settings())
-	b.WriteString("- **Paths:** `direct`: each client calls the two participants in turn (the floor); `saga`: the same two calls as a 2-branch saga submitted to ordercore, the client answered when it completed; `in-process`: sagas of two in-process steps, submitted to the engine in the same process; `drain`: sagas submitted while the participants refuse connections, timed from their return until the last completed.\n\n")
+	b.WriteString("- **Paths:** `direct`: each client calls the two participants in turn (the floor); `saga`: the same two calls as a 2-branch saga submitted to ordercore, the client answered when it completed; `direct-1` and `saga-1`: the same with one client, what a saga adds to its calls when nothing else runs; `in-process`: sagas of two in-process steps, submitted to the engine in the same process; `drain`: sagas submitted while the participants refuse connections, timed from their return until the last completed.\n\n")
 	b.WriteString("| " + strings.Join(sagaTableHeader, " | ") + " |\n|" + strings.Repeat(" --- |", len(sagaTableHeader)) + "\n")
 	for _, row := range r.rows() {
 		b.WriteString("| " + strings.Join(row, " | ") + " |\n")

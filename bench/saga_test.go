@@ -13,7 +13,8 @@ import (
 
 // TestRunSaga runs every path of the saga bench briefly, with the coordinator in this
 // process, and checks what a report relies on: each path completed sagas without
-// errors, the coordinator's CPU was read, and the whole backlog drained.
+// errors (the one-client pair included), the coordinator's CPU was read, and the whole
+// backlog drained.
 func TestRunSaga(t *testing.T) {
 	connectPG(t) // the participants need PostgreSQL
 	dir := t.TempDir()
@@ -32,7 +33,7 @@ func TestRunSaga(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{bench.SagaPathDirect, bench.SagaPathSaga, bench.SagaPathInProcess} {
+	for _, p := range []string{bench.SagaPathDirect, bench.SagaPathSaga, bench.SagaPathDirect1, bench.SagaPathSaga1, bench.SagaPathInProcess} {
 		r, ok := rep.Result(p)
 		if !ok || r.Sagas == 0 || r.Errors != 0 {
 			t.Errorf("path %s: %+v", p, r)
@@ -55,7 +56,7 @@ func TestRunSaga(t *testing.T) {
 	if rep.Backlog != 200 || rep.DrainRate <= 0 {
 		t.Errorf("drain: backlog %d at %.0f/s", rep.Backlog, rep.DrainRate)
 	}
-	if md := rep.Markdown(); len(md) == 0 || len(rep.Targets()) != 4 {
+	if md := rep.Markdown(); len(md) == 0 || len(rep.Targets()) != 5 {
 		t.Errorf("report: %d targets, markdown %d bytes", len(rep.Targets()), len(md))
 	}
 }

@@ -33,6 +33,8 @@ func benchSagaCmd() *cobra.Command {
   saga        the same two calls as a 2-branch saga submitted to an ordercore serve child
               process (POST /v1/sagas?wait_seconds=30, answered when the saga completed);
               the child's CPU time per saga is read from /proc
+  single      direct and saga again with one client (results direct-1 and saga-1): the
+              latency a saga adds to its two calls when nothing else runs
   in-process  sagas of two in-process steps (ordercore.notify), submitted to an engine and
               coordinator in this process
   drain       --backlog sagas submitted while the participants refuse connections, then
