@@ -98,7 +98,10 @@ func benchPlaceOrderCmd() *cobra.Command {
   http      POST /v1/orders over real HTTP against an in-process ordercore server
   trivial   the same HTTP client against a handler that only decodes JSON and answers
 
-on two scenarios: one hot SKU ("hot") and orders spread over many SKUs ("many").
+on two scenarios: one hot SKU ("hot") and orders spread over many SKUs ("many"). On the
+hot SKU the trivial handler runs right after the http path, and --rounds pairs of the
+two run back to back (default 3): the machine's pace drifts within minutes, so the HTTP
+targets are judged on the medians over the pairs.
 SQLite runs with synchronous=FULL, as ordercore serve does. Prints the machine, the
 settings, orders/s, latency percentiles and batch sizes; --write updates the
 place-order section of a markdown file (BENCHMARKS.md).
@@ -137,6 +140,7 @@ the place-order:postgres section.`,
 	f.StringSliceVar(&cfg.Paths, "paths", nil, fmt.Sprintf("paths to run (default all of %v; with --db all of %v)", bench.Paths, bench.PGPaths))
 	f.StringVar(&cfg.DB, "db", "", "measure on PostgreSQL at this postgres:// URL instead of SQLite (paths engine, naive, naive-pool, engine-3; ceiling, http and trivial are SQLite only and skipped)")
 	f.StringSliceVar(&cfg.Scenarios, "scenarios", nil, "scenarios to run: hot, many (default both)")
+	f.IntVar(&cfg.Rounds, "rounds", bench.RoundsDefault, fmt.Sprintf("pairs of the http path and the trivial handler on the hot SKU, run back to back (1..%d)", bench.RoundsMax))
 	b.flags(f, "place-order")
 	return c
 }
