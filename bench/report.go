@@ -21,22 +21,21 @@ const (
 	TargetHTTPConns          = 64 // the connection count the p99 target is stated at
 )
 
-// roundsMedian is the median of f over the http/trivial pairs (the mean of the middle
-// two for an even count).
-func (r *Report) roundsMedian(f func(Round) float64) float64 {
-	v := make([]float64, len(r.Rounds))
-	for i, x := range r.Rounds {
+// median is the median of f over xs (the mean of the middle two for an even count).
+func median[T any](xs []T, f func(T) float64) float64 {
+	v := make([]float64, len(xs))
+	for i, x := range xs {
 		v[i] = f(x)
 	}
 	slices.Sort(v)
-	n := len(v)
-	if n == 0 {
+	switch n := len(v); {
+	case n == 0:
 		return 0
-	}
-	if n%2 == 1 {
+	case n%2 == 1:
 		return v[n/2]
+	default:
+		return (v[n/2-1] + v[n/2]) / 2
 	}
-	return (v[n/2-1] + v[n/2]) / 2
 }
 
 // roundsLine lists the http/trivial pairs; "" with fewer than two.
@@ -81,7 +80,7 @@ func (r *Report) Checks() []Check {
 		v := x.PerSecond / y.PerSecond
 		c := Check{Name: name + ", " + sc, Value: v, Measured: fmtRatio(v)}
 		if a == PathHTTP && sc == ScenarioHot && len(r.Rounds) > 1 {
-			v = r.roundsMedian(func(x Round) float64 { return x.HTTP.PerSecond / x.Trivial.PerSecond })
+			v = median(r.Rounds, func(x Round) float64 { return x.HTTP.PerSecond / x.Trivial.PerSecond })
 			c.Value, c.Measured = v, fmt.Sprintf("%s (median of %d pairs)", fmtRatio(v), len(r.Rounds))
 		}
 		if sc == ScenarioHot {
@@ -100,7 +99,7 @@ func (r *Report) Checks() []Check {
 		if h, ok := r.Result(PathHTTP, sc); ok {
 			c := Check{Name: fmt.Sprintf("http p99 at %d connections, %s", r.Config.Clients, sc), Value: h.P99.Seconds(), Measured: fmtDuration(h.P99)}
 			if sc == ScenarioHot && len(r.Rounds) > 1 {
-				p99 := time.Duration(r.roundsMedian(func(x Round) float64 { return float64(x.HTTP.P99) }))
+				p99 := time.Duration(median(r.Rounds, func(x Round) float64 { return float64(x.HTTP.P99) }))
 				h.P99, c.Value, c.Measured = p99, p99.Seconds(), fmt.Sprintf("%s (median of %d)", fmtDuration(p99), len(r.Rounds))
 			}
 			if sc == ScenarioHot {

@@ -61,6 +61,34 @@ func (r *SagaReport) cpuRows() [][]string {
 	return out
 }
 
+// noCoordinatorShare is the share of the direct calls' rate a coordinator that took no
+// CPU at all would reach, the rest of the saga path's CPU per saga unchanged; 0 without
+// both splits.
+func noCoordinatorShare(d, s SagaResult) float64 {
+	if d.CPU == nil || s.CPU == nil || s.CPU.CoordinatorInBench {
+		return 0
+	}
+	// Each path's rate is the machine's cores over the CPU time (busy and idle) per saga.
+	return float64(d.CPU.Busy+d.CPU.Idle) / float64(s.CPU.Busy+s.CPU.Idle-s.CPU.Coordinator)
+}
+
+// roundsLine lists the direct/saga pairs; "" with fewer than two.
+func (r *SagaReport) roundsLine() string {
+	if len(r.Rounds) < 2 {
+		return ""
+	}
+	parts := make([]string, len(r.Rounds))
+	for i, x := range r.Rounds {
+		parts[i] = fmt.Sprintf("%s against %s sagas/s (%.0f%%, %.3f ms of coordinator CPU per saga", thousands(int64(x.Saga.PerSecond)),
+			thousands(int64(x.Direct.PerSecond)), 100*x.Saga.PerSecond/x.Direct.PerSecond, float64(x.Saga.CPUPerSaga)/float64(time.Millisecond))
+		if b := noCoordinatorShare(x.Direct, x.Saga); b > 0 {
+			parts[i] += fmt.Sprintf(", %.0f%% with none", 100*b)
+		}
+		parts[i] += ")"
+	}
+	return fmt.Sprintf("direct/saga pairs, each saga run right after its direct run (the first pair is the table's; the targets take the medians): %s", strings.Join(parts, "; "))
+}
+
 func ms3(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
 
 // CPUGap says where the saga path's CPU per saga went beyond the direct calls', and what
@@ -73,8 +101,7 @@ func (r *SagaReport) CPUGap() string {
 	}
 	dc, sc := d.CPU, s.CPU
 	msf := func(x time.Duration) float64 { return float64(x) / float64(time.Millisecond) }
-	// Each path's rate is the machine's cores over the CPU time (busy and idle) per saga.
-	without := msf(dc.Busy+dc.Idle) / msf(sc.Busy+sc.Idle-sc.Coordinator)
+	without := noCoordinatorShare(d, s)
 	return fmt.Sprintf("the cores spent %.3f ms per saga on the saga path against %.3f ms on the direct calls: "+
 		"the coordinator %.3f ms, the participants and clients %+.3f ms (the client's submit included), PostgreSQL %+.3f ms, "+
 		"others %+.3f ms, and %+.3f ms idle; with the rest of it unchanged, a coordinator that took no CPU at all would reach about %.0f%% of the direct calls",
@@ -100,14 +127,24 @@ func (r *SagaReport) Targets() []string {
 	}
 	d, okD := r.Result(SagaPathDirect)
 	s, okS := r.Result(SagaPathSaga)
+	pairs := len(r.Rounds) > 1
 	if okD && okS && d.PerSecond > 0 {
-		ratio := s.PerSecond / d.PerSecond
-		out = append(out, fmt.Sprintf("sagas through ordercore at %.0f%% of the direct calls (target >= %.0f%%; DTM: %d/s against a %d/s floor, %.0f%%): %s",
-			100*ratio, 100*sagaTargetVsDirect, sagaDTMPerSecond, sagaDTMFloorPerSec, 100*float64(sagaDTMPerSecond)/sagaDTMFloorPerSec, verdict(ratio >= sagaTargetVsDirect)))
+		ratio, of := s.PerSecond/d.PerSecond, ""
+		if pairs {
+			ratio = median(r.Rounds, func(x SagaRound) float64 { return x.Saga.PerSecond / x.Direct.PerSecond })
+			of = fmt.Sprintf(" (median of %d pairs)", len(r.Rounds))
+		}
+		out = append(out, fmt.Sprintf("sagas through ordercore at %.0f%% of the direct calls%s (target >= %.0f%%; DTM: %d/s against a %d/s floor, %.0f%%): %s",
+			100*ratio, of, 100*sagaTargetVsDirect, sagaDTMPerSecond, sagaDTMFloorPerSec, 100*float64(sagaDTMPerSecond)/sagaDTMFloorPerSec, verdict(ratio >= sagaTargetVsDirect)))
 	}
 	if okS && s.CPUPerSaga > 0 {
-		out = append(out, fmt.Sprintf("coordinator CPU %.3f ms per saga, its HTTP serving and storage included (target <= %.1f ms; DTM: %s): %s",
-			float64(s.CPUPerSaga)/float64(time.Millisecond), float64(sagaTargetCPU)/float64(time.Millisecond), sagaDTMCPUPerSagaStr, verdict(s.CPUPerSaga <= sagaTargetCPU)))
+		cpu, of := s.CPUPerSaga, ""
+		if pairs {
+			cpu = time.Duration(median(r.Rounds, func(x SagaRound) float64 { return float64(x.Saga.CPUPerSaga) }))
+			of = fmt.Sprintf(" (median of %d)", len(r.Rounds))
+		}
+		out = append(out, fmt.Sprintf("coordinator CPU %.3f ms per saga%s, its HTTP serving and storage included (target <= %.1f ms; DTM: %s): %s",
+			float64(cpu)/float64(time.Millisecond), of, float64(sagaTargetCPU)/float64(time.Millisecond), sagaDTMCPUPerSagaStr, verdict(cpu <= sagaTargetCPU)))
 	}
 	if d1, ok1 := r.Result(SagaPathDirect1); ok1 {
 		if s1, ok2 := r.Result(SagaPathSaga1); ok2 && d1.P50 > 0 && s1.P50 > 0 {
@@ -127,7 +164,14 @@ func (r *SagaReport) Targets() []string {
 
 func (r *SagaReport) settings() string {
 	return fmt.Sprintf("%s per path after a %s warm-up; participants in the bench process on PostgreSQL %s (each call one transaction: a barrier insert and one write, synchronous_commit on, %d connections); coordinator `ordercore serve` as a child process on its embedded SQLite (WAL, synchronous=FULL), with serve's GOGC=400; default saga policy (10 s step timeout)",
-		r.Config.Duration, min(sagaWarmup, r.Config.Duration), r.PGServer, sagaParticipantConns)
+		r.Config.Duration, min(sagaWarmup, r.Config.Duration), r.PGServer, sagaParticipantConns) + r.pairsSetting()
+}
+
+func (r *SagaReport) pairsSetting() string {
+	if len(r.Rounds) < 2 {
+		return ""
+	}
+	return fmt.Sprintf("; direct and saga: %d pairs, each run back to back, judged on the medians", len(r.Rounds))
 }
 
 // WriteText prints the report.
@@ -150,6 +194,9 @@ func (r *SagaReport) WriteText(w io.Writer) {
 		if g := r.CPUGap(); g != "" {
 			fmt.Fprintf(w, "  %s\n", g)
 		}
+	}
+	if l := r.roundsLine(); l != "" {
+		fmt.Fprintf(w, "\n%s\n", l)
 	}
 	if t := r.Targets(); len(t) > 0 {
 		fmt.Fprintln(w, "\ntargets:")
@@ -178,6 +225,9 @@ func (r *SagaReport) Markdown() string {
 		if g := r.CPUGap(); g != "" {
 			b.WriteString("\nSo " + g + ".\n")
 		}
+	}
+	if l := r.roundsLine(); l != "" {
+		b.WriteString("\n" + strings.ToUpper(l[:1]) + l[1:] + ".\n")
 	}
 	if t := r.Targets(); len(t) > 0 {
 		b.WriteString("\n**Targets:**\n\n")

@@ -2,14 +2,25 @@ package bench_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"ordercore/app"
 	"ordercore/bench"
 )
+
+func mustResult(t *testing.T, rep *bench.SagaReport, path string) bench.SagaResult {
+	t.Helper()
+	r, ok := rep.Result(path)
+	if !ok {
+		t.Fatalf("no %s result", path)
+	}
+	return r
+}
 
 // TestRunSaga runs every path of the saga bench briefly, with the coordinator in this
 // process, and checks what a report relies on: each path completed sagas without
@@ -52,6 +63,18 @@ func TestRunSaga(t *testing.T) {
 	}
 	if r, _ := rep.Result(bench.SagaPathSaga); r.CPU != nil && !r.CPU.CoordinatorInBench {
 		t.Error("the coordinator runs in this process, but the split counts it apart")
+	}
+	// The pairs: the first is the table's; the targets take the medians.
+	if len(rep.Rounds) != bench.RoundsDefault || rep.Rounds[0].Saga.Sagas != mustResult(t, rep, bench.SagaPathSaga).Sagas {
+		t.Fatalf("%d direct/saga pairs; want %d, the first the table's", len(rep.Rounds), bench.RoundsDefault)
+	}
+	for i, x := range rep.Rounds {
+		if x.Direct.Sagas == 0 || x.Saga.Sagas == 0 || x.Direct.Errors+x.Saga.Errors != 0 || x.Saga.CPUPerSaga <= 0 {
+			t.Errorf("pair %d: direct %+v, saga %+v", i+1, x.Direct, x.Saga)
+		}
+	}
+	if t0 := rep.Targets(); len(t0) == 0 || !strings.Contains(t0[0], fmt.Sprintf("(median of %d pairs)", bench.RoundsDefault)) {
+		t.Errorf("targets: %q; want the ratio as the median over the pairs", t0)
 	}
 	if rep.Backlog != 200 || rep.DrainRate <= 0 {
 		t.Errorf("drain: backlog %d at %.0f/s", rep.Backlog, rep.DrainRate)

@@ -33,6 +33,8 @@ func benchSagaCmd() *cobra.Command {
   saga        the same two calls as a 2-branch saga submitted to an ordercore serve child
               process (POST /v1/sagas?wait_seconds=30, answered when the saga completed);
               the child's CPU time per saga is read from /proc
+  (direct and saga run in --rounds pairs, back to back, default 3: the machine's pace
+  drifts within minutes, so the ratio and CPU targets take the medians over the pairs)
   single      direct and saga again with one client (results direct-1 and saga-1): the
               latency a saga adds to its two calls when nothing else runs
   in-process  sagas of two in-process steps (ordercore.notify), submitted to an engine and
@@ -57,6 +59,7 @@ targets; --write updates the saga section of a markdown file (BENCHMARKS.md).`,
 	f.DurationVar(&cfg.Duration, "duration", bench.DurationDefault, "measured time per path")
 	f.IntVar(&cfg.Clients, "clients", bench.ClientsDefault, "concurrent clients of the direct and saga paths")
 	f.IntVar(&cfg.Backlog, "backlog", bench.SagaBacklogDefault, "sagas submitted while the participants are down (drain path)")
+	f.IntVar(&cfg.Rounds, "rounds", bench.RoundsDefault, fmt.Sprintf("pairs of the direct and saga paths, run back to back (1..%d)", bench.RoundsMax))
 	f.StringVar(&cfg.PG, "pg", pgBenchDefault, "PostgreSQL URL of the participants' database")
 	f.StringSliceVar(&cfg.Paths, "paths", nil, fmt.Sprintf("paths to run (default all of %v)", bench.SagaPaths))
 	b.flags(f, "saga")
