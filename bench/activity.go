@@ -228,16 +228,21 @@ func (a cpuSample) until(b cpuSample) *CPU {
 	}
 	d := float64(b.total - a.total)
 	c := &CPU{Machine: float64(b.total-a.total-(b.idle-a.idle)) / d, Self: float64(b.self-a.self) / d}
-	// A process that started in the window counts from zero; one that ended in it is
-	// missed (its last figures are gone with it).
+	if len(b.pg) > 0 {
+		c.Postgres, c.PostgresSeen = float64(a.pgTicksUntil(b))/d, true
+	}
+	return c
+}
+
+// pgTicksUntil is the CPU ticks the postgres processes used between a and b. A process
+// that started in the window counts from zero; one that ended in it is missed (its last
+// figures are gone with it).
+func (a cpuSample) pgTicksUntil(b cpuSample) uint64 {
 	var pg uint64
 	for pid, t := range b.pg {
 		if t >= a.pg[pid] {
 			pg += t - a.pg[pid]
 		}
 	}
-	if len(b.pg) > 0 {
-		c.Postgres, c.PostgresSeen = float64(pg)/d, true
-	}
-	return c
+	return pg
 }

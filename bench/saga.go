@@ -152,12 +152,7 @@ func sagaCPU(a, b cpuSample, ca, cb uint64, sagas int64, coordinatorInBench bool
 	}
 	idle := b.idle - a.idle
 	busy := b.total - a.total - idle
-	var pg uint64
-	for pid, t := range b.pg {
-		if t >= a.pg[pid] {
-			pg += t - a.pg[pid]
-		}
-	}
+	pg := a.pgTicksUntil(b)
 	self, coord := b.self-a.self, uint64(0)
 	if cb >= ca {
 		coord = cb - ca
