@@ -746,9 +746,16 @@ func (c ResolveReview) Validate() error {
 	switch {
 	case c.Action != ReviewDismiss && c.Action != ReviewRetry:
 		return ordercore.Errorf(ordercore.EINVALID, "action must be %q or %q", ReviewDismiss, ReviewRetry)
-	case c.By == "" || len(c.By) > limit.IDBytesMax:
+	}
+	return validateAudit(c.By, c.Note)
+}
+
+// validateAudit checks the operator and the reason an audited action records.
+func validateAudit(by, note string) error {
+	switch {
+	case by == "" || len(by) > limit.IDBytesMax:
 		return ordercore.Errorf(ordercore.EINVALID, "by must name the operator (1..%d bytes)", limit.IDBytesMax)
-	case c.Note == "" || len(c.Note) > limit.ReasonBytesMax:
+	case note == "" || len(note) > limit.ReasonBytesMax:
 		return ordercore.Errorf(ordercore.EINVALID, "note must say why (1..%d bytes)", limit.ReasonBytesMax)
 	}
 	return nil

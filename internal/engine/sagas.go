@@ -350,12 +350,7 @@ func (c SagaAction) Validate() error {
 		return ordercore.Errorf(ordercore.EINVALID, "unknown saga action %q", c.Action)
 	}
 	if c.Audited {
-		switch {
-		case c.By == "" || len(c.By) > limit.IDBytesMax:
-			return ordercore.Errorf(ordercore.EINVALID, "by must name the operator (1..%d bytes)", limit.IDBytesMax)
-		case c.Note == "" || len(c.Note) > limit.ReasonBytesMax:
-			return ordercore.Errorf(ordercore.EINVALID, "note must say why (1..%d bytes)", limit.ReasonBytesMax)
-		}
+		return validateAudit(c.By, c.Note)
 	}
 	return nil
 }

@@ -428,15 +428,7 @@ type RedeliverWebhook struct {
 func (c RedeliverWebhook) keys(k *keySet) { k.webhooks.delivery(c.DeliveryID) }
 
 // Validate checks what needs no database.
-func (c RedeliverWebhook) Validate() error {
-	switch {
-	case c.By == "" || len(c.By) > limit.IDBytesMax:
-		return ordercore.Errorf(ordercore.EINVALID, "by must name the operator (1..%d bytes)", limit.IDBytesMax)
-	case c.Note == "" || len(c.Note) > limit.ReasonBytesMax:
-		return ordercore.Errorf(ordercore.EINVALID, "note must say why (1..%d bytes)", limit.ReasonBytesMax)
-	}
-	return nil
-}
+func (c RedeliverWebhook) Validate() error { return validateAudit(c.By, c.Note) }
 
 func (c RedeliverWebhook) execute(b *batch) (any, error) {
 	if err := c.Validate(); err != nil {
