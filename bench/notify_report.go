@@ -227,15 +227,10 @@ func (r *NotifyReport) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "ordercore bench notify, %s\n", r.At.Format(time.RFC3339))
 	fmt.Fprintf(w, "machine:  %s\n", r.Machine)
 	fmt.Fprintf(w, "settings: %s\n\n", r.settings())
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.ToUpper(strings.Join(notifyTableHeader, "\t")))
-	for _, row := range r.rows() {
-		fmt.Fprintln(tw, strings.Join(row, "\t"))
-	}
-	tw.Flush()
+	writeTextTable(w, notifyTableHeader, r.rows())
 	if checks := r.Checks(); len(checks) > 0 {
 		fmt.Fprintln(w, "\nwhat must hold after the run:")
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, c := range checks {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t= %s (%s)\t%s\n", c.Path, c.Name, thousands(c.Got), thousands(c.Want), c.Wanted, c.verdict())
 		}
@@ -262,14 +257,7 @@ func (r *NotifyReport) Markdown() string {
 	fmt.Fprintf(&b, "- **Machine:** %s\n", r.Machine)
 	fmt.Fprintf(&b, "- **Settings:** %s\n", r.settings())
 	fmt.Fprintf(&b, "- **Paths:** %s\n\n", notifyPathsDoc)
-	b.WriteString("| " + strings.Join(notifyTableHeader, " | ") + " |\n")
-	b.WriteString("|" + strings.Repeat(" --- |", len(notifyTableHeader)) + "\n")
-	for _, row := range r.rows() {
-		for i := range row {
-			row[i] = strings.ReplaceAll(row[i], "|", `\|`)
-		}
-		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
-	}
+	writeMarkdownTable(&b, notifyTableHeader, r.rows())
 	if checks := r.Checks(); len(checks) > 0 {
 		b.WriteString("\n**What must hold after the run** (whole run, warm-up and drain included; read side = `GET /v1/orders`, server's counters = `GET /v1/channels`):\n\n")
 		b.WriteString("| path | figure | measured | expected | |\n| --- | --- | --- | --- | --- |\n")

@@ -257,17 +257,9 @@ func (r *Report) writePGText(w io.Writer) {
 	fmt.Fprintf(w, "ordercore bench place-order on PostgreSQL, %s\n", r.At.Format(time.RFC3339))
 	fmt.Fprintf(w, "machine:  %s\n", r.Machine)
 	fmt.Fprintf(w, "settings: %s\n\n", r.pgSettings())
-	table := func(header []string, rows func(Result) []string) {
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, strings.ToUpper(strings.Join(header, "\t")))
-		for _, res := range r.Results {
-			fmt.Fprintln(tw, strings.Join(rows(res), "\t"))
-		}
-		tw.Flush()
-	}
-	table(pgTableHeader, Result.pgRow)
+	writeTextTable(w, pgTableHeader, r.resultRows(Result.pgRow))
 	fmt.Fprintln(w, "\nwhere the time went:")
-	table(activityHeader, Result.activityRow)
+	writeTextTable(w, activityHeader, r.resultRows(Result.activityRow))
 	fmt.Fprintf(w, "(%s)\n", activityNote)
 	fmt.Fprintln(w, "\nwhat must hold after each path:")
 	for _, res := range r.Results {
@@ -299,20 +291,9 @@ func (r *Report) pgMarkdown() string {
 		"naive-pool = %d such committers on one store's pool, %d one-order transactions in flight; "+
 		"engine-%d = %d engines, each with its own store (pool), on one schema and the same SKUs, the clients spread round-robin over them: what %d `serve` instances on one database do.\n\n",
 		r.Config.BatchDelay, naivePoolCommitters, naivePoolCommitters, engine3Instances, engine3Instances, engine3Instances)
-	mdTable := func(header []string, rows func(Result) []string) {
-		b.WriteString("| " + strings.Join(header, " | ") + " |\n")
-		b.WriteString("|" + strings.Repeat(" --- |", len(header)) + "\n")
-		for _, res := range r.Results {
-			row := rows(res)
-			for i := range row {
-				row[i] = strings.ReplaceAll(row[i], "|", `\|`)
-			}
-			b.WriteString("| " + strings.Join(row, " | ") + " |\n")
-		}
-	}
-	mdTable(pgTableHeader, Result.pgRow)
+	writeMarkdownTable(&b, pgTableHeader, r.resultRows(Result.pgRow))
 	b.WriteString("\n**Where the time went** (" + activityNote + "):\n\n")
-	mdTable(activityHeader, Result.activityRow)
+	writeMarkdownTable(&b, activityHeader, r.resultRows(Result.activityRow))
 	b.WriteString("\n**What must hold after each path:**\n\n")
 	for _, res := range r.Results {
 		b.WriteString("- " + res.holdsLine() + "\n")

@@ -235,15 +235,10 @@ func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "ordercore bench place-order, %s\n", r.At.Format(time.RFC3339))
 	fmt.Fprintf(w, "machine:  %s\n", r.Machine)
 	fmt.Fprintf(w, "settings: %s\n\n", r.settings())
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.ToUpper(strings.Join(tableHeader, "\t")))
-	for _, res := range r.Results {
-		fmt.Fprintln(tw, strings.Join(res.row(), "\t"))
-	}
-	tw.Flush()
+	writeTextTable(w, tableHeader, r.resultRows(Result.row))
 	if checks := r.Checks(); len(checks) > 0 {
 		fmt.Fprintln(w, "\nagainst the targets:")
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, c := range checks {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", c.Name, c.Measured, orDash(c.Target), c.verdict())
 		}
@@ -255,6 +250,38 @@ func (r *Report) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "  %s\n", l)
 		}
 	}
+}
+
+// writeTextTable prints a table aligned in columns for a terminal, its header in capitals.
+func writeTextTable(w io.Writer, header []string, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(header, "\t")))
+	for _, row := range rows {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	tw.Flush()
+}
+
+// writeMarkdownTable writes a markdown table; a | inside a cell is escaped.
+func writeMarkdownTable(b *strings.Builder, header []string, rows [][]string) {
+	b.WriteString("| " + strings.Join(header, " | ") + " |\n")
+	b.WriteString("|" + strings.Repeat(" --- |", len(header)) + "\n")
+	for _, row := range rows {
+		cells := make([]string, len(row))
+		for i, c := range row {
+			cells[i] = strings.ReplaceAll(c, "|", `\|`)
+		}
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+}
+
+// resultRows is row applied to each result.
+func (r *Report) resultRows(row func(Result) []string) [][]string {
+	out := make([][]string, len(r.Results))
+	for i, res := range r.Results {
+		out[i] = row(res)
+	}
+	return out
 }
 
 func (c Check) verdict() string {
@@ -280,15 +307,7 @@ func (r *Report) Markdown() string {
 	b.WriteString("- **Paths:** engine = `engine.Submit` in process with the default committer; naive = the same engine with one transaction per order; " +
 		"ceiling = a hand-written loop writing the same rows in batches of the engine's mean size straight to SQLite; " +
 		"http = `POST /v1/orders` to the ordercore server from a load generator on the same machine; trivial = the same client against a handler that only decodes the JSON.\n\n")
-	b.WriteString("| " + strings.Join(tableHeader, " | ") + " |\n")
-	b.WriteString("|" + strings.Repeat(" --- |", len(tableHeader)) + "\n")
-	for _, res := range r.Results {
-		row := res.row()
-		for i := range row {
-			row[i] = strings.ReplaceAll(row[i], "|", `\|`)
-		}
-		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
-	}
+	writeMarkdownTable(&b, tableHeader, r.resultRows(Result.row))
 	if checks := r.Checks(); len(checks) > 0 {
 		b.WriteString("\n**Against the targets** (the targets apply to the hot SKU):\n\n| figure | measured | target | |\n| --- | --- | --- | --- |\n")
 		for _, c := range checks {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 )
 
@@ -177,20 +176,10 @@ func (r *SagaReport) pairsSetting() string {
 // WriteText prints the report.
 func (r *SagaReport) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "ordercore bench saga\nmachine:  %s\nsettings: %s\n\n", r.Machine, r.settings())
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.ToUpper(strings.Join(sagaTableHeader, "\t")))
-	for _, row := range r.rows() {
-		fmt.Fprintln(tw, strings.Join(row, "\t"))
-	}
-	tw.Flush()
+	writeTextTable(w, sagaTableHeader, r.rows())
 	if rows := r.cpuRows(); len(rows) > 0 {
 		fmt.Fprintln(w, "\nCPU per saga, in each window:")
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, strings.ToUpper(strings.Join(sagaCPUHeader, "\t")))
-		for _, row := range rows {
-			fmt.Fprintln(tw, strings.Join(row, "\t"))
-		}
-		tw.Flush()
+		writeTextTable(w, sagaCPUHeader, rows)
 		if g := r.CPUGap(); g != "" {
 			fmt.Fprintf(w, "  %s\n", g)
 		}
@@ -212,16 +201,10 @@ func (r *SagaReport) Markdown() string {
 	fmt.Fprintf(&b, "## Sagas (`ordercore bench saga`), %d clients\n\n", r.Config.Clients)
 	fmt.Fprintf(&b, "- **Machine:** %s\n- **Settings:** %s\n", r.Machine, r.settings())
 	b.WriteString("- **Paths:** `direct`: each client calls the two participants in turn (the floor); `saga`: the same two calls as a 2-branch saga submitted to ordercore, the client answered when it completed; `direct-1` and `saga-1`: the same with one client, what a saga adds to its calls when nothing else runs; `in-process`: sagas of two in-process steps, submitted to the engine in the same process; `drain`: sagas submitted while the participants refuse connections, timed from their return until the last completed.\n\n")
-	b.WriteString("| " + strings.Join(sagaTableHeader, " | ") + " |\n|" + strings.Repeat(" --- |", len(sagaTableHeader)) + "\n")
-	for _, row := range r.rows() {
-		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
-	}
+	writeMarkdownTable(&b, sagaTableHeader, r.rows())
 	if rows := r.cpuRows(); len(rows) > 0 {
 		b.WriteString("\n**CPU per saga** in each path's window, from /proc (participants and clients: the bench process; PostgreSQL: every process named postgres):\n\n")
-		b.WriteString("| " + strings.Join(sagaCPUHeader, " | ") + " |\n|" + strings.Repeat(" --- |", len(sagaCPUHeader)) + "\n")
-		for _, row := range rows {
-			b.WriteString("| " + strings.Join(row, " | ") + " |\n")
-		}
+		writeMarkdownTable(&b, sagaCPUHeader, rows)
 		if g := r.CPUGap(); g != "" {
 			b.WriteString("\nSo " + g + ".\n")
 		}
