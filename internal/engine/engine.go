@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -268,6 +269,32 @@ func (e *Engine) fill(batch []*call) []*call {
 func (e *Engine) commit(calls []*call) {
 	limit.Assert(len(calls) > 0 && len(calls) <= e.cfg.BatchMax, "batch of %d commands", len(calls))
 	started := time.Now()
+	if err := e.transact(calls); err != nil {
+		e.cfg.Logger.Error("batch failed; nothing in it was committed", "commands", len(calls), "err", err)
+		if len(calls) == 1 {
+			failed(calls, err)
+		} else {
+			budget := isolateBudget(len(calls))
+			e.isolate(calls, &budget)
+		}
+	}
+	ended := time.Now()
+	var held time.Duration
+	for _, c := range calls {
+		held += ended.Sub(c.at)
+	}
+	e.stats.record(len(calls), ended.Sub(started), held)
+	// Counted before any caller is answered: a caller that submits again at once is one
+	// of those fill expects back, not one that was already here.
+	e.lingerUntil, e.committed = e.arrivals.Load()+int64(len(calls)), ended
+	for _, c := range calls {
+		close(c.done)
+	}
+}
+
+// transact runs calls in one transaction, setting each one's outcome; if it returns an
+// error, nothing was committed and the outcomes are void.
+func (e *Engine) transact(calls []*call) error {
 	var b *batch
 	err := e.store.Write(context.Background(), func(tx ordercore.WriteTx) error {
 		// Stores keep microseconds; a batch's time is truncated so that what a caller is
@@ -290,23 +317,46 @@ func (e *Engine) commit(calls []*call) {
 	})
 	if err == nil {
 		e.sagas.rememberSagas(b)
-	} else {
-		e.cfg.Logger.Error("batch failed; nothing in it was committed", "commands", len(calls), "err", err)
-		for _, c := range calls {
-			c.res, c.err = Result{}, fmt.Errorf("commit batch: %w", errors.Join(err, &ordercore.Error{Code: ordercore.EUnavailable, Message: "storage failed; nothing was changed, retry"}))
+	}
+	return err
+}
+
+// isolate runs the calls of a failed transaction again in halves, and the halves of a
+// half that fails, so that a command the store refuses (a row the commands' checks did
+// not foresee) fails alone instead of failing every command it was batched with. Each
+// retry spends one of budget's transactions: a store that refuses everything (a full
+// disk, a lost connection) costs a few more failed transactions, not one per command,
+// and the calls left when budget runs out fail as unavailable, to be retried.
+func (e *Engine) isolate(calls []*call, budget *int) {
+	half := len(calls) / 2
+	for _, part := range [][]*call{calls[:half], calls[half:]} {
+		if *budget <= 0 {
+			failed(part, errors.New("isolation budget spent"))
+			continue
+		}
+		*budget--
+		err := e.transact(part)
+		switch {
+		case err == nil:
+		case len(part) == 1:
+			e.cfg.Logger.Error("command failed in a transaction of its own; nothing of it was committed", "command", fmt.Sprintf("%T", part[0].cmd), "err", err)
+			failed(part, err)
+		default:
+			e.isolate(part, budget)
 		}
 	}
-	ended := time.Now()
-	var held time.Duration
+}
+
+// isolateBudget is the number of transactions isolate may spend on a failed batch of n
+// calls: enough to find one refused command by halving (two halves a level), and a few
+// more.
+func isolateBudget(n int) int { return 2*bits.Len(uint(n)) + 4 }
+
+// failed answers calls with err as unavailable: nothing of them was committed, and a
+// retry may succeed.
+func failed(calls []*call, err error) {
 	for _, c := range calls {
-		held += ended.Sub(c.at)
-	}
-	e.stats.record(len(calls), ended.Sub(started), held)
-	// Counted before any caller is answered: a caller that submits again at once is one
-	// of those fill expects back, not one that was already here.
-	e.lingerUntil, e.committed = e.arrivals.Load()+int64(len(calls)), ended
-	for _, c := range calls {
-		close(c.done)
+		c.res, c.err = Result{}, fmt.Errorf("commit batch: %w", errors.Join(err, &ordercore.Error{Code: ordercore.EUnavailable, Message: "storage failed; nothing was changed, retry"}))
 	}
 }
 

@@ -2,7 +2,10 @@ package engine_test
 
 import (
 	"context"
+	"errors"
+	"math/bits"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -251,5 +254,136 @@ func TestStatsHeld(t *testing.T) {
 	}
 	if held > sum {
 		t.Errorf("held %s, more than the %s its callers waited in all", held, sum)
+	}
+}
+
+// refusingStore refuses, in Apply, every transaction whose changeset refuse picks, as a
+// database refuses a row its constraints or encoding do not allow; it counts the
+// transactions it was asked for.
+type refusingStore struct {
+	*sqlite.DB
+	refuse func(*ordercore.Changeset) bool
+	gate   func()
+	writes *atomic.Int64
+}
+
+type refusingTx struct {
+	ordercore.WriteTx
+	refuse func(*ordercore.Changeset) bool
+}
+
+func (tx refusingTx) Apply(ctx context.Context, cs *ordercore.Changeset) error {
+	if tx.refuse(cs) {
+		return errors.New("refused by the store")
+	}
+	return tx.WriteTx.Apply(ctx, cs)
+}
+
+func (s refusingStore) Write(ctx context.Context, fn func(ordercore.WriteTx) error) error {
+	s.writes.Add(1)
+	return s.DB.Write(ctx, func(tx ordercore.WriteTx) error {
+		s.gate()
+		return fn(refusingTx{tx, s.refuse})
+	})
+}
+
+// TestRefusedCommandFailsAlone: when the store refuses a batch's transaction, the
+// committer runs its commands again in smaller transactions, so only the command the
+// store refuses fails; every other command of the batch is committed and answered as if
+// the batch had not held it. A store that refuses everything costs a bounded number of
+// transactions, not one per command.
+func TestRefusedCommandFailsAlone(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		refuse func(*ordercore.Changeset) bool
+	}{
+		{"one poison", func(cs *ordercore.Changeset) bool {
+			return slices.ContainsFunc(cs.NewSKUs, func(s ordercore.SKU) bool { return s.Name == "poison" })
+		}},
+		{"everything", func(cs *ordercore.Changeset) bool { return len(cs.NewOrders) > 0 || len(cs.NewSKUs) > 0 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var writes atomic.Int64
+			var refusing, holding atomic.Bool
+			started, release := make(chan struct{}, 1), make(chan struct{})
+			store := refusingStore{DB: db, writes: &writes,
+				refuse: func(cs *ordercore.Changeset) bool { return refusing.Load() && tc.refuse(cs) },
+				gate: func() {
+					if holding.CompareAndSwap(true, false) {
+						started <- struct{}{}
+						<-release
+					}
+				}}
+			eng := engine.New(store, ordercore.SystemClock{}, engine.Config{})
+			t.Cleanup(func() { eng.Close(); db.Close() })
+			mustSKU(t, eng, "a", 1000)
+
+			// A restock's transaction is held while 40 orders and the poison queue behind
+			// it; then all of them go in one batch.
+			holding.Store(true)
+			refusing.Store(true)
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				if _, err := eng.Submit(context.Background(), engine.Restock{SKU: "a", Quantity: 1}, nil); err != nil {
+					t.Error(err)
+				}
+			})
+			<-started
+			const orders = 40
+			errs := make([]error, orders+1)
+			for i := range orders + 1 {
+				wg.Go(func() {
+					var cmd engine.Command = engine.PlaceOrder{UserID: "u1", Lines: []engine.LineRequest{{SKU: "a", Quantity: 1}}}
+					if i == orders/2 {
+						cmd = engine.CreateSKU{ID: "p", Name: "poison", Price: ordercore.Money{Amount: 1, Currency: "USD"}}
+					}
+					_, errs[i] = eng.Submit(context.Background(), cmd, nil)
+				})
+			}
+			for eng.QueueLen() < orders+1 {
+				time.Sleep(time.Millisecond)
+			}
+			before := writes.Load()
+			close(release)
+			wg.Wait()
+			spent := writes.Load() - before
+
+			sku, err := db.SKU(context.Background(), "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			placed := 0
+			for i, err := range errs {
+				switch {
+				case err == nil:
+					placed++
+				case ordercore.ErrorCode(err) != ordercore.EUnavailable:
+					t.Errorf("command %d: %v, want %s", i, err, ordercore.EUnavailable)
+				}
+			}
+			if tc.name == "one poison" {
+				if errs[orders/2] == nil {
+					t.Error("the refused command was answered as committed")
+				}
+				if placed != orders {
+					t.Errorf("%d of the %d orders batched with the refused command were placed", placed, orders)
+				}
+			} else if placed != 0 {
+				t.Errorf("%d commands answered as committed by a store that refuses everything", placed)
+			}
+			if sku.Reserved != int64(placed) {
+				t.Errorf("%d units reserved, %d orders answered as placed", sku.Reserved, placed)
+			}
+			// The batch, then its isolation within its budget (the restock was not in it).
+			if max := int64(1 + 2*bits.Len(uint(orders+1)) + 4); spent > max {
+				t.Errorf("%d transactions for a batch of %d; want at most %d", spent, orders+1, max)
+			}
+			t.Logf("%d transactions for a batch of %d", spent, orders+1)
+		})
 	}
 }
