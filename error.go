@@ -28,9 +28,10 @@ const (
 	EIdemKeyReused     = "idempotency_key_reused" // 422
 	EIdemKeyInUse      = "idempotency_key_in_use" // 409
 	EInvalidIdemKey    = "invalid_idempotency_key"
-	EStockOverflow     = "stock_overflow" // 422
-	EInvalidCursor     = "invalid_cursor" // 400
-	EUnavailable       = "unavailable"    // 503, storage failed; nothing was acknowledged
+	EStockOverflow     = "stock_overflow"     // 422
+	EInvalidCursor     = "invalid_cursor"     // 400
+	EUnavailable       = "unavailable"        // 503, storage failed; nothing was acknowledged
+	EMethodNotAllowed  = "method_not_allowed" // 405, with Allow: the path takes other methods
 
 	// Payment notifications: each is rejected before any state is read.
 	EInvalidSignature      = "invalid_signature"      // 401: missing, forged or probe signature

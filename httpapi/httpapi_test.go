@@ -312,6 +312,22 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"BadIdempotencyKey", "POST", "/v1/orders", orderBody, []string{"Idempotency-Key", "has space"}, 400, ordercore.EInvalidIdemKey},
 		{"BadCursor", "GET", "/v1/orders?user_id=u1&cursor=zzz", ``, nil, 400, ordercore.EInvalidCursor},
 		{"MissingUser", "GET", "/v1/orders", ``, nil, 422, ordercore.EINVALID},
+		{"NullLines", "POST", "/v1/orders", `{"user_id":"u1","lines":null}`, nil, 422, ordercore.EINVALID},
+		{"FractionalQuantity", "POST", "/v1/orders", `{"user_id":"u1","lines":[{"sku":"a","quantity":1.0}]}`, nil, 422, ordercore.EInvalidQuantity},
+		{"EmptyBody", "POST", "/v1/skus", ``, nil, 400, ordercore.EMalformedJSON},
+		{"NameWithNUL", "POST", "/v1/skus", `{"id":"z","name":"Z\u0000","price":{"amount":1,"currency":"USD"},"stock":1}`, nil, 422, ordercore.EINVALID},
+		{"NameWithControl", "POST", "/v1/skus", `{"id":"z","name":"Z\u0007","price":{"amount":1,"currency":"USD"},"stock":1}`, nil, 422, ordercore.EINVALID},
+		{"ReferenceWithNUL", "POST", "/v1/orders/" + pending.ID + "/payments/manual", `{"amount":{"amount":2500,"currency":"USD"},"reference":"r\u0000"}`, nil, 422, ordercore.EINVALID},
+		{"PaidOrderOtherAmount", "POST", "/v1/orders/" + shipped.ID + "/payments/manual", `{"amount":{"amount":1,"currency":"JPY"},"reference":"other"}`, nil, 422, ordercore.EAmountMismatch},
+		{"CancelMalformedBody", "POST", "/v1/orders/" + pending.ID + "/cancel", `{"this is": not json`, nil, 400, ordercore.EMalformedJSON},
+		{"CancelUnknownField", "POST", "/v1/orders/" + pending.ID + "/cancel", `{"reason":"x"}`, nil, 422, ordercore.EUnknownField},
+		{"CancelBodyTooLarge", "POST", "/v1/orders/" + pending.ID + "/cancel", `{"a":"` + strings.Repeat("x", 1<<20) + `"}`, nil, 413, ordercore.EBodyTooLarge},
+		{"CancelOtherMediaType", "POST", "/v1/orders/" + pending.ID + "/cancel", `{}`, []string{"Content-Type", "text/plain"}, 415, "unsupported_media_type"},
+		{"IdempotencyKeyTooLong", "POST", "/v1/orders", orderBody, []string{"Idempotency-Key", strings.Repeat("k", 256)}, 400, ordercore.EInvalidIdemKey},
+		{"IdempotencyKeyEmpty", "POST", "/v1/orders", orderBody, []string{"Idempotency-Key", ""}, 400, ordercore.EInvalidIdemKey},
+		{"AuditBlank", "POST", "/v1/review-items/01890000-0000-7000-8000-000000000000/resolve", `{"action":"dismiss","by":"   ","note":"   "}`, nil, 422, ordercore.EINVALID},
+		{"UnknownRoute", "GET", "/v1/nope", ``, nil, 404, ordercore.ENOTFOUND},
+		{"WrongMethod", "DELETE", "/v1/orders/" + pending.ID, ``, nil, 405, ordercore.EMethodNotAllowed},
 	}
 	before := digest(t, b.path)
 	for _, tt := range tests {

@@ -131,6 +131,10 @@ func (s *Server) listOrders(ctx context.Context, in *listOrdersInput) (*listOrde
 type transitionInput struct {
 	ID      string `path:"id" maxLength:"36"`
 	IdemKey string `header:"Idempotency-Key" maxLength:"255"`
+	// No body, or an empty JSON object: a body is read and checked like any other, so
+	// a malformed one, one of another media type or one over the limit is refused
+	// before anything changes.
+	Body *struct{} `required:"false"`
 }
 
 type transitionKind struct {
@@ -170,6 +174,9 @@ type manualPaymentInput struct {
 func (s *Server) manualPayment(ctx context.Context, in *manualPaymentInput) (*orderOutput, error) {
 	if !ordercore.ValidID(in.ID) {
 		return nil, problemOf(ordercore.Errorf(ordercore.ENOTFOUND, "order %q not found", in.ID))
+	}
+	if !ordercore.ValidText(in.Body.Reference) {
+		return nil, problemOf(ordercore.Errorf(ordercore.EINVALID, "reference must be text without control characters"))
 	}
 	amt := ordercore.Money{Amount: in.Body.Amount.Amount, Currency: ordercore.Currency(in.Body.Amount.Currency)}
 	cmd := engine.ApplyPayment{OrderID: in.ID, Payment: ordercore.PaymentApplied{Channel: "manual", Reference: in.Body.Reference, Amount: amt}}

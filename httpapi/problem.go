@@ -59,6 +59,8 @@ func statusOf(code string) int {
 		return http.StatusBadRequest
 	case ordercore.EBodyTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case ordercore.EMethodNotAllowed:
+		return http.StatusMethodNotAllowed
 	case ordercore.EOVERLOADED, ordercore.EUnavailable, ordercore.EChannelUnavailable:
 		return http.StatusServiceUnavailable
 	case ordercore.EINTERNAL:
@@ -93,23 +95,67 @@ func humaError(status int, msg string, errs ...error) huma.StatusError {
 			details = append(details, &huma.ErrorDetail{Message: err.Error()})
 		}
 	}
-	code := codeOf(status, details)
+	for _, d := range details {
+		plainTypeError(d)
+	}
+	code := codeOf(status, msg, details)
 	if code == ordercore.EINTERNAL {
 		details, msg = nil, "internal error" // never leak internals
 	}
+	if code == ordercore.EInvalidIdemKey {
+		status = statusOf(code) // a malformed header, as idem.ValidKey answers it
+	}
 	for _, d := range details {
 		if len(d.Message) > 200 { // decode errors can quote the whole body
-			d.Message = d.Message[:200]
+			d.Message = strings.ToValidUTF8(d.Message[:200], "")
 		}
 		d.Value = nil
 	}
 	return newProblem(status, code, msg, details)
 }
 
-func codeOf(status int, details []*huma.ErrorDetail) string {
+// plainTypeError rewrites encoding/json's type errors, which name Go types ("cannot
+// unmarshal number 1.0 into Go struct field .lines.quantity of type int64": a
+// fractional 1.0 passes the schema's "integer"), as the location of the field and the
+// JSON type it takes.
+func plainTypeError(d *huma.ErrorDetail) {
+	rest, ok := strings.CutPrefix(d.Message, "json: cannot unmarshal ")
+	if !ok {
+		return
+	}
+	what, goType, ok := strings.Cut(rest, " of type ")
+	if !ok {
+		d.Message = "a value has the wrong type"
+		return
+	}
+	if _, field, ok := strings.Cut(what, "Go struct field "); ok {
+		if _, path, ok := strings.Cut(field, "."); ok {
+			d.Location = "body." + path
+		}
+	}
+	switch strings.TrimLeft(goType, "*[]") {
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		d.Message = "expected an integer"
+	case "float32", "float64":
+		d.Message = "expected a number"
+	case "string":
+		d.Message = "expected a string"
+	case "bool":
+		d.Message = "expected a boolean"
+	default:
+		d.Message = "the value has the wrong type"
+	}
+}
+
+func codeOf(status int, msg string, details []*huma.ErrorDetail) string {
+	for _, d := range details {
+		if d.Location == "header.Idempotency-Key" {
+			return ordercore.EInvalidIdemKey
+		}
+	}
 	switch status {
 	case http.StatusBadRequest:
-		if len(details) > 0 && details[0].Location == "body" {
+		if len(details) > 0 && details[0].Location == "body" || msg == "request body is required" {
 			return ordercore.EMalformedJSON
 		}
 		return ordercore.EINVALID

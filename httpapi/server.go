@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
@@ -73,7 +74,34 @@ func New(cfg Config) *Server {
 }
 
 // ServeHTTP serves the API.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// An empty or repeated Idempotency-Key would otherwise read as no key at all, and
+	// the request would run unprotected by the key its client meant to send.
+	if ks, ok := r.Header["Idempotency-Key"]; ok && (len(ks) != 1 || ks[0] == "") {
+		writeProblem(w, problemOf(ordercore.Errorf(ordercore.EInvalidIdemKey, "Idempotency-Key must be sent once, with a value")))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// noRoute answers what no route takes as a problem too: 405 with Allow when the path
+// takes other methods, 404 otherwise.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	probe := *r
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe.Method = m
+		if _, pattern := s.mux.Handler(&probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		writeProblem(w, problemOf(ordercore.Errorf(ordercore.ENOTFOUND, "no resource at %s", r.URL.Path)))
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeProblem(w, problemOf(ordercore.Errorf(ordercore.EMethodNotAllowed, "%s takes %s, not %s", r.URL.Path, strings.Join(allow, ", "), r.Method)))
+}
 
 // API exposes the huma API (for the OpenAPI document in tests and docs).
 func (s *Server) API() huma.API { return s.api }
@@ -122,6 +150,7 @@ func (s *Server) routes() {
 	huma.Register(s.api, post("update-webhook-endpoint", "/v1/webhook-endpoints/{id}", "Enable or disable a webhook endpoint, or change its URL or event types", http.StatusOK), s.updateWebhook)
 	huma.Register(s.api, get("list-webhook-deliveries", "/v1/webhook-endpoints/{id}/deliveries", "An endpoint's deliveries, newest first; status=dead is its dead-letter list"), s.listDeliveries)
 	huma.Register(s.api, post("redeliver-webhook", "/v1/webhook-deliveries/{id}/redeliver", "Operator: send a delivery again now, with a fresh retry schedule (audited)", http.StatusOK), s.redeliver)
+	s.mux.HandleFunc("/", s.noRoute)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		// pid tells which process answered: several may share a host, and a port

@@ -40,8 +40,8 @@ func validSKU(c CreateSKU) error {
 	switch {
 	case !validKey(c.ID):
 		return ordercore.Errorf(ordercore.EINVALID, "sku id must be 1..%d characters of letters, digits and -_.:", limit.IDBytesMax)
-	case c.Name == "" || len(c.Name) > limit.NameBytesMax:
-		return ordercore.Errorf(ordercore.EINVALID, "name must be 1..%d bytes", limit.NameBytesMax)
+	case c.Name == "" || len(c.Name) > limit.NameBytesMax || !ordercore.ValidText(c.Name):
+		return ordercore.Errorf(ordercore.EINVALID, "name must be 1..%d bytes of text without control characters", limit.NameBytesMax)
 	case !c.Price.Currency.Valid():
 		return ordercore.Errorf(ordercore.EInvalidCurrency, "unsupported currency %q", c.Price.Currency)
 	case c.Price.Amount < 0 || c.Price.Amount > limit.PriceMinorMax:
@@ -116,7 +116,9 @@ func (c PlaceOrder) Validate() error {
 	switch {
 	case !validKey(c.UserID):
 		return ordercore.Errorf(ordercore.EINVALID, "user_id must be 1..%d characters of letters, digits and -_.:", limit.IDBytesMax)
-	case len(c.Lines) == 0 || len(c.Lines) > limit.LinesPerOrderMax:
+	case len(c.Lines) == 0:
+		return ordercore.Errorf(ordercore.EINVALID, "an order has 1..%d lines", limit.LinesPerOrderMax)
+	case len(c.Lines) > limit.LinesPerOrderMax:
 		return ordercore.Errorf(ordercore.ETooManyLines, "an order has 1..%d lines", limit.LinesPerOrderMax)
 	case c.ExpiresIn != 0 && (c.ExpiresIn < limit.ExpiresInMin || c.ExpiresIn > limit.ExpiresInMax):
 		return ordercore.Errorf(ordercore.EINVALID, "expires_in_seconds must be %d..%d", int(limit.ExpiresInMin.Seconds()), int(limit.ExpiresInMax.Seconds()))
@@ -261,13 +263,17 @@ func (c ApplyPayment) execute(b *batch) (any, error) {
 	if !ok {
 		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "order %q not found", c.OrderID)
 	}
-	if _, isStale, err := order.Transition(o.cur.Status, order.Pay); err != nil {
+	_, isStale, err := order.Transition(o.cur.Status, order.Pay)
+	if err != nil {
 		return nil, err // money for a closed order is refused (late money is the payments layer's to revive or refund)
-	} else if isStale {
-		return o.cur, nil // a duplicate payment notice is acknowledged and changes nothing
 	}
+	// The amount is checked before a duplicate is acknowledged: a notice of other money
+	// for a paid order is not a duplicate of the payment that paid it.
 	if c.Payment.Amount != o.cur.Amount {
 		return nil, ordercore.Errorf(ordercore.EAmountMismatch, "payment of %s does not match the order amount %s", c.Payment.Amount, o.cur.Amount)
+	}
+	if isStale {
+		return o.cur, nil // a duplicate payment notice is acknowledged and changes nothing
 	}
 	pay := c.Payment
 	if err := b.transition(o, order.Pay, "", &pay); err != nil {

@@ -74,8 +74,9 @@ func TestHotSKUNoOversell(t *testing.T) {
 }
 
 // TestPaymentRules: a payment must match the order's amount; a repeated notice for a
-// paid order is acknowledged without change whatever it says; money for a cancelled
-// order is refused (the payments layer revives or refunds it).
+// paid order is acknowledged without change, and one of other money refused, not taken
+// for a repeat; money for a cancelled order is refused (the payments layer revives or
+// refunds it).
 func TestPaymentRules(t *testing.T) {
 	t.Parallel()
 	b := setup(t, engine.Config{})
@@ -96,9 +97,12 @@ func TestPaymentRules(t *testing.T) {
 	if err != nil || paid.Status != ordercore.OrderPaid || paid.Version != 2 {
 		t.Fatalf("payment: %+v %v", paid, err)
 	}
-	again, err := pay(o.ID, 1)
+	again, err := pay(o.ID, o.Amount.Amount)
 	if err != nil || again.Version != 2 {
 		t.Fatalf("repeated notice: %+v %v, want the paid order unchanged", again, err)
+	}
+	if _, err := pay(o.ID, 1); ordercore.ErrorCode(err) != ordercore.EAmountMismatch {
+		t.Fatalf("other money for a paid order: %v, want amount_mismatch", err)
 	}
 	c := place(t, b.eng, "a", 1, 0)
 	if _, err := b.eng.Submit(context.Background(), engine.Transition{OrderID: c.ID, Command: "cancel"}, nil); err != nil {

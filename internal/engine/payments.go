@@ -517,8 +517,8 @@ func (c RequestRefund) Validate() error {
 		return ordercore.Errorf(ordercore.EINVALID, "amount must be at least 1 minor unit")
 	case !c.Amount.Currency.Valid():
 		return ordercore.Errorf(ordercore.EInvalidCurrency, "unsupported currency %q", c.Amount.Currency)
-	case len(c.Reason) > limit.ReasonBytesMax:
-		return ordercore.Errorf(ordercore.EINVALID, "reason must be at most %d bytes", limit.ReasonBytesMax)
+	case len(c.Reason) > limit.ReasonBytesMax || !ordercore.ValidText(c.Reason):
+		return ordercore.Errorf(ordercore.EINVALID, "reason must be at most %d bytes of text without control characters", limit.ReasonBytesMax)
 	case len(c.RestockLines) > limit.LinesPerOrderMax:
 		return ordercore.Errorf(ordercore.EINVALID, "restock_lines names at most %d lines", limit.LinesPerOrderMax)
 	}
@@ -753,10 +753,10 @@ func (c ResolveReview) Validate() error {
 // validateAudit checks the operator and the reason an audited action records.
 func validateAudit(by, note string) error {
 	switch {
-	case by == "" || len(by) > limit.IDBytesMax:
-		return ordercore.Errorf(ordercore.EINVALID, "by must name the operator (1..%d bytes)", limit.IDBytesMax)
-	case note == "" || len(note) > limit.ReasonBytesMax:
-		return ordercore.Errorf(ordercore.EINVALID, "note must say why (1..%d bytes)", limit.ReasonBytesMax)
+	case strings.TrimSpace(by) == "" || len(by) > limit.IDBytesMax || !ordercore.ValidText(by):
+		return ordercore.Errorf(ordercore.EINVALID, "by must name the operator (1..%d bytes of text without control characters)", limit.IDBytesMax)
+	case strings.TrimSpace(note) == "" || len(note) > limit.ReasonBytesMax || !ordercore.ValidText(note):
+		return ordercore.Errorf(ordercore.EINVALID, "note must say why (1..%d bytes of text without control characters)", limit.ReasonBytesMax)
 	}
 	return nil
 }

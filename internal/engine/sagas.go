@@ -191,10 +191,7 @@ func (c SagaOutcome) apply(b *batch, s *sagaState) saga.Recorded {
 	if c.Call.Step < 0 || c.Call.Step >= len(s.cur.Steps) {
 		return saga.Recorded{Saga: s.cur}
 	}
-	errMsg := c.Err
-	if len(errMsg) > limit.ReasonBytesMax {
-		errMsg = errMsg[:limit.ReasonBytesMax]
-	}
+	errMsg := ordercore.CleanText(c.Err, limit.ReasonBytesMax) // a participant's answer: any bytes
 	if c.Outcome == saga.OutcomeLocal {
 		if want, ok := saga.Next(&s.cur); !ok || want != c.Call {
 			return saga.Recorded{Saga: s.cur}

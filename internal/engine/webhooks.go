@@ -408,12 +408,7 @@ func webhookWait(s []time.Duration, attempts int, jitter float64) (time.Duration
 	return time.Duration(float64(s[attempts]) * (1 + limit.WebhookJitterFraction*(2*jitter-1))), true
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
+func truncate(s string, n int) string { return ordercore.CleanText(s, n) }
 
 // RedeliverWebhook is an operator's redelivery, audited (By and Note become a
 // webhook.redelivered event on the endpoint's timeline): a dead or delivered delivery

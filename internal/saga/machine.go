@@ -439,8 +439,8 @@ func ValidRegistered(st ordercore.SagaStep) error {
 // ValidStep checks one step or branch.
 func ValidStep(kind ordercore.SagaKind, st ordercore.SagaStep) error {
 	bad := func(format string, args ...any) error { return ordercore.Errorf(ordercore.EINVALID, format, args...) }
-	if st.Name == "" || len(st.Name) > limit.IDBytesMax {
-		return bad("name must be 1..%d bytes", limit.IDBytesMax)
+	if st.Name == "" || len(st.Name) > limit.IDBytesMax || !ordercore.ValidText(st.Name) {
+		return bad("name must be 1..%d bytes of text without control characters", limit.IDBytesMax)
 	}
 	if err := validCall("action", st.Action); err != nil {
 		return err
