@@ -187,6 +187,8 @@ type Reader interface {
 	ExpiredOrders(ctx context.Context, now time.Time, limit int) ([]string, error)
 	// NextExpiry returns the earliest ExpiresAt of a pending_payment order, if any.
 	NextExpiry(ctx context.Context) (time.Time, bool, error)
+	// OldestIdempotencyKey returns the earliest CreatedAt of a stored response, if any.
+	OldestIdempotencyKey(ctx context.Context) (time.Time, bool, error)
 
 	Payment(ctx context.Context, id string) (Payment, error)
 	// OrderPayments lists an order's payment attempts and refunds, oldest first.

@@ -307,7 +307,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	workers := []interface{ Run(context.Context) }{
 		&engine.Expirer{Engine: eng, Reader: db, Clock: clock, Payments: a.Payments, OnErr: logErr("expiry sweep")},
-		&engine.Pruner{Engine: eng, Clock: clock, OnErr: logErr("idempotency prune")},
+		&engine.Pruner{Engine: eng, Reader: db, Clock: clock, OnErr: logErr("idempotency prune")},
 		a.Payments,
 		a.Webhooks, // driven from the events table; on the lease holder only
 	}

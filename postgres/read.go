@@ -125,6 +125,16 @@ func (db *DB) NextExpiry(ctx context.Context) (time.Time, bool, error) {
 	return fromNullMicros(us), us != nil, nil
 }
 
+// OldestIdempotencyKey returns when the oldest stored response was stored.
+func (db *DB) OldestIdempotencyKey(ctx context.Context) (time.Time, bool, error) {
+	var us *int64
+	err := db.pool.QueryRow(ctx, "SELECT MIN(created_at) FROM idempotency_keys").Scan(&us)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("postgres: oldest idempotency key: %w", err)
+	}
+	return fromNullMicros(us), us != nil, nil
+}
+
 // Dump reads the whole database in one REPEATABLE READ, read-only transaction, so the
 // snapshot is consistent while instances keep writing.
 func (db *DB) Dump(ctx context.Context) (*ordercore.Snapshot, error) {

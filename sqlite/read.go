@@ -112,6 +112,18 @@ func (db *DB) NextExpiry(ctx context.Context) (time.Time, bool, error) {
 	return fromMicros(us.Int64), us.Valid, nil
 }
 
+// OldestIdempotencyKey returns when the oldest stored response was stored.
+func (db *DB) OldestIdempotencyKey(ctx context.Context) (time.Time, bool, error) {
+	var us sql.NullInt64
+	err := db.read.QueryRowContext(ctx, "SELECT MIN(created_at) FROM idempotency_keys").Scan(&us)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("sqlite: oldest idempotency key: %w", err)
+	} else if !us.Valid {
+		return time.Time{}, false, nil
+	}
+	return fromMicros(us.Int64), true, nil
+}
+
 // Dump reads the whole database in one read transaction, so the snapshot is consistent.
 func (db *DB) Dump(ctx context.Context) (*ordercore.Snapshot, error) {
 	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})

@@ -426,7 +426,16 @@ func testIdempotency(t *testing.T, s Store) {
 		{Key: "older", RequestHash: "h2", Status: 200, Body: []byte(`{}`), CreatedAt: t0.Add(-time.Hour)},
 		{Key: "new", RequestHash: "h3", Status: 201, Body: []byte(`{"b":2}`), CreatedAt: t0.Add(48 * time.Hour)},
 	}
+	oldest := func(want time.Time) {
+		t.Helper()
+		got, ok, err := s.OldestIdempotencyKey(context.Background())
+		if err != nil || ok != !want.IsZero() || !got.Equal(want) {
+			t.Errorf("OldestIdempotencyKey = %v %v %v, want %v", got, ok, err, want)
+		}
+	}
+	oldest(time.Time{})
 	mustWrite(t, s, &ordercore.Changeset{Idempotency: recs})
+	oldest(t0.Add(-time.Hour))
 	if err := write(t, s, &ordercore.Changeset{Idempotency: recs[:1]}); err == nil {
 		t.Error("a second record under the same key was accepted")
 	}
@@ -450,10 +459,12 @@ func testIdempotency(t *testing.T, s Store) {
 	if got := load(); len(got) != 2 || got["older"].Key != "" {
 		t.Errorf("after pruning one: %v, want older gone", got)
 	}
+	oldest(t0)
 	mustWrite(t, s, &ordercore.Changeset{IdemPruneBefore: t0.Add(24 * time.Hour), IdemPruneMax: 100})
 	if got := load(); len(got) != 1 || got["new"].Key != "new" {
 		t.Errorf("after pruning: %v, want only the new record", got)
 	}
+	oldest(t0.Add(48 * time.Hour))
 }
 
 func testExpiry(t *testing.T, s Store) {

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -73,5 +74,55 @@ func TestIdempotencyKeysKeptThenPruned(t *testing.T) {
 	s, _ := db.SKU(context.Background(), "a")
 	if s.Reserved != 2 {
 		t.Fatalf("reserved = %d, want 2 (the first order and the one after pruning)", s.Reserved)
+	}
+}
+
+// TestPrunerKeepsUp: keys stored faster than one prune command deletes them (at most
+// limit.IdemPruneMax) are all pruned in one pass, which submits commands until none is
+// left, not one command per interval.
+func TestPrunerKeepsUp(t *testing.T) {
+	t.Parallel()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "o.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := &manualClock{now: t0}
+	eng := engine.New(db, clock, engine.Config{})
+	defer func() { eng.Close(); db.Close() }()
+	mustSKU(t, eng, "a", 10_000)
+	const keys = 2*limit.IdemPruneMax + limit.IdemPruneMax/2
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < keys; i += 16 {
+				_, err := eng.Submit(context.Background(), engine.PlaceOrder{UserID: "u1", Lines: []engine.LineRequest{{SKU: "a", Quantity: 1}}},
+					&engine.Idem{Key: fmt.Sprintf("k%d", i), Hash: "h", Status: 201})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	clock.set(t0.Add(time.Hour)) // one key stored later, and kept
+	mustSKU(t, eng, "b", 1)
+	if _, err := eng.Submit(context.Background(), engine.PlaceOrder{UserID: "u1", Lines: []engine.LineRequest{{SKU: "b", Quantity: 1}}},
+		&engine.Idem{Key: "late", Hash: "h", Status: 201}); err != nil {
+		t.Fatal(err)
+	}
+	clock.set(t0.Add(limit.IdemKeyTTL + time.Minute))
+	p := &engine.Pruner{Engine: eng, Reader: db, Clock: clock}
+	n, err := p.Prune(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Errorf("%d prune commands for %d keys, want 3", n, keys)
+	}
+	oldest, ok, err := db.OldestIdempotencyKey(context.Background())
+	if err != nil || !ok || !oldest.Equal(t0.Add(time.Hour)) {
+		t.Errorf("oldest key left: %v %v %v, want only the late one, stored at %v", oldest, ok, err, t0.Add(time.Hour))
 	}
 }

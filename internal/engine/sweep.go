@@ -72,6 +72,7 @@ func (x *Expirer) untilNext(ctx context.Context) time.Duration {
 // Pruner deletes stored Idempotency-Key responses older than limit.IdemKeyTTL.
 type Pruner struct {
 	Engine *Engine
+	Reader ordercore.Reader
 	Clock  ordercore.Clock
 	OnErr  func(error)
 }
@@ -86,8 +87,25 @@ func (p *Pruner) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if _, err := p.Engine.Submit(ctx, PruneIdempotency{Before: p.Clock.Now().Add(-limit.IdemKeyTTL)}, nil); err != nil && ctx.Err() == nil && p.OnErr != nil {
+		if _, err := p.Prune(ctx); err != nil && ctx.Err() == nil && p.OnErr != nil {
 			p.OnErr(err)
+		}
+	}
+}
+
+// Prune deletes every stored response older than limit.IdemKeyTTL, limit.IdemPruneMax
+// per command, one command after the other so that other commands go between them, until
+// none is left: keys stored faster than one command deletes them in an interval are
+// still all pruned. It returns the number of commands submitted.
+func (p *Pruner) Prune(ctx context.Context) (int, error) {
+	before := p.Clock.Now().Add(-limit.IdemKeyTTL)
+	for n := 1; ; n++ {
+		if _, err := p.Engine.Submit(ctx, PruneIdempotency{Before: before}, nil); err != nil {
+			return n, err
+		}
+		oldest, ok, err := p.Reader.OldestIdempotencyKey(ctx)
+		if err != nil || !ok || !oldest.Before(before) {
+			return n, err
 		}
 	}
 }
