@@ -56,6 +56,13 @@ func (s *Payments) Nudge() {
 	}
 }
 
+// refusedAtCreate reports whether attempt p failed without the channel ever giving
+// instructions for it: every channel answers a trade it opened with some.
+func refusedAtCreate(p ordercore.Payment) bool {
+	in := p.Instructions
+	return p.Status == ordercore.PaymentFailed && in.TxnID == "" && in.RedirectURL == "" && len(in.Params) == 0
+}
+
 func (s *Payments) channel(name string) (ordercore.Channel, error) {
 	ch, ok := s.Channels[name]
 	if !ok {
@@ -100,6 +107,12 @@ func (s *Payments) Pay(ctx context.Context, orderID, channel string, idem *Idem)
 		}
 		if p, err = s.Reader.Payment(ctx, p.ID); err != nil {
 			return Result{}, err
+		}
+		if refusedAtCreate(p) {
+			// The key's first request was answered channel_refused (or, when the channel
+			// did not answer, found since to have opened no trade): its retry is answered
+			// the same, not as a created attempt.
+			return Result{}, ordercore.Errorf(ordercore.EChannelRefused, "channel %s refused the payment attempt %s", channel, p.ID)
 		}
 		if !p.Status.Open() {
 			return Result{Value: p, Replayed: res.Replayed}, nil // ended since: nothing to ask the channel

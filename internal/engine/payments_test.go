@@ -361,6 +361,43 @@ func TestUnknownCreateIsNeverReissued(t *testing.T) {
 	b.finish()
 }
 
+// TestRefusedPaymentReplaysRefused: a keyed payment request the channel refused is
+// answered channel_refused again when it is retried with its key, not replayed as a
+// created attempt; and no second trade is asked for.
+func TestRefusedPaymentReplaysRefused(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	ctx := context.Background()
+	o := b.order("mug", 5, 1)
+	refusing := &refusingChannel{fakeChannel: b.channel}
+	b.pay.Channels[matrixChannel] = refusing
+	key := &engine.Idem{Key: "pay-1", Hash: "h", Status: 201}
+	for i := range 2 {
+		if _, err := b.pay.Pay(ctx, o.ID, matrixChannel, key); ordercore.ErrorCode(err) != ordercore.EChannelRefused {
+			t.Fatalf("request %d: err %v, want channel_refused", i+1, err)
+		}
+	}
+	if refusing.creates != 1 {
+		t.Errorf("the channel was asked for %d trades, want 1", refusing.creates)
+	}
+	ps, _, _ := b.db.OrderPayments(ctx, o.ID)
+	if len(ps) != 1 || ps[0].Status != ordercore.PaymentFailed {
+		t.Fatalf("payments %+v, want one failed attempt", ps)
+	}
+	b.finish()
+}
+
+// refusingChannel refuses every trade it is asked to create.
+type refusingChannel struct {
+	*fakeChannel
+	creates int
+}
+
+func (r *refusingChannel) CreatePayment(context.Context, ordercore.PaymentRequest) (ordercore.PaymentInstructions, error) {
+	r.creates++
+	return ordercore.PaymentInstructions{}, errors.New("invalid api key")
+}
+
 // unknownChannel took the create but its answer is lost, and it cannot be closed either.
 type unknownChannel struct{ *fakeChannel }
 
