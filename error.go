@@ -46,6 +46,7 @@ const (
 	EPaymentInProgress  = "payment_in_progress"    // 409: an attempt's outcome is still unknown
 	ERefundExceeds      = "refund_exceeds_payment" // 422: more than what remains refundable
 	ENotPaid            = "order_not_paid"         // 409: refund of an order with no capture
+	ENothingToPay       = "nothing_to_pay"         // 422: a channel payment of an order that costs nothing
 	EReviewResolved     = "review_item_resolved"   // 409
 
 	// Sagas and TCC.

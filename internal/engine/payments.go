@@ -190,6 +190,10 @@ func (c StartPayment) execute(b *batch) (any, error) {
 	if !o.cur.ExpiresAt.After(b.now) {
 		return nil, ordercore.Errorf(ordercore.EIllegalTransition, "cannot pay an order past its expiry")
 	}
+	if o.cur.Amount.Amount == 0 {
+		// Channels take positive amounts only: they would refuse the trade.
+		return nil, ordercore.Errorf(ordercore.ENothingToPay, "order %s costs nothing: there is no money to collect at a channel; record it as paid with a manual payment of 0", c.OrderID)
+	}
 	for _, p := range b.paymentsOf(c.OrderID) {
 		if p.cur.Status.Open() {
 			return nil, ordercore.Errorf(ordercore.EPaymentInProgress, "payment %s of order %s is still %s at %s; it must be closed first", p.cur.ID, c.OrderID, p.cur.Status, p.cur.Channel)

@@ -387,6 +387,34 @@ func TestRefusedPaymentReplaysRefused(t *testing.T) {
 	b.finish()
 }
 
+// TestFreeOrderIsNotSentToAChannel: an order that costs nothing is refused a channel
+// payment (channels refuse a trade of 0) before any attempt is made, and can be recorded
+// as paid with a manual payment of 0.
+func TestFreeOrderIsNotSentToAChannel(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	ctx := context.Background()
+	if _, err := b.submit(engine.CreateSKU{ID: "gift", Name: "gift", Price: ordercore.Money{Amount: 0, Currency: "USD"}, Stock: 5}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := b.submit(engine.PlaceOrder{UserID: "shopper", Lines: []engine.LineRequest{{SKU: "gift", Quantity: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := v.(ordercore.Order)
+	if _, err := b.pay.Pay(ctx, o.ID, matrixChannel, nil); ordercore.ErrorCode(err) != ordercore.ENothingToPay {
+		t.Fatalf("channel payment of a free order: err %v, want nothing_to_pay", err)
+	}
+	if ps, _, _ := b.db.OrderPayments(ctx, o.ID); len(ps) != 0 {
+		t.Fatalf("payments %+v, want none", ps)
+	}
+	v, err = b.submit(engine.ApplyPayment{OrderID: o.ID, Payment: ordercore.PaymentApplied{Channel: "manual", Reference: "free", Amount: o.Amount}})
+	if err != nil || v.(ordercore.Order).Status != ordercore.OrderPaid {
+		t.Fatalf("manual payment of 0: %v %v", v, err)
+	}
+	b.finish()
+}
+
 // refusingChannel refuses every trade it is asked to create.
 type refusingChannel struct {
 	*fakeChannel
