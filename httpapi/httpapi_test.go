@@ -325,6 +325,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"CancelOtherMediaType", "POST", "/v1/orders/" + pending.ID + "/cancel", `{}`, []string{"Content-Type", "text/plain"}, 415, "unsupported_media_type"},
 		{"IdempotencyKeyTooLong", "POST", "/v1/orders", orderBody, []string{"Idempotency-Key", strings.Repeat("k", 256)}, 400, ordercore.EInvalidIdemKey},
 		{"IdempotencyKeyEmpty", "POST", "/v1/orders", orderBody, []string{"Idempotency-Key", ""}, 400, ordercore.EInvalidIdemKey},
+		{"FieldCaseVariant", "POST", "/v1/skus", `{"ID":"z","name":"Z","price":{"amount":1,"currency":"USD"},"stock":1}`, nil, 422, ordercore.EUnknownField},
 		{"AuditBlank", "POST", "/v1/review-items/01890000-0000-7000-8000-000000000000/resolve", `{"action":"dismiss","by":"   ","note":"   "}`, nil, 422, ordercore.EINVALID},
 		{"UnknownRoute", "GET", "/v1/nope", ``, nil, 404, ordercore.ENOTFOUND},
 		{"WrongMethod", "DELETE", "/v1/orders/" + pending.ID, ``, nil, 405, ordercore.EMethodNotAllowed},

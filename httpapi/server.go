@@ -27,6 +27,10 @@ import (
 
 func init() {
 	huma.NewError = humaError
+	// Field names are matched exactly, as the schema spells them: with huma's default,
+	// "ID" or "Order_ID" passed for "id" or "order_id", and a case variant could carry a
+	// value past the checks the schema puts on the field it was taken for.
+	huma.ValidateStrictCasing = true
 }
 
 // Config wires the API to the engine and the read side.
