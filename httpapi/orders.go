@@ -155,6 +155,14 @@ func (s *Server) transition(k transitionKind) func(context.Context, *transitionI
 		}
 		cmd := engine.Transition{OrderID: in.ID, Command: k.cmd}
 		status, o, replayed, err := submit[ordercore.Order](ctx, s, cmd, k.op+" "+in.ID, in.IdemKey, struct{}{}, http.StatusOK)
+		if k.cmd == order.Cancel && s.cfg.Payments != nil && problemCode(err) == ordercore.EPaymentInProgress {
+			// Its attempt is closed at the channel first; a channel that says it was paid
+			// pays the order, and the cancel is then refused.
+			if cerr := s.cfg.Payments.CloseOpen(ctx, in.ID); cerr != nil {
+				return nil, problemOf(cerr)
+			}
+			status, o, replayed, err = submit[ordercore.Order](ctx, s, cmd, k.op+" "+in.ID, in.IdemKey, struct{}{}, http.StatusOK)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -1158,3 +1158,38 @@ func TestOpenAPIDocumentListsPayments(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelClosesTheOpenAttempt: a shopper's cancel closes the order's open trade at the
+// channel before the stock is released, so the trade can no longer be paid; a trade the
+// shopper paid first pays the order, and the cancel is refused.
+func TestCancelClosesTheOpenAttempt(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t, paysim.Faults{})
+	o := b.mustOrder(t, orderBody)
+	p, _ := b.startPayment(t, o.ID)
+	if r := b.do(t, "POST", "/v1/orders/"+o.ID+"/cancel", ""); r.status != http.StatusOK {
+		t.Fatalf("cancel: %d %s", r.status, r.body)
+	}
+	if trs := b.trades(t, o.ID); len(trs) != 1 || trs[0].Status != sim.TradeClosed {
+		t.Fatalf("trades at the channel after the cancel: %+v, want the one closed", trs)
+	}
+	if _, err := paysim.Pay(context.Background(), nil, b.psURL, p.ID, true); err == nil {
+		t.Fatal("the shopper paid the trade of a cancelled order")
+	}
+	if d := b.order(t, o.ID); d.Status != ordercore.OrderCancelled {
+		t.Fatalf("order %s, want cancelled", d.Status)
+	}
+
+	// Paid at the channel before the cancel, and its notification not in yet.
+	o2 := b.mustOrder(t, orderBody)
+	p2, _ := b.startPayment(t, o2.ID)
+	b.shopperPays(t, p2.ID)
+	r := b.do(t, "POST", "/v1/orders/"+o2.ID+"/cancel", "")
+	if d := b.order(t, o2.ID); d.Status != ordercore.OrderPaid {
+		t.Fatalf("order %s after a cancel of a paid trade, want paid (cancel answered %d %s)", d.Status, r.status, r.body)
+	}
+	if r.status != http.StatusConflict || r.code(t) != ordercore.EIllegalTransition {
+		t.Errorf("cancel of an order paid at the channel: %d %s, want 409 %s", r.status, r.body, ordercore.EIllegalTransition)
+	}
+	b.quiesce(t)
+}

@@ -82,6 +82,15 @@ func problemOf(err error) error {
 	return p
 }
 
+// problemCode is the code of a problem returned by problemOf or submit.
+func problemCode(err error) string {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p.Code
+	}
+	return ordercore.ErrorCode(err)
+}
+
 // humaError replaces huma.NewError so that huma's own errors (decoding, validation, body
 // size) are problems with stable codes too. The code is chosen from the first detail:
 // these locations and messages come from our own schemas, so they are stable.

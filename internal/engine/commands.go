@@ -194,7 +194,12 @@ type Transition struct {
 	Reason  string
 }
 
-func (c Transition) keys(k *keySet) { k.order(c.OrderID) }
+func (c Transition) keys(k *keySet) {
+	k.order(c.OrderID)
+	if c.Command == order.Cancel {
+		k.payOrder(c.OrderID)
+	}
+}
 
 // userCommands are the order commands Transition accepts: the others carry money or
 // deadlines and have their own commands (ApplyPayment, ExpireOrders) that check them.
@@ -209,6 +214,15 @@ func (c Transition) execute(b *batch) (any, error) {
 	reason := c.Reason
 	if c.Command == order.Cancel && reason == "" {
 		reason = ordercore.CancelByUser
+	}
+	if c.Command == order.Cancel && o.cur.Status == ordercore.OrderPendingPayment {
+		// An attempt open at a channel could still be paid after the stock is released:
+		// it is closed there first (Payments.CloseOpen), as the expiry does.
+		for _, p := range b.paymentsOf(c.OrderID) {
+			if p.cur.Status.Open() {
+				return nil, ordercore.Errorf(ordercore.EPaymentInProgress, "payment %s of order %s is still %s at %s; it must be closed first", p.cur.ID, c.OrderID, p.cur.Status, p.cur.Channel)
+			}
+		}
 	}
 	if err := b.transition(o, c.Command, reason, nil); err != nil {
 		return nil, err

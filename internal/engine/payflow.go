@@ -56,6 +56,23 @@ func (s *Payments) Nudge() {
 	}
 }
 
+// CloseOpen closes the order's payment attempts that are open at their channels. A
+// channel that says an attempt was paid pays the order instead, and CloseOpen answers
+// illegal_transition; one that cannot be reached leaves the attempt open (unknown, for
+// the sync to ask) and CloseOpen answers its error.
+func (s *Payments) CloseOpen(ctx context.Context, orderID string) error {
+	open, err := s.Reader.OpenPayments(ctx, []string{orderID})
+	if err != nil {
+		return err
+	}
+	for _, p := range open {
+		if err := s.close(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // refusedAtCreate reports whether attempt p failed without the channel ever giving
 // instructions for it: every channel answers a trade it opened with some.
 func refusedAtCreate(p ordercore.Payment) bool {
@@ -86,14 +103,8 @@ func (s *Payments) Pay(ctx context.Context, orderID, channel string, idem *Idem)
 	start := StartPayment{OrderID: orderID, Channel: channel}
 	res, err := s.Engine.Submit(ctx, start, idem)
 	if ordercore.ErrorCode(err) == ordercore.EPaymentInProgress {
-		open, oerr := s.Reader.OpenPayments(ctx, []string{orderID})
-		if oerr != nil {
-			return Result{}, oerr
-		}
-		for _, p := range open {
-			if err := s.close(ctx, p); err != nil {
-				return Result{}, err
-			}
+		if err := s.CloseOpen(ctx, orderID); err != nil {
+			return Result{}, err
 		}
 		res, err = s.Engine.Submit(ctx, start, idem)
 	}
