@@ -536,6 +536,24 @@ func (c RequestRefund) Validate() error {
 	return nil
 }
 
+// unrestocked returns the lines of refund r that no other refund of p returns or may
+// still return (every refund but a failed one).
+func (b *batch) unrestocked(p *paymentState, r *refundState) []int {
+	var lines []int
+	for _, n := range r.cur.RestockLines {
+		taken := false
+		for _, other := range b.refundsOf(p.cur.ID) {
+			if other != r && other.cur.Status != ordercore.RefundFailed && slices.Contains(other.cur.RestockLines, n) {
+				taken = true
+			}
+		}
+		if !taken {
+			lines = append(lines, n)
+		}
+	}
+	return lines
+}
+
 // checkRestock refuses lines the order does not have, or that a refund already returns.
 func (b *batch) checkRestock(o *orderState, p *paymentState, lines []int) error {
 	for _, n := range lines {
@@ -782,6 +800,8 @@ func (c ResolveReview) execute(b *batch) (any, error) {
 		}
 	} else if err := b.dismissible(r.cur); err != nil {
 		return nil, err
+	} else {
+		b.settledOutside(r.cur)
 	}
 	r.cur.Status, r.cur.Resolution, r.cur.Note, r.cur.ResolvedBy, r.cur.ResolvedAt = ordercore.ReviewResolved, c.Action, c.Note, c.By, b.now
 	r.cur.Version++
@@ -806,9 +826,31 @@ func (b *batch) dismissible(item ordercore.ReviewItem) error {
 	return nil
 }
 
+// settledOutside applies an operator's dismissal of an abnormal refund: the channel
+// could not pay it out, and the operator settled it with the shopper outside ordercore,
+// so it counts as paid back: its held money is committed, its lines restocked, and a
+// refunding order settles.
+func (b *batch) settledOutside(item ordercore.ReviewItem) {
+	r, ok := b.refunds[item.RefundID]
+	if item.RefundID == "" || !ok || r.cur.Status != ordercore.RefundAbnormal {
+		return
+	}
+	p := b.payments[r.cur.PaymentID]
+	r.cur.Status = ordercore.RefundSucceeded
+	b.touchRefund(r)
+	b.money(p, ordercore.MoneyRefundCommit, r.cur.Amount.Amount, r.cur.ID)
+	b.restock(r)
+	b.refundEvent(r, ordercore.EventRefundSucceeded)
+	if r.cur.Kind == ordercore.RefundRequested {
+		b.settleRefunding(p)
+	}
+}
+
 // retry puts an item's payment or refund back on its sync schedule. A failed refund is
 // issued again under a new refund number (the channel closed the old one), for what the
-// payment still has to give back.
+// payment still has to give back; so is an abnormal one, whose money the channel kept
+// (it is released from the old refund first). The new refund restocks the old one's
+// lines that no other refund has restocked or may still restock since.
 func (b *batch) retry(item ordercore.ReviewItem) error {
 	if item.RefundID != "" {
 		r, ok := b.refunds[item.RefundID]
@@ -817,11 +859,35 @@ func (b *batch) retry(item ordercore.ReviewItem) error {
 			r.cur.SyncAttempts, r.cur.NextSyncAt = 1, b.now
 			b.touchRefund(r)
 			return nil
-		case ok && r.cur.Status == ordercore.RefundFailed:
+		case ok && (r.cur.Status == ordercore.RefundFailed || r.cur.Status == ordercore.RefundAbnormal):
 			p := b.payments[r.cur.PaymentID]
-			if rest := p.cur.Captured - p.cur.Refunding - p.cur.Refunded; rest >= r.cur.Amount.Amount {
+			rest := p.cur.Captured - p.cur.Refunding - p.cur.Refunded
+			if r.cur.Status == ordercore.RefundAbnormal {
+				rest += r.cur.Amount.Amount // held by the old refund until it is released below
+			}
+			o, loaded := b.orders[r.cur.OrderID]
+			reopen := r.cur.Kind == ordercore.RefundRequested && loaded && o.cur.Status != ordercore.OrderRefunding
+			if reopen {
+				// A refund of the order settled it meanwhile (partially refunded): the
+				// order is refunding again until this one ends.
+				if _, _, err := order.Transition(o.cur.Status, order.RequestRefund); err != nil {
+					return err
+				}
+			}
+			if rest >= r.cur.Amount.Amount {
+				if reopen {
+					err := b.transition(o, order.RequestRefund, "", nil)
+					limit.Assert(err == nil, "reopen refunding of order %s: %v", o.cur.ID, err)
+				}
+				if r.cur.Status == ordercore.RefundAbnormal {
+					r.cur.Status = ordercore.RefundFailed
+					b.touchRefund(r)
+					b.money(p, ordercore.MoneyRefundRelease, r.cur.Amount.Amount, r.cur.ID)
+					b.refundEvent(r, ordercore.EventRefundFailed)
+				}
+				lines := b.unrestocked(p, r)
 				again := b.refund(p, r.cur.Kind, r.cur.Amount.Amount, r.cur.Reason)
-				again.cur.RestockLines = slices.Clone(r.cur.RestockLines)
+				again.cur.RestockLines = lines
 				return nil
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -768,6 +769,131 @@ func TestNotificationDuringAQuery(t *testing.T) {
 	}
 	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderPaid {
 		t.Fatalf("order %s after the confirming step, want paid", got.Status)
+	}
+	b.finish()
+}
+
+// paidForRefunds places an order of qty units of a new SKU and pays it in full.
+func (b payBundle) paidForRefunds(sku string, qty int64) (ordercore.Order, string) {
+	b.t.Helper()
+	o := b.order(sku, 10, qty)
+	a := b.attempt(o.ID)
+	b.notify("paid-"+sku, &ordercore.ChannelPayment{OutTradeNo: a, Status: ordercore.PaymentSucceeded, Amount: o.Amount}, nil)
+	return o, a
+}
+
+// reviewOf returns the open review item of the given kind for refund id.
+func (b payBundle) reviewOf(kind, refundID string) ordercore.ReviewItem {
+	b.t.Helper()
+	for _, it := range b.reviews() {
+		if it.Kind == kind && it.RefundID == refundID {
+			return it
+		}
+	}
+	b.t.Fatalf("no %s review item for refund %s: %+v", kind, refundID, b.reviews())
+	return ordercore.ReviewItem{}
+}
+
+// TestRetriedRefundRestocksNoLineTwice: a failed refund whose line another refund has
+// restocked since is retried without that line; its money is still refunded, and the
+// line's units go back to the shelf once.
+func TestRetriedRefundRestocksNoLineTwice(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	ctx := context.Background()
+	o, a := b.paidForRefunds("lamp", 2)
+	half := ordercore.Money{Amount: o.Amount.Amount / 2, Currency: o.Amount.Currency}
+	refund := func() ordercore.Refund {
+		v, err := b.submit(engine.RequestRefund{OrderID: o.ID, Amount: half, RestockLines: []int{1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.(ordercore.Refund)
+	}
+	r1 := refund()
+	b.notify("r1-failed", nil, &ordercore.ChannelRefund{OutTradeNo: a, OutRefundNo: r1.ID, Status: ordercore.RefundFailed, Amount: half})
+	r2 := refund() // line 1 again: r1 failed and gave it back
+	b.notify("r2-ok", nil, &ordercore.ChannelRefund{OutTradeNo: a, OutRefundNo: r2.ID, Status: ordercore.RefundSucceeded, Amount: half})
+	if _, err := b.submit(engine.ResolveReview{ID: b.reviewOf(ordercore.ReviewRefundFailed, r1.ID).ID, Action: engine.ReviewRetry, Note: "try again", By: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	_, rs, _ := b.db.OrderPayments(ctx, o.ID)
+	var r3 ordercore.Refund
+	for _, x := range rs {
+		if x.ID != r1.ID && x.ID != r2.ID {
+			r3 = x
+		}
+	}
+	if r3.ID == "" || len(r3.RestockLines) != 0 || r3.Amount != half {
+		t.Fatalf("the retried refund %+v: want the same money and no line (line 1 went back with %s)", r3, r2.ID)
+	}
+	b.notify("r3-ok", nil, &ordercore.ChannelRefund{OutTradeNo: a, OutRefundNo: r3.ID, Status: ordercore.RefundSucceeded, Amount: half})
+	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderRefunded {
+		t.Fatalf("order %s, want refunded", got.Status)
+	}
+	if s := b.sku("lamp"); s.Sold != 0 || s.Available() != 10 {
+		t.Fatalf("stock %+v: want both units back on the shelf, once", s)
+	}
+	b.finish()
+}
+
+// TestAbnormalRefundResolutions: a refund the channel could not pay out holds its money
+// until an operator acts. Dismissing it (settled with the shopper outside ordercore)
+// counts it as paid back and settles the order; retrying it releases its money and issues
+// it again under a new number.
+func TestAbnormalRefundResolutions(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	ctx := context.Background()
+	abnormal := func(sku string) (ordercore.Order, string, ordercore.Refund, ordercore.ReviewItem) {
+		o, a := b.paidForRefunds(sku, 1)
+		v, err := b.submit(engine.RequestRefund{OrderID: o.ID, Amount: o.Amount, RestockLines: []int{1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := v.(ordercore.Refund)
+		b.notify("abn-"+sku, nil, &ordercore.ChannelRefund{OutTradeNo: a, OutRefundNo: r.ID, Status: ordercore.RefundAbnormal, Amount: r.Amount})
+		if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderRefunding {
+			t.Fatalf("order %s after an abnormal refund, want refunding", got.Status)
+		}
+		return o, a, r, b.reviewOf(ordercore.ReviewRefundAbnormal, r.ID)
+	}
+
+	o, _, r, item := abnormal("kettle")
+	if _, err := b.submit(engine.ResolveReview{ID: item.ID, Action: engine.ReviewDismiss, Note: "paid back by bank transfer", By: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderRefunded {
+		t.Fatalf("order %s after the dismissal, want refunded", got.Status)
+	}
+	ps, rs, _ := b.db.OrderPayments(ctx, o.ID)
+	if len(rs) != 1 || rs[0].Status != ordercore.RefundSucceeded || ps[0].Refunded != r.Amount.Amount || ps[0].Refunding != 0 {
+		t.Fatalf("after the dismissal: payment %+v, refunds %+v", ps[0], rs)
+	}
+	if s := b.sku("kettle"); s.Available() != 10 {
+		t.Fatalf("stock %+v: want the unit back", s)
+	}
+
+	o, a, r, item := abnormal("toaster")
+	if _, err := b.submit(engine.ResolveReview{ID: item.ID, Action: engine.ReviewRetry, Note: "new card", By: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	_, rs, _ = b.db.OrderPayments(ctx, o.ID)
+	var again ordercore.Refund
+	for _, x := range rs {
+		if x.ID != r.ID {
+			again = x
+		}
+	}
+	if len(rs) != 2 || again.Status != ordercore.RefundPending || again.Amount != r.Amount || !slices.Equal(again.RestockLines, []int{1}) {
+		t.Fatalf("refunds after the retry %+v: want the old one failed and a new pending one", rs)
+	}
+	b.notify("again-ok", nil, &ordercore.ChannelRefund{OutTradeNo: a, OutRefundNo: again.ID, Status: ordercore.RefundSucceeded, Amount: r.Amount})
+	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderRefunded {
+		t.Fatalf("order %s after the retried refund, want refunded", got.Status)
+	}
+	if s := b.sku("toaster"); s.Available() != 10 {
+		t.Fatalf("stock %+v: want the unit back", s)
 	}
 	b.finish()
 }
