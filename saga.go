@@ -97,7 +97,11 @@ type SagaStep struct {
 	Status     StepStatus `json:"status"`
 	// Attempts counts the calls of the step's current operation that did not succeed (a
 	// success ends the operation and sets it back to 0); Called records that its action
-	// was sent at least once (so it is compensated even if no answer came back).
+	// was sent at least once, or may have been (so it is compensated even if no answer
+	// came back): a saga that an operator or its client compensates in its forward phase
+	// counts every step not recorded as succeeded as called, since the coordinator sends
+	// a step before the success of the one before it is recorded, and a crash loses the
+	// outcomes it had not recorded.
 	Attempts  int    `json:"attempts"`
 	Called    bool   `json:"called,omitempty"`
 	LastError string `json:"last_error,omitempty"`

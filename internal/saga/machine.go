@@ -5,8 +5,8 @@
 //
 // The rules are pure: no I/O, time and jitter come in as arguments, so table tests and a
 // fuzz target can check that every saga ends completed or compensated (or waits in
-// dead_letter for an operator), that only attempted actions are compensated, in reverse
-// order, and that the version rises with every change.
+// dead_letter for an operator), that only actions that were (or may have been) sent are
+// compensated, in reverse order, and that the version rises with every change.
 //
 // It imports the root package and internal/limit; the Coordinator reaches the engine and
 // the network through interfaces that app wires.
@@ -110,8 +110,20 @@ func Next(s *ordercore.Saga) (Call, bool) {
 	return Call{}, false
 }
 
-// needsUndo: a step whose action was sent (answered or not) is compensated, unless it has
-// nothing to undo or was undone or skipped already.
+// needsUndo: a step whose action was sent (answered or not), or may have been, is
+// compensated, unless it has nothing to undo or was undone or skipped already.
+//
+// Called is set when an outcome of the step's action is recorded, which is not always
+// before the action goes out: the coordinator sends a step's action before the success
+// of the step before it is recorded (pipelining), and a crash loses the outcomes it had
+// not recorded. So the store cannot know how far a saga's forward phase really got. When
+// it fails on its own that does not matter: a step failed for good, and no later step was
+// sent. But when an operator or the saga's client compensates a saga in its forward
+// phase, every step from the first one not recorded as succeeded to the last may have
+// been sent (and the outcome of a call in flight is dropped, as the saga has moved on),
+// so Compensate marks them all as called (mayHaveBeenSent) and every one is compensated,
+// in reverse order. A participant must take a compensation whose action never ran (a
+// null compensation: the barrier's rule), as it must for a step that timed out.
 func needsUndo(st ordercore.SagaStep) bool {
 	return st.Called && st.Compensate != nil &&
 		st.Status != ordercore.StepCompensated && st.Status != ordercore.StepSkipped
@@ -313,7 +325,10 @@ func Submit(s *ordercore.Saga, now time.Time) error {
 }
 
 // Compensate starts compensation of a saga that has not completed (an operator's call or a
-// TCC client's abort). A TCC past its try phase is confirmed and cannot be.
+// TCC client's abort). A TCC past its try phase is confirmed and cannot be. In the forward
+// phase every step not recorded as succeeded may have been sent, and is compensated (see
+// needsUndo): the outcome of a call in flight, and successes not recorded yet, are
+// dropped, as the version moves on.
 func Compensate(s *ordercore.Saga, reason string, now time.Time) error {
 	switch {
 	case s.Status == ordercore.SagaCompensating || s.Status == ordercore.SagaCompensated:
@@ -323,11 +338,32 @@ func Compensate(s *ordercore.Saga, reason string, now time.Time) error {
 	case s.Status.Final() || s.Status == ordercore.SagaConfirming || s.Status == ordercore.SagaDeadLetter:
 		return ordercore.Errorf(ordercore.ESagaState, "saga %s is %s: it can no longer be compensated", s.GID, s.Status)
 	}
+	if s.Status == ordercore.SagaRunning || s.Status == ordercore.SagaTrying {
+		mayHaveBeenSent(s)
+	}
 	setStatus(s, ordercore.SagaCompensating, reason)
 	s.NextRunAt = now
 	settle(s, now)
 	touch(s, now)
 	return nil
+}
+
+// mayHaveBeenSent marks as called every step of a saga in its forward phase whose action
+// may have gone out without its outcome being recorded (see needsUndo): each pending step
+// from the first, up to an in-process one. An in-process step runs in the transaction
+// that records it, so a pending one has not run, and no call after it went out: the
+// coordinator records every outcome before a saga's in-process step runs.
+func mayHaveBeenSent(s *ordercore.Saga) {
+	for i := range s.Steps {
+		st := &s.Steps[i]
+		if st.Status != ordercore.StepPending {
+			continue
+		}
+		if st.Action.Local != "" {
+			return
+		}
+		st.Called = true
+	}
 }
 
 // Retry makes a saga's next call due now: a saga in backoff goes at once, a dead_letter

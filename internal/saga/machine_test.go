@@ -148,15 +148,84 @@ func TestCompensationDeadLetterAndRetry(t *testing.T) {
 	}
 }
 
-// A step whose action was never sent is not compensated.
+// A step whose action was never sent is not compensated: after a step fails for good, the
+// steps after it were never sent.
 func TestOnlyCalledStepsAreCompensated(t *testing.T) {
 	s := newSaga(ordercore.SagaKindSaga, 3)
-	saga.Apply(s, saga.Call{0, saga.OpAction}, saga.OutcomeOK, "", t0, 0)
+	calls := run(t, s, saga.OutcomeOK, saga.OutcomeFail)
+	if want := []string{"action 0", "action 1", "compensate 1", "compensate 0"}; !slices.Equal(calls, want) {
+		t.Fatalf("calls %v, want %v (step 2 was never sent)", calls, want)
+	}
+	if s.Steps[2].Called || s.Steps[2].Status != ordercore.StepPending {
+		t.Fatalf("step 2 is %s, called %v; want pending and never called", s.Steps[2].Status, s.Steps[2].Called)
+	}
+}
+
+// An operator's compensate (or a client's abort) in the forward phase compensates every
+// step not recorded as succeeded, in reverse order: the coordinator sends a step before
+// the success of the one before it is recorded, the outcome of the call in flight is
+// dropped, and a crash loses what was not recorded, so any of them may have been sent.
+func TestCompensateInForwardPhaseUndoesWhatMayHaveBeenSent(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		kind     ordercore.SagaKind
+		recorded int // successes recorded before the compensate
+		want     []string
+	}{
+		{"a call in flight", ordercore.SagaKindSaga, 1, []string{"compensate 2", "compensate 1", "compensate 0"}},
+		{"nothing recorded yet (deferred successes, or a crash)", ordercore.SagaKindSaga, 0, []string{"compensate 2", "compensate 1", "compensate 0"}},
+		{"every action recorded but the last", ordercore.SagaKindSaga, 2, []string{"compensate 2", "compensate 1", "compensate 0"}},
+		{"tcc tries in flight", ordercore.SagaKindTCC, 1, []string{"cancel 2", "cancel 1", "cancel 0"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSaga(c.kind, 3)
+			for i := range c.recorded {
+				c0, _ := saga.Next(s)
+				if !saga.Apply(s, c0, saga.OutcomeOK, "", t0, 0) || c0.Step != i {
+					t.Fatalf("success of step %d not applied", i)
+				}
+			}
+			v := s.Version
+			if err := saga.Compensate(s, "operator", t0); err != nil {
+				t.Fatal(err)
+			}
+			for i, st := range s.Steps {
+				if !st.Called {
+					t.Errorf("step %d (%s) is not counted as called after the compensate", i, st.Status)
+				}
+			}
+			// The outcome of the call that was in flight is dropped.
+			if saga.Apply(s, saga.Call{c.recorded, saga.OpAction}, saga.OutcomeOK, "", t0, 0) || s.Version != v+1 {
+				t.Fatal("the outcome of the action in flight was applied after the compensate")
+			}
+			if calls := run(t, s); !slices.Equal(calls, c.want) || s.Status != ordercore.SagaCompensated {
+				t.Fatalf("calls %v, ended %s; want %v, compensated", calls, s.Status, c.want)
+			}
+		})
+	}
+}
+
+// An in-process step runs in the transaction that records it: a pending one has not run,
+// and no call after it went out, so a compensate in the forward phase stops there.
+func TestCompensateStopsAtAPendingInProcessStep(t *testing.T) {
+	s := &ordercore.Saga{GID: "g", Kind: ordercore.SagaKindSaga, Policy: policy}
+	for i, local := range []bool{false, false, true, false} {
+		st := ordercore.SagaStep{Name: fmt.Sprint("s", i), Action: ordercore.SagaCall{URL: "http://p/a"},
+			Compensate: &ordercore.SagaCall{URL: "http://p/c"}}
+		if local {
+			st.Action = ordercore.SagaCall{Local: saga.LocalNotify}
+		}
+		s.Steps = append(s.Steps, st)
+	}
+	saga.Start(s, t0)
 	if err := saga.Compensate(s, "operator", t0); err != nil {
 		t.Fatal(err)
 	}
-	if calls := run(t, s); !slices.Equal(calls, []string{"compensate 0"}) {
-		t.Fatalf("calls %v, want only the compensation of step 0", calls)
+	if calls := run(t, s); !slices.Equal(calls, []string{"compensate 1", "compensate 0"}) {
+		t.Fatalf("calls %v, want the steps before the in-process one compensated", calls)
+	}
+	if s.Steps[2].Called || s.Steps[3].Called {
+		t.Fatal("the in-process step, or the step after it, counts as called")
 	}
 }
 
