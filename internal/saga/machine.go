@@ -239,6 +239,18 @@ func Wake(s *ordercore.Saga, now time.Time) {
 	touch(s, now)
 }
 
+// HoldUntil keeps a saga that a worker holds (its NextRunAt is the end of the hold) held
+// until at least until: a claim holds the sagas it takes for one time, and a saga whose
+// call may take longer needs longer. It reports whether s changed.
+func HoldUntil(s *ordercore.Saga, until, now time.Time) bool {
+	if s.NextRunAt.IsZero() || !s.NextRunAt.Before(until) {
+		return false
+	}
+	s.NextRunAt = until
+	touch(s, now)
+	return true
+}
+
 func touch(s *ordercore.Saga, now time.Time) {
 	s.Version++
 	s.UpdatedAt = now
