@@ -117,7 +117,10 @@ const (
 	StepFailed      StepStatus = "failed"      // action failed for good, or ran out of retries
 	StepConfirmed   StepStatus = "confirmed"   // TCC confirm done
 	StepCompensated StepStatus = "compensated" // compensation (or cancel) done
-	StepSkipped     StepStatus = "skipped"     // an operator skipped it, with a reason
+	// An operator skipped its current call, with a reason: the call counts as done. A
+	// skipped action (or try) is not confirmed, but if the saga rolls back it becomes
+	// succeeded and is compensated (cancelled) like any done step.
+	StepSkipped StepStatus = "skipped"
 )
 
 // SagaCall is one call of a step: an HTTP participant (URL, POSTed JSON) or an in-process

@@ -399,6 +399,33 @@ func TestOperatorCompensateWhileACallIsInFlight(t *testing.T) {
 	}
 }
 
+// TestSkippedStepCompensatedOnRollback: an operator skips a step that keeps answering 500
+// (done by hand); when a later step fails for good, the skipped step is compensated too.
+func TestSkippedStepCompensatedOnRollback(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	p := newParticipant(t)
+	p.script("01/action", "503")
+	p.script("02/action", "fail")
+	patient := fast
+	patient.RetriesMax, patient.BackoffMin, patient.BackoffMax = 10, time.Minute, time.Minute
+	r.submitWith(t, p, "skip-1", ordercore.SagaKindSaga, 2, patient)
+	waitFor(t, "the first attempt's backoff", 5*time.Second, func() bool {
+		s, err := r.db.Saga(context.Background(), "skip-1")
+		return err == nil && s.Steps[0].Attempts == 1
+	})
+	_, err := r.eng.Submit(context.Background(), engine.SagaAction{GID: "skip-1", Action: engine.SagaSkip,
+		By: "ops-dave", Note: "did step 1 by hand", Audited: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.coord.Kick()
+	r.wait(t, "skip-1", ordercore.SagaCompensated)
+	if got, want := p.seen("skip-1"), []string{"01/action", "02/action", "02/compensate", "01/compensate"}; !slices.Equal(got, want) {
+		t.Errorf("calls %v, want %v", got, want)
+	}
+}
+
 // TestDeadLetterAndOperatorRetry: a compensation that never succeeds puts the saga in
 // dead_letter, visible to operators; their audited retry resumes it.
 func TestDeadLetterAndOperatorRetry(t *testing.T) {

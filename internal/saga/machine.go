@@ -111,7 +111,8 @@ func Next(s *ordercore.Saga) (Call, bool) {
 }
 
 // needsUndo: a step whose action was sent (answered or not), or may have been, is
-// compensated, unless it has nothing to undo or was undone or skipped already.
+// compensated, unless it has nothing to undo or was undone or skipped already. (A step
+// whose action an operator skipped is a succeeded one once the saga rolls back.)
 //
 // Called is set when an outcome of the step's action is recorded, which is not always
 // before the action goes out: the coordinator sends a step's action before the success
@@ -175,7 +176,7 @@ func Apply(s *ordercore.Saga, c Call, o Outcome, errMsg string, now time.Time, j
 			if o != OutcomeFail {
 				why = fmt.Sprintf("no success after %d attempts", st.Attempts)
 			}
-			setStatus(s, ordercore.SagaCompensating, fmt.Sprintf("step %d (%s) %s: %s", c.Step, st.Name, why, errMsg))
+			rollBack(s, fmt.Sprintf("step %d (%s) %s: %s", c.Step, st.Name, why, errMsg))
 			s.NextRunAt = now
 		} else {
 			s.NextRunAt = now.Add(Backoff(s.Policy, st.Attempts, jitter))
@@ -220,6 +221,19 @@ func settle(s *ordercore.Saga, now time.Time) {
 			return
 		}
 	}
+}
+
+// rollBack moves a saga in its forward phase to compensating. A step whose action an
+// operator skipped counts as done (the operator said its effect is in place: done by
+// hand, or nothing to do), so from here on it is a step that succeeded, and is
+// compensated like one (a compensation of nothing is a null compensation).
+func rollBack(s *ordercore.Saga, reason string) {
+	for i := range s.Steps {
+		if st := &s.Steps[i]; st.Status == ordercore.StepSkipped {
+			st.Status, st.Called = ordercore.StepSucceeded, true
+		}
+	}
+	setStatus(s, ordercore.SagaCompensating, reason)
 }
 
 func setStatus(s *ordercore.Saga, to ordercore.SagaStatus, reason string) {
@@ -283,7 +297,7 @@ func Expire(s *ordercore.Saga, now time.Time) bool {
 	if s.Status != ordercore.SagaPrepared || now.Before(s.Deadline) {
 		return false
 	}
-	setStatus(s, ordercore.SagaCompensating, "prepared transaction not submitted before its deadline")
+	rollBack(s, "prepared transaction not submitted before its deadline")
 	s.NextRunAt = now
 	settle(s, now)
 	touch(s, now)
@@ -353,7 +367,7 @@ func Compensate(s *ordercore.Saga, reason string, now time.Time) error {
 	if s.Status == ordercore.SagaRunning || s.Status == ordercore.SagaTrying {
 		mayHaveBeenSent(s)
 	}
-	setStatus(s, ordercore.SagaCompensating, reason)
+	rollBack(s, reason)
 	s.NextRunAt = now
 	settle(s, now)
 	touch(s, now)
@@ -397,7 +411,10 @@ func Retry(s *ordercore.Saga, now time.Time) error {
 }
 
 // Skip marks the step the saga waits on as done without calling it (an operator did its
-// work by hand, or it has nothing to do), and the saga moves on. It returns the step.
+// work by hand, or it has nothing to do), and the saga moves on. It returns the step. A
+// skipped action (or try) counts as done: it is not confirmed, but if the saga rolls back
+// later it is compensated (cancelled) like a step that succeeded (rollBack). A skipped
+// compensation, cancel or confirm is simply done.
 func Skip(s *ordercore.Saga, now time.Time) (int, error) {
 	if s.Status == ordercore.SagaDeadLetter {
 		s.Status, s.DeadFrom = s.DeadFrom, ""
@@ -407,7 +424,6 @@ func Skip(s *ordercore.Saga, now time.Time) (int, error) {
 		return 0, ordercore.Errorf(ordercore.ESagaState, "saga %s is %s: no step waits", s.GID, s.Status)
 	}
 	st := &s.Steps[c.Step]
-	// Skipped: not called by us, so neither confirmed nor compensated later.
 	st.Status, st.Attempts = ordercore.StepSkipped, 0
 	s.NextRunAt = now
 	settle(s, now)

@@ -340,11 +340,58 @@ func TestSkip(t *testing.T) {
 	}
 }
 
+// A skipped action counts as done (the operator did it by hand): if the saga rolls back
+// later, it is compensated like a step that succeeded. A skipped try is not confirmed
+// (the operator may have skipped it for having nothing to do), but it is cancelled.
+func TestSkippedActionIsCompensatedOnRollback(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		kind    ordercore.SagaKind
+		attempt bool // the action was sent (and answered 500) before the skip
+		outs    []saga.Outcome
+		want    []string
+	}{
+		{"attempted, then a later step fails", ordercore.SagaKindSaga, true, []saga.Outcome{saga.OutcomeFail},
+			[]string{"action 1", "compensate 1", "compensate 0"}},
+		{"never sent, then a later step fails", ordercore.SagaKindSaga, false, []saga.Outcome{saga.OutcomeFail},
+			[]string{"action 1", "compensate 1", "compensate 0"}},
+		{"tcc: not confirmed", ordercore.SagaKindTCC, true, nil,
+			[]string{"try 1", "confirm 1"}},
+		{"tcc: cancelled on rollback", ordercore.SagaKindTCC, true, []saga.Outcome{saga.OutcomeFail},
+			[]string{"try 1", "cancel 1", "cancel 0"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSaga(c.kind, 2)
+			if c.attempt {
+				first, _ := saga.Next(s)
+				saga.Apply(s, first, saga.OutcomeRetry, "HTTP 500", t0, 0)
+			}
+			if step, err := saga.Skip(s, t0); err != nil || step != 0 || s.Steps[0].Status != ordercore.StepSkipped {
+				t.Fatalf("skip: step %d, %v, status %s", step, err, s.Steps[0].Status)
+			}
+			if calls := run(t, s, c.outs...); !slices.Equal(calls, c.want) {
+				t.Fatalf("calls %v, want %v", calls, c.want)
+			}
+		})
+	}
+	// An operator's compensate after a skip undoes the skipped step too.
+	s := newSaga(ordercore.SagaKindSaga, 2)
+	saga.Skip(s, t0)
+	saga.Apply(s, saga.Call{1, saga.OpAction}, saga.OutcomeRetry, "HTTP 500", t0, 0)
+	if err := saga.Compensate(s, "operator", t0); err != nil {
+		t.Fatal(err)
+	}
+	if calls := run(t, s); !slices.Equal(calls, []string{"compensate 1", "compensate 0"}) {
+		t.Fatalf("after skip and compensate: calls %v", calls)
+	}
+}
+
 // FuzzSaga drives sagas of both kinds with random outcomes and operator actions and
 // checks the promises: the saga always settles (completed, compensated or dead_letter),
 // completed means no step was compensated or failed, compensated means every step whose
-// action was sent is compensated (or skipped by an operator), compensations run in
-// reverse step order, and the version rises with every change.
+// action was sent (or may have been, or was skipped by an operator) is compensated (or
+// its compensation skipped), compensations run in reverse step order, and the version
+// rises with every change.
 func FuzzSaga(f *testing.F) {
 	f.Add(uint64(1), uint8(3), false)
 	f.Add(uint64(7), uint8(5), true)
@@ -379,6 +426,16 @@ func FuzzSaga(f *testing.F) {
 				v := s.Version
 				if saga.Compensate(s, "operator", now) == nil && s.Version < v {
 					t.Fatal("version went back")
+				}
+				continue
+			}
+			if rng.IntN(50) == 0 {
+				v := s.Version
+				if step, err := saga.Skip(s, now); err != nil || step != c.Step || s.Version != v+1 {
+					t.Fatalf("skip of the waiting step %d: step %d, %v, version %d -> %d", c.Step, step, err, v, s.Version)
+				}
+				if c.Op == saga.OpCompensate || c.Op == saga.OpCancel {
+					lastUndo = c.Step
 				}
 				continue
 			}
