@@ -193,11 +193,12 @@ type SagaStatusEvent struct {
 	Reason string     `json:"reason,omitempty"`
 }
 
-// SagaOperatorEvent is the payload of saga.operator: an operator's audited action.
+// SagaOperatorEvent is the payload of saga.operator: an operator's audited action. Step
+// is the index of the step a skip marked done (0 is the first); other actions have none.
 type SagaOperatorEvent struct {
 	GID    string `json:"gid"`
 	Action string `json:"action"`
-	Step   int    `json:"step,omitempty"`
+	Step   *int   `json:"step,omitempty"`
 	By     string `json:"by"`
 	Note   string `json:"note"`
 }

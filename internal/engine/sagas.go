@@ -370,7 +370,7 @@ func (c SagaAction) execute(b *batch) (any, error) {
 		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "saga %q not found", c.GID)
 	}
 	from, version := s.cur.Status, s.cur.Version
-	step := -1
+	var step *int // the step a skip marked done
 	var err error
 	switch c.Action {
 	case SagaRetry:
@@ -382,7 +382,10 @@ func (c SagaAction) execute(b *batch) (any, error) {
 		}
 		err = saga.Compensate(&s.cur, reason, b.now)
 	case SagaSkip:
-		step, err = saga.Skip(&s.cur, b.now)
+		var i int
+		if i, err = saga.Skip(&s.cur, b.now); err == nil {
+			step = &i
+		}
 	case SagaSubmitTCC:
 		err = saga.Submit(&s.cur, b.now)
 	case SagaRegister:

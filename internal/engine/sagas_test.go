@@ -1,6 +1,10 @@
 package engine_test
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -81,6 +85,42 @@ func TestClaimHoldsASagaForItsStepTimeout(t *testing.T) {
 	got := v.(ordercore.Saga)
 	if want := b.clock.Now().Add(saga.Hold(&got)); got.NextRunAt.Before(want) {
 		t.Fatalf("submitted TCC held until %v, want at least %v", got.NextRunAt, want)
+	}
+	b.finish()
+}
+
+// TestOperatorEventNamesTheSkippedStep: the audit event of a skip names the step it
+// marked done, the first one (0) included; a retry or compensate names none.
+func TestOperatorEventNamesTheSkippedStep(t *testing.T) {
+	b := setupPay(t)
+	s := ordercore.Saga{GID: "skip-first", Kind: ordercore.SagaKindSaga, Steps: []ordercore.SagaStep{
+		{Name: "a", Action: ordercore.SagaCall{URL: "http://p.test/a"}},
+		{Name: "b", Action: ordercore.SagaCall{URL: "http://p.test/b"}}}}
+	if _, err := b.submit(engine.SubmitSaga{Saga: s}); err != nil {
+		t.Fatal(err)
+	}
+	for _, action := range []string{engine.SagaSkip, engine.SagaRetry, engine.SagaSkip} {
+		if _, err := b.submit(engine.SagaAction{GID: s.GID, Action: action, By: "ops", Note: "by hand", Audited: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := b.db.AggregateEvents(context.Background(), s.GID, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		if e.Type == ordercore.EventSagaOperator {
+			var m map[string]any
+			if err := json.Unmarshal(e.Data, &m); err != nil {
+				t.Fatal(err)
+			}
+			step, ok := m["step"]
+			got = append(got, fmt.Sprintf("%s %v %v", m["action"], step, ok))
+		}
+	}
+	if want := []string{"skip 0 true", "retry <nil> false", "skip 1 true"}; !slices.Equal(got, want) {
+		t.Fatalf("operator events (action, step, has step) %q, want %q", got, want)
 	}
 	b.finish()
 }
