@@ -176,7 +176,7 @@ func Apply(s *ordercore.Saga, c Call, o Outcome, errMsg string, now time.Time, j
 			if o != OutcomeFail {
 				why = fmt.Sprintf("no success after %d attempts", st.Attempts)
 			}
-			rollBack(s, fmt.Sprintf("step %d (%s) %s: %s", c.Step, st.Name, why, errMsg))
+			rollBack(s, fmt.Sprintf("step %d (%s) %s: %s", c.Step+1, st.Name, why, errMsg))
 			s.NextRunAt = now
 		} else {
 			s.NextRunAt = now.Add(Backoff(s.Policy, st.Attempts, jitter))
@@ -186,7 +186,7 @@ func Apply(s *ordercore.Saga, c Call, o Outcome, errMsg string, now time.Time, j
 		st.LastError = errMsg
 		if st.Attempts >= s.Policy.CompensateAttemptsMax {
 			s.DeadFrom = s.Status
-			setStatus(s, ordercore.SagaDeadLetter, fmt.Sprintf("step %d (%s) %s: no success after %d attempts: %s", c.Step, st.Name, c.Op, st.Attempts, errMsg))
+			setStatus(s, ordercore.SagaDeadLetter, fmt.Sprintf("step %d (%s) %s: no success after %d attempts: %s", c.Step+1, st.Name, c.Op, st.Attempts, errMsg))
 			s.NextRunAt = time.Time{}
 		} else {
 			s.NextRunAt = now.Add(Backoff(s.Policy, st.Attempts, jitter))
@@ -451,7 +451,8 @@ func Defaults(p ordercore.SagaPolicy) ordercore.SagaPolicy {
 	return p
 }
 
-// Validate checks a submitted saga (after Defaults): what a client may send.
+// Validate checks a submitted saga (after Defaults): what a client may send. Its messages,
+// like a saga's reasons, number steps from 1, as DTM's branch ids ("01", "02"...) do.
 func Validate(s *ordercore.Saga) error {
 	bad := func(format string, args ...any) error { return ordercore.Errorf(ordercore.EINVALID, format, args...) }
 	p := s.Policy
@@ -474,10 +475,10 @@ func Validate(s *ordercore.Saga) error {
 	names := map[string]bool{}
 	for i, st := range s.Steps {
 		if err := ValidStep(s.Kind, st); err != nil {
-			return bad("step %d: %s", i, ordercore.ErrorMessage(err))
+			return bad("step %d: %s", i+1, ordercore.ErrorMessage(err))
 		}
 		if names[st.Name] {
-			return bad("step %d: the name %q is used twice", i, st.Name)
+			return bad("step %d: the name %q is used twice", i+1, st.Name)
 		}
 		names[st.Name] = true
 	}

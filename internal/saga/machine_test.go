@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +20,7 @@ var policy = ordercore.SagaPolicy{StepTimeout: time.Second, RetriesMax: 3, Backo
 func newSaga(kind ordercore.SagaKind, n int) *ordercore.Saga {
 	s := &ordercore.Saga{GID: "g1", Kind: kind, Policy: policy}
 	for i := range n {
-		st := ordercore.SagaStep{Name: fmt.Sprint("s", i), Action: ordercore.SagaCall{URL: "http://p/a"},
+		st := ordercore.SagaStep{Name: fmt.Sprint("step-", i+1), Action: ordercore.SagaCall{URL: "http://p/a"},
 			Compensate: &ordercore.SagaCall{URL: "http://p/c"}}
 		if kind == ordercore.SagaKindTCC {
 			st.Confirm = &ordercore.SagaCall{URL: "http://p/f"}
@@ -76,6 +77,19 @@ func TestSagaCompletes(t *testing.T) {
 	}
 }
 
+// Validate's messages number steps from 1, as reasons and DTM's branch ids do.
+func TestValidateNumbersStepsFromOne(t *testing.T) {
+	s := newSaga(ordercore.SagaKindSaga, 2)
+	s.Steps[1].Name = s.Steps[0].Name
+	if err := saga.Validate(s); ordercore.ErrorMessage(err) != `step 2: the name "step-1" is used twice` {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	s.Steps[1].Name, s.Steps[1].Action = "other", ordercore.SagaCall{}
+	if err := saga.Validate(s); !strings.HasPrefix(ordercore.ErrorMessage(err), "step 2: action: ") {
+		t.Fatalf("step without an action: %v", err)
+	}
+}
+
 // A step that fails for good is compensated with every step before it, in reverse order
 // (its own compensation is a null compensation at a barrier-protected participant).
 func TestSagaFailureCompensatesInReverse(t *testing.T) {
@@ -85,8 +99,9 @@ func TestSagaFailureCompensatesInReverse(t *testing.T) {
 	if !slices.Equal(calls, want) {
 		t.Fatalf("calls %v, want %v", calls, want)
 	}
-	if s.Status != ordercore.SagaCompensated || s.Reason == "" {
-		t.Fatalf("ended %s (%q), want compensated with a reason", s.Status, s.Reason)
+	// Steps are numbered from 1 in reasons, as in DTM's branch ids ("03" is the third).
+	if want := "step 3 (step-3) failed for good: boom"; s.Status != ordercore.SagaCompensated || s.Reason != want {
+		t.Fatalf("ended %s (%q), want compensated (%q)", s.Status, s.Reason, want)
 	}
 }
 
@@ -108,6 +123,9 @@ func TestSagaRetriesThenCompensates(t *testing.T) {
 	saga.Apply(s, saga.Call{1, saga.OpAction}, saga.OutcomeRetry, "timeout", t0, 1)
 	if s.Status != ordercore.SagaCompensating || s.Steps[1].Status != ordercore.StepFailed {
 		t.Fatalf("after %d attempts: %s / step %s, want compensating / failed", policy.RetriesMax, s.Status, s.Steps[1].Status)
+	}
+	if want := "step 2 (step-2) no success after 3 attempts: timeout"; s.Reason != want {
+		t.Fatalf("reason %q, want %q", s.Reason, want)
 	}
 	if c, _ := saga.Next(s); c != (saga.Call{1, saga.OpCompensate}) {
 		t.Fatalf("next call %+v, want the compensation of the step that timed out (it may have taken effect)", c)
@@ -135,6 +153,9 @@ func TestCompensationDeadLetterAndRetry(t *testing.T) {
 	run(t, s, outs...)
 	if s.Status != ordercore.SagaDeadLetter || s.DeadFrom != ordercore.SagaCompensating || !s.NextRunAt.IsZero() {
 		t.Fatalf("status %s from %s due %v, want dead_letter from compensating, nothing due", s.Status, s.DeadFrom, s.NextRunAt)
+	}
+	if want := "step 1 (step-1) compensate: no success after 4 attempts: boom"; s.Reason != want {
+		t.Fatalf("reason %q, want %q", s.Reason, want)
 	}
 	if err := saga.Retry(s, t0); err != nil {
 		t.Fatal(err)
