@@ -97,7 +97,11 @@ type SagaStep struct {
 	Status     StepStatus `json:"status"`
 	// Attempts counts the calls of the step's current operation that did not succeed (a
 	// success ends the operation and sets it back to 0); Called records that its action
-	// was sent at least once (so it is compensated even if no answer came back).
+	// was sent at least once, or may have been (so it is compensated even if no answer
+	// came back): a saga that an operator or its client compensates in its forward phase
+	// counts every step not recorded as succeeded as called, since the coordinator sends
+	// a step before the success of the one before it is recorded, and a crash loses the
+	// outcomes it had not recorded.
 	Attempts  int    `json:"attempts"`
 	Called    bool   `json:"called,omitempty"`
 	LastError string `json:"last_error,omitempty"`
@@ -113,7 +117,10 @@ const (
 	StepFailed      StepStatus = "failed"      // action failed for good, or ran out of retries
 	StepConfirmed   StepStatus = "confirmed"   // TCC confirm done
 	StepCompensated StepStatus = "compensated" // compensation (or cancel) done
-	StepSkipped     StepStatus = "skipped"     // an operator skipped it, with a reason
+	// An operator skipped its current call, with a reason: the call counts as done. A
+	// skipped action (or try) is not confirmed, but if the saga rolls back it becomes
+	// succeeded and is compensated (cancelled) like any done step.
+	StepSkipped StepStatus = "skipped"
 )
 
 // SagaCall is one call of a step: an HTTP participant (URL, POSTed JSON) or an in-process
@@ -186,11 +193,12 @@ type SagaStatusEvent struct {
 	Reason string     `json:"reason,omitempty"`
 }
 
-// SagaOperatorEvent is the payload of saga.operator: an operator's audited action.
+// SagaOperatorEvent is the payload of saga.operator: an operator's audited action. Step
+// is the index of the step a skip marked done (0 is the first); other actions have none.
 type SagaOperatorEvent struct {
 	GID    string `json:"gid"`
 	Action string `json:"action"`
-	Step   int    `json:"step,omitempty"`
+	Step   *int   `json:"step,omitempty"`
 	By     string `json:"by"`
 	Note   string `json:"note"`
 }

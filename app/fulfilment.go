@@ -53,7 +53,7 @@ func LoadFulfilment(path string) (*engine.Fulfilment, error) {
 	for i := range out.Steps {
 		out.Steps[i].Status, out.Steps[i].Attempts, out.Steps[i].Called, out.Steps[i].LastError = "", 0, false, ""
 		if out.Steps[i].Confirm != nil {
-			return nil, fmt.Errorf("--fulfilment %s: step %d: confirm belongs to TCC branches", path, i)
+			return nil, fmt.Errorf("--fulfilment %s: step %d: confirm belongs to TCC branches", path, i+1)
 		}
 	}
 	if err := out.Validate(); err != nil {

@@ -30,6 +30,7 @@ func sagaTests() []storeTest {
 		{"SagaCheckConstraints", testSagaChecks},
 		{"SagaClaim", testSagaClaim},
 		{"SagaClaimRolledBack", testSagaClaimRolledBack},
+		{"SagaClaimHeldLonger", testSagaClaimHeldLonger},
 		{"SagaList", testSagaList},
 		{"SagaCounts", testSagaCounts},
 	}
@@ -428,6 +429,37 @@ func testSagaClaimRolledBack(t *testing.T, s Store) {
 	}
 	if diff := cmp.Diff(gids(due), gids(claim(t, s, now, now.Add(time.Minute), 10))); diff != "" {
 		t.Errorf("claim after the rollback (-want +got):\n%s", diff)
+	}
+}
+
+// testSagaClaimHeldLonger: a claimed saga can be changed in the claim's transaction from
+// the version the claim gave it, as the engine does to hold a saga whose step timeout is
+// longer than the claim's hold; the commit keeps the change, and a claim before the
+// longer hold runs out does not take the saga.
+func testSagaClaimHeldLonger(t *testing.T, s Store) {
+	now := t0.Add(10 * time.Minute)
+	due, _ := claimFixture(t, s, now)
+	longer := now.Add(5 * time.Minute)
+	var want ordercore.Saga
+	inTx(t, s, func(tx ordercore.WriteTx) error {
+		got, err := tx.ClaimSagas(context.Background(), now, now.Add(time.Minute), 1)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("claim of 1: %v %v", gids(got), err)
+		}
+		want = got[0]
+		want.NextRunAt, want.Version = longer, want.Version+1
+		return tx.Apply(context.Background(), &ordercore.Changeset{SagaChanges: []ordercore.SagaChange{{Saga: want, FromVersion: got[0].Version}}})
+	})
+	if want.GID != due[0].GID {
+		t.Fatalf("claimed %s, want %s", want.GID, due[0].GID)
+	}
+	if diff := cmp.Diff(want, mustSaga(t, s, want.GID)); diff != "" {
+		t.Errorf("saga held longer in its claim's transaction (-want +got):\n%s", diff)
+	}
+	for _, sg := range claim(t, s, now.Add(2*time.Minute), now.Add(3*time.Minute), 10) {
+		if sg.GID == want.GID {
+			t.Errorf("saga %s claimed again before its longer hold ran out", sg.GID)
+		}
 	}
 }
 

@@ -107,12 +107,13 @@ func (b *batch) statusChanged(s *ordercore.Saga, from ordercore.SagaStatus) {
 	}
 }
 
-// claimNext keeps a saga whose next call is due now claimed for `hold` (the worker that
-// recorded the outcome makes that call at once); a saga in backoff stays due at its
-// retry time for any worker.
+// claimNext keeps a saga whose next call is due now claimed for `hold`, and at least for
+// its own saga.Hold (the worker that recorded the outcome makes that call at once, and
+// the call may take the saga's step timeout); a saga in backoff stays due at its retry
+// time for any worker.
 func (b *batch) claimNext(s *ordercore.Saga, hold time.Duration) bool {
 	if hold > 0 && !s.NextRunAt.IsZero() && !s.NextRunAt.After(b.now) {
-		s.NextRunAt = b.now.Add(hold)
+		s.NextRunAt = b.now.Add(max(hold, saga.Hold(s)))
 		return true
 	}
 	return false
@@ -254,9 +255,12 @@ func (b *batch) runLocal(s *ordercore.Saga, c saga.Call) (saga.Outcome, string) 
 	return saga.OutcomeFail, fmt.Sprintf("no in-process operation %q", target.Local)
 }
 
-// ClaimSagas takes at most Limit due sagas for For: the coordinator calls their
-// participants meanwhile, and another worker may take them again after it. A prepared
-// TCC whose deadline passed is aborted by the claim. Result: []ordercore.Saga.
+// ClaimSagas takes at most Limit due sagas for For, and each at least for its own
+// saga.Hold: the coordinator calls their participants meanwhile, and another worker may
+// take them again after it. A saga whose step timeout is longer than For is held longer
+// in the same transaction, so a slow call is not claimed again (and its outcome dropped)
+// while it runs. A prepared TCC whose deadline passed is aborted by the claim. Result:
+// []ordercore.Saga.
 type ClaimSagas struct {
 	Limit int
 	For   time.Duration
@@ -273,6 +277,8 @@ func (c *ClaimSagas) execute(b *batch) (any, error) {
 		if saga.Expire(&s.cur, b.now) {
 			b.claimNext(&s.cur, c.For)
 			b.statusChanged(&s.cur, from)
+		} else {
+			saga.HoldUntil(&s.cur, b.now.Add(saga.Hold(&s.cur)), b.now)
 		}
 		out = append(out, s.cur)
 	}
@@ -361,7 +367,7 @@ func (c SagaAction) execute(b *batch) (any, error) {
 		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "saga %q not found", c.GID)
 	}
 	from, version := s.cur.Status, s.cur.Version
-	step := -1
+	var step *int // the step a skip marked done
 	var err error
 	switch c.Action {
 	case SagaRetry:
@@ -373,7 +379,10 @@ func (c SagaAction) execute(b *batch) (any, error) {
 		}
 		err = saga.Compensate(&s.cur, reason, b.now)
 	case SagaSkip:
-		step, err = saga.Skip(&s.cur, b.now)
+		var i int
+		if i, err = saga.Skip(&s.cur, b.now); err == nil {
+			step = &i
+		}
 	case SagaSubmitTCC:
 		err = saga.Submit(&s.cur, b.now)
 	case SagaRegister:

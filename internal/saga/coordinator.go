@@ -136,7 +136,8 @@ func (c *Coordinator) init() {
 // Hold is how long a saga is held for one call under its policy.
 func Hold(s *ordercore.Saga) time.Duration { return s.Policy.StepTimeout + holdMargin }
 
-// ClaimHold is how long a claim holds the sagas it takes.
+// ClaimHold is how long a claim holds the sagas it takes, at the least: the engine holds
+// a saga whose own Hold is longer (a longer step timeout) for that.
 const ClaimHold = limit.SagaStepTimeoutDefault + holdMargin
 
 // Run claims and drives sagas until ctx ends, then waits for the calls in flight.
@@ -211,9 +212,9 @@ func (c *Coordinator) start(ctx context.Context, s ordercore.Saga) {
 	c.mu.Lock()
 	if c.driving[s.GID] {
 		// Its drive is ending (it recorded a backoff that has passed already, or it lost
-		// a record): the claim holds the saga now, for ClaimHold, and only this process
-		// will drive it, so the drive goes on with it rather than leave it to wait out
-		// the hold.
+		// a record): the claim holds the saga now, for its Hold (ClaimHold at the least),
+		// and only this process will drive it, so the drive goes on with it rather than
+		// leave it to wait out the hold.
 		c.next[s.GID] = s
 		c.mu.Unlock()
 		return

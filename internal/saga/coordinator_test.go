@@ -28,10 +28,11 @@ type participant struct {
 	mu    sync.Mutex
 	calls []string // "gid/branch/op" in arrival order
 	plan  map[string][]string
+	gate  chan struct{} // a "block" call answers once it is closed
 }
 
 func newParticipant(t *testing.T) *participant {
-	p := &participant{plan: map[string][]string{}}
+	p := &participant{plan: map[string][]string{}, gate: make(chan struct{})}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		key := q.Get("branch_id") + "/" + q.Get("op")
@@ -61,6 +62,12 @@ func newParticipant(t *testing.T) *participant {
 		case "slow":
 			time.Sleep(300 * time.Millisecond) // beyond the test policy's step timeout
 			w.Write([]byte(`{}`))
+		case "block": // succeeds once the test opens the gate
+			select {
+			case <-p.gate:
+				w.Write([]byte(`{"dtm_result":"SUCCESS"}`))
+			case <-r.Context().Done():
+			}
 		}
 	}))
 	t.Cleanup(p.srv.Close)
@@ -330,6 +337,93 @@ func TestSuccessesRecordedWithTheNextOutcome(t *testing.T) {
 			t.Fatalf("%d records, want 2 alone: step a's success, then step b's", len(recs))
 		}
 	})
+}
+
+// TestOperatorCompensateWhileACallIsInFlight: an operator compensates a saga while its
+// second step's action is out. That action succeeds after the compensate, and its
+// outcome is dropped; it and the first step are compensated all the same, in reverse
+// order, whether the first step's success was recorded already or still waited to be
+// recorded with the second's outcome (pipelining). The same holds for a TCC's tries.
+func TestOperatorCompensateWhileACallIsInFlight(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name        string
+		kind        ordercore.SagaKind
+		recordAlone time.Duration
+		calls       []string
+	}{
+		{"first success recorded", ordercore.SagaKindSaga, 20 * time.Millisecond,
+			[]string{"01/action", "02/action", "02/compensate", "01/compensate"}},
+		{"first success not recorded yet", ordercore.SagaKindSaga, time.Hour,
+			[]string{"01/action", "02/action", "02/compensate", "01/compensate"}},
+		{"tcc", ordercore.SagaKindTCC, time.Hour,
+			[]string{"01/try", "02/try", "02/cancel", "01/cancel"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, func(co *saga.Coordinator) { co.Defer = c.recordAlone })
+			p := newParticipant(t)
+			second := "02/action"
+			if c.kind == ordercore.SagaKindTCC {
+				second = "02/try"
+			}
+			p.script(second, "block", "ok")
+			slow := fast
+			slow.StepTimeout = 10 * time.Second
+			gid := "opcomp-" + strings.ReplaceAll(c.name, " ", "-")
+			r.submitWith(t, p, gid, c.kind, 2, slow)
+			waitFor(t, "the second step's call", 5*time.Second, func() bool { return len(p.seen(gid)) == 2 })
+			if c.recordAlone < time.Hour {
+				waitFor(t, "the first step's success recorded", 5*time.Second, func() bool {
+					s, err := r.db.Saga(context.Background(), gid)
+					return err == nil && s.Steps[0].Status == ordercore.StepSucceeded
+				})
+			}
+			_, err := r.eng.Submit(context.Background(), engine.SagaAction{GID: gid, Action: engine.SagaCompensate,
+				By: "ops-ana", Note: "customer cancelled", Audited: true}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			close(p.gate) // the action in flight succeeds, after the compensate
+			r.coord.Kick()
+			s := r.wait(t, gid, ordercore.SagaCompensated)
+			if got := p.seen(gid); !slices.Equal(got, c.calls) {
+				t.Errorf("calls %v, want %v", got, c.calls)
+			}
+			for i, st := range s.Steps {
+				if st.Status != ordercore.StepCompensated {
+					t.Errorf("step %d is %s, want compensated", i, st.Status)
+				}
+			}
+		})
+	}
+}
+
+// TestSkippedStepCompensatedOnRollback: an operator skips a step that keeps answering 500
+// (done by hand); when a later step fails for good, the skipped step is compensated too.
+func TestSkippedStepCompensatedOnRollback(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	p := newParticipant(t)
+	p.script("01/action", "503")
+	p.script("02/action", "fail")
+	patient := fast
+	patient.RetriesMax, patient.BackoffMin, patient.BackoffMax = 10, time.Minute, time.Minute
+	r.submitWith(t, p, "skip-1", ordercore.SagaKindSaga, 2, patient)
+	waitFor(t, "the first attempt's backoff", 5*time.Second, func() bool {
+		s, err := r.db.Saga(context.Background(), "skip-1")
+		return err == nil && s.Steps[0].Attempts == 1
+	})
+	_, err := r.eng.Submit(context.Background(), engine.SagaAction{GID: "skip-1", Action: engine.SagaSkip,
+		By: "ops-dave", Note: "did step 1 by hand", Audited: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.coord.Kick()
+	r.wait(t, "skip-1", ordercore.SagaCompensated)
+	if got, want := p.seen("skip-1"), []string{"01/action", "02/action", "02/compensate", "01/compensate"}; !slices.Equal(got, want) {
+		t.Errorf("calls %v, want %v", got, want)
+	}
 }
 
 // TestDeadLetterAndOperatorRetry: a compensation that never succeeds puts the saga in

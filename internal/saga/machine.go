@@ -5,8 +5,8 @@
 //
 // The rules are pure: no I/O, time and jitter come in as arguments, so table tests and a
 // fuzz target can check that every saga ends completed or compensated (or waits in
-// dead_letter for an operator), that only attempted actions are compensated, in reverse
-// order, and that the version rises with every change.
+// dead_letter for an operator), that only actions that were (or may have been) sent are
+// compensated, in reverse order, and that the version rises with every change.
 //
 // It imports the root package and internal/limit; the Coordinator reaches the engine and
 // the network through interfaces that app wires.
@@ -110,8 +110,21 @@ func Next(s *ordercore.Saga) (Call, bool) {
 	return Call{}, false
 }
 
-// needsUndo: a step whose action was sent (answered or not) is compensated, unless it has
-// nothing to undo or was undone or skipped already.
+// needsUndo: a step whose action was sent (answered or not), or may have been, is
+// compensated, unless it has nothing to undo or was undone or skipped already. (A step
+// whose action an operator skipped is a succeeded one once the saga rolls back.)
+//
+// Called is set when an outcome of the step's action is recorded, which is not always
+// before the action goes out: the coordinator sends a step's action before the success
+// of the step before it is recorded (pipelining), and a crash loses the outcomes it had
+// not recorded. So the store cannot know how far a saga's forward phase really got. When
+// it fails on its own that does not matter: a step failed for good, and no later step was
+// sent. But when an operator or the saga's client compensates a saga in its forward
+// phase, every step from the first one not recorded as succeeded to the last may have
+// been sent (and the outcome of a call in flight is dropped, as the saga has moved on),
+// so Compensate marks them all as called (mayHaveBeenSent) and every one is compensated,
+// in reverse order. A participant must take a compensation whose action never ran (a
+// null compensation: the barrier's rule), as it must for a step that timed out.
 func needsUndo(st ordercore.SagaStep) bool {
 	return st.Called && st.Compensate != nil &&
 		st.Status != ordercore.StepCompensated && st.Status != ordercore.StepSkipped
@@ -163,7 +176,7 @@ func Apply(s *ordercore.Saga, c Call, o Outcome, errMsg string, now time.Time, j
 			if o != OutcomeFail {
 				why = fmt.Sprintf("no success after %d attempts", st.Attempts)
 			}
-			setStatus(s, ordercore.SagaCompensating, fmt.Sprintf("step %d (%s) %s: %s", c.Step, st.Name, why, errMsg))
+			rollBack(s, fmt.Sprintf("step %d (%s) %s: %s", c.Step+1, st.Name, why, errMsg))
 			s.NextRunAt = now
 		} else {
 			s.NextRunAt = now.Add(Backoff(s.Policy, st.Attempts, jitter))
@@ -173,7 +186,7 @@ func Apply(s *ordercore.Saga, c Call, o Outcome, errMsg string, now time.Time, j
 		st.LastError = errMsg
 		if st.Attempts >= s.Policy.CompensateAttemptsMax {
 			s.DeadFrom = s.Status
-			setStatus(s, ordercore.SagaDeadLetter, fmt.Sprintf("step %d (%s) %s: no success after %d attempts: %s", c.Step, st.Name, c.Op, st.Attempts, errMsg))
+			setStatus(s, ordercore.SagaDeadLetter, fmt.Sprintf("step %d (%s) %s: no success after %d attempts: %s", c.Step+1, st.Name, c.Op, st.Attempts, errMsg))
 			s.NextRunAt = time.Time{}
 		} else {
 			s.NextRunAt = now.Add(Backoff(s.Policy, st.Attempts, jitter))
@@ -210,6 +223,19 @@ func settle(s *ordercore.Saga, now time.Time) {
 	}
 }
 
+// rollBack moves a saga in its forward phase to compensating. A step whose action an
+// operator skipped counts as done (the operator said its effect is in place: done by
+// hand, or nothing to do), so from here on it is a step that succeeded, and is
+// compensated like one (a compensation of nothing is a null compensation).
+func rollBack(s *ordercore.Saga, reason string) {
+	for i := range s.Steps {
+		if st := &s.Steps[i]; st.Status == ordercore.StepSkipped {
+			st.Status, st.Called = ordercore.StepSucceeded, true
+		}
+	}
+	setStatus(s, ordercore.SagaCompensating, reason)
+}
+
 func setStatus(s *ordercore.Saga, to ordercore.SagaStatus, reason string) {
 	limit.Assert(!s.Status.Final(), "saga %s: %s is final, cannot move to %s", s.GID, s.Status, to)
 	s.Status = to
@@ -225,6 +251,18 @@ func setStatus(s *ordercore.Saga, to ordercore.SagaStatus, reason string) {
 func Wake(s *ordercore.Saga, now time.Time) {
 	s.NextRunAt = now
 	touch(s, now)
+}
+
+// HoldUntil keeps a saga that a worker holds (its NextRunAt is the end of the hold) held
+// until at least until: a claim holds the sagas it takes for one time, and a saga whose
+// call may take longer needs longer. It reports whether s changed.
+func HoldUntil(s *ordercore.Saga, until, now time.Time) bool {
+	if s.NextRunAt.IsZero() || !s.NextRunAt.Before(until) {
+		return false
+	}
+	s.NextRunAt = until
+	touch(s, now)
+	return true
 }
 
 func touch(s *ordercore.Saga, now time.Time) {
@@ -259,7 +297,7 @@ func Expire(s *ordercore.Saga, now time.Time) bool {
 	if s.Status != ordercore.SagaPrepared || now.Before(s.Deadline) {
 		return false
 	}
-	setStatus(s, ordercore.SagaCompensating, "prepared transaction not submitted before its deadline")
+	rollBack(s, "prepared transaction not submitted before its deadline")
 	s.NextRunAt = now
 	settle(s, now)
 	touch(s, now)
@@ -313,7 +351,10 @@ func Submit(s *ordercore.Saga, now time.Time) error {
 }
 
 // Compensate starts compensation of a saga that has not completed (an operator's call or a
-// TCC client's abort). A TCC past its try phase is confirmed and cannot be.
+// TCC client's abort). A TCC past its try phase is confirmed and cannot be. In the forward
+// phase every step not recorded as succeeded may have been sent, and is compensated (see
+// needsUndo): the outcome of a call in flight, and successes not recorded yet, are
+// dropped, as the version moves on.
 func Compensate(s *ordercore.Saga, reason string, now time.Time) error {
 	switch {
 	case s.Status == ordercore.SagaCompensating || s.Status == ordercore.SagaCompensated:
@@ -323,11 +364,32 @@ func Compensate(s *ordercore.Saga, reason string, now time.Time) error {
 	case s.Status.Final() || s.Status == ordercore.SagaConfirming || s.Status == ordercore.SagaDeadLetter:
 		return ordercore.Errorf(ordercore.ESagaState, "saga %s is %s: it can no longer be compensated", s.GID, s.Status)
 	}
-	setStatus(s, ordercore.SagaCompensating, reason)
+	if s.Status == ordercore.SagaRunning || s.Status == ordercore.SagaTrying {
+		mayHaveBeenSent(s)
+	}
+	rollBack(s, reason)
 	s.NextRunAt = now
 	settle(s, now)
 	touch(s, now)
 	return nil
+}
+
+// mayHaveBeenSent marks as called every step of a saga in its forward phase whose action
+// may have gone out without its outcome being recorded (see needsUndo): each pending step
+// from the first, up to an in-process one. An in-process step runs in the transaction
+// that records it, so a pending one has not run, and no call after it went out: the
+// coordinator records every outcome before a saga's in-process step runs.
+func mayHaveBeenSent(s *ordercore.Saga) {
+	for i := range s.Steps {
+		st := &s.Steps[i]
+		if st.Status != ordercore.StepPending {
+			continue
+		}
+		if st.Action.Local != "" {
+			return
+		}
+		st.Called = true
+	}
 }
 
 // Retry makes a saga's next call due now: a saga in backoff goes at once, a dead_letter
@@ -349,7 +411,10 @@ func Retry(s *ordercore.Saga, now time.Time) error {
 }
 
 // Skip marks the step the saga waits on as done without calling it (an operator did its
-// work by hand, or it has nothing to do), and the saga moves on. It returns the step.
+// work by hand, or it has nothing to do), and the saga moves on. It returns the step. A
+// skipped action (or try) counts as done: it is not confirmed, but if the saga rolls back
+// later it is compensated (cancelled) like a step that succeeded (rollBack). A skipped
+// compensation, cancel or confirm is simply done.
 func Skip(s *ordercore.Saga, now time.Time) (int, error) {
 	if s.Status == ordercore.SagaDeadLetter {
 		s.Status, s.DeadFrom = s.DeadFrom, ""
@@ -359,7 +424,6 @@ func Skip(s *ordercore.Saga, now time.Time) (int, error) {
 		return 0, ordercore.Errorf(ordercore.ESagaState, "saga %s is %s: no step waits", s.GID, s.Status)
 	}
 	st := &s.Steps[c.Step]
-	// Skipped: not called by us, so neither confirmed nor compensated later.
 	st.Status, st.Attempts = ordercore.StepSkipped, 0
 	s.NextRunAt = now
 	settle(s, now)
@@ -387,7 +451,8 @@ func Defaults(p ordercore.SagaPolicy) ordercore.SagaPolicy {
 	return p
 }
 
-// Validate checks a submitted saga (after Defaults): what a client may send.
+// Validate checks a submitted saga (after Defaults): what a client may send. Its messages,
+// like a saga's reasons, number steps from 1, as DTM's branch ids ("01", "02"...) do.
 func Validate(s *ordercore.Saga) error {
 	bad := func(format string, args ...any) error { return ordercore.Errorf(ordercore.EINVALID, format, args...) }
 	p := s.Policy
@@ -410,10 +475,10 @@ func Validate(s *ordercore.Saga) error {
 	names := map[string]bool{}
 	for i, st := range s.Steps {
 		if err := ValidStep(s.Kind, st); err != nil {
-			return bad("step %d: %s", i, ordercore.ErrorMessage(err))
+			return bad("step %d: %s", i+1, ordercore.ErrorMessage(err))
 		}
 		if names[st.Name] {
-			return bad("step %d: the name %q is used twice", i, st.Name)
+			return bad("step %d: the name %q is used twice", i+1, st.Name)
 		}
 		names[st.Name] = true
 	}

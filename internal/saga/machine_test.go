@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +20,7 @@ var policy = ordercore.SagaPolicy{StepTimeout: time.Second, RetriesMax: 3, Backo
 func newSaga(kind ordercore.SagaKind, n int) *ordercore.Saga {
 	s := &ordercore.Saga{GID: "g1", Kind: kind, Policy: policy}
 	for i := range n {
-		st := ordercore.SagaStep{Name: fmt.Sprint("s", i), Action: ordercore.SagaCall{URL: "http://p/a"},
+		st := ordercore.SagaStep{Name: fmt.Sprint("step-", i+1), Action: ordercore.SagaCall{URL: "http://p/a"},
 			Compensate: &ordercore.SagaCall{URL: "http://p/c"}}
 		if kind == ordercore.SagaKindTCC {
 			st.Confirm = &ordercore.SagaCall{URL: "http://p/f"}
@@ -76,6 +77,19 @@ func TestSagaCompletes(t *testing.T) {
 	}
 }
 
+// Validate's messages number steps from 1, as reasons and DTM's branch ids do.
+func TestValidateNumbersStepsFromOne(t *testing.T) {
+	s := newSaga(ordercore.SagaKindSaga, 2)
+	s.Steps[1].Name = s.Steps[0].Name
+	if err := saga.Validate(s); ordercore.ErrorMessage(err) != `step 2: the name "step-1" is used twice` {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	s.Steps[1].Name, s.Steps[1].Action = "other", ordercore.SagaCall{}
+	if err := saga.Validate(s); !strings.HasPrefix(ordercore.ErrorMessage(err), "step 2: action: ") {
+		t.Fatalf("step without an action: %v", err)
+	}
+}
+
 // A step that fails for good is compensated with every step before it, in reverse order
 // (its own compensation is a null compensation at a barrier-protected participant).
 func TestSagaFailureCompensatesInReverse(t *testing.T) {
@@ -85,8 +99,9 @@ func TestSagaFailureCompensatesInReverse(t *testing.T) {
 	if !slices.Equal(calls, want) {
 		t.Fatalf("calls %v, want %v", calls, want)
 	}
-	if s.Status != ordercore.SagaCompensated || s.Reason == "" {
-		t.Fatalf("ended %s (%q), want compensated with a reason", s.Status, s.Reason)
+	// Steps are numbered from 1 in reasons, as in DTM's branch ids ("03" is the third).
+	if want := "step 3 (step-3) failed for good: boom"; s.Status != ordercore.SagaCompensated || s.Reason != want {
+		t.Fatalf("ended %s (%q), want compensated (%q)", s.Status, s.Reason, want)
 	}
 }
 
@@ -108,6 +123,9 @@ func TestSagaRetriesThenCompensates(t *testing.T) {
 	saga.Apply(s, saga.Call{1, saga.OpAction}, saga.OutcomeRetry, "timeout", t0, 1)
 	if s.Status != ordercore.SagaCompensating || s.Steps[1].Status != ordercore.StepFailed {
 		t.Fatalf("after %d attempts: %s / step %s, want compensating / failed", policy.RetriesMax, s.Status, s.Steps[1].Status)
+	}
+	if want := "step 2 (step-2) no success after 3 attempts: timeout"; s.Reason != want {
+		t.Fatalf("reason %q, want %q", s.Reason, want)
 	}
 	if c, _ := saga.Next(s); c != (saga.Call{1, saga.OpCompensate}) {
 		t.Fatalf("next call %+v, want the compensation of the step that timed out (it may have taken effect)", c)
@@ -136,6 +154,9 @@ func TestCompensationDeadLetterAndRetry(t *testing.T) {
 	if s.Status != ordercore.SagaDeadLetter || s.DeadFrom != ordercore.SagaCompensating || !s.NextRunAt.IsZero() {
 		t.Fatalf("status %s from %s due %v, want dead_letter from compensating, nothing due", s.Status, s.DeadFrom, s.NextRunAt)
 	}
+	if want := "step 1 (step-1) compensate: no success after 4 attempts: boom"; s.Reason != want {
+		t.Fatalf("reason %q, want %q", s.Reason, want)
+	}
 	if err := saga.Retry(s, t0); err != nil {
 		t.Fatal(err)
 	}
@@ -148,15 +169,84 @@ func TestCompensationDeadLetterAndRetry(t *testing.T) {
 	}
 }
 
-// A step whose action was never sent is not compensated.
+// A step whose action was never sent is not compensated: after a step fails for good, the
+// steps after it were never sent.
 func TestOnlyCalledStepsAreCompensated(t *testing.T) {
 	s := newSaga(ordercore.SagaKindSaga, 3)
-	saga.Apply(s, saga.Call{0, saga.OpAction}, saga.OutcomeOK, "", t0, 0)
+	calls := run(t, s, saga.OutcomeOK, saga.OutcomeFail)
+	if want := []string{"action 0", "action 1", "compensate 1", "compensate 0"}; !slices.Equal(calls, want) {
+		t.Fatalf("calls %v, want %v (step 2 was never sent)", calls, want)
+	}
+	if s.Steps[2].Called || s.Steps[2].Status != ordercore.StepPending {
+		t.Fatalf("step 2 is %s, called %v; want pending and never called", s.Steps[2].Status, s.Steps[2].Called)
+	}
+}
+
+// An operator's compensate (or a client's abort) in the forward phase compensates every
+// step not recorded as succeeded, in reverse order: the coordinator sends a step before
+// the success of the one before it is recorded, the outcome of the call in flight is
+// dropped, and a crash loses what was not recorded, so any of them may have been sent.
+func TestCompensateInForwardPhaseUndoesWhatMayHaveBeenSent(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		kind     ordercore.SagaKind
+		recorded int // successes recorded before the compensate
+		want     []string
+	}{
+		{"a call in flight", ordercore.SagaKindSaga, 1, []string{"compensate 2", "compensate 1", "compensate 0"}},
+		{"nothing recorded yet (deferred successes, or a crash)", ordercore.SagaKindSaga, 0, []string{"compensate 2", "compensate 1", "compensate 0"}},
+		{"every action recorded but the last", ordercore.SagaKindSaga, 2, []string{"compensate 2", "compensate 1", "compensate 0"}},
+		{"tcc tries in flight", ordercore.SagaKindTCC, 1, []string{"cancel 2", "cancel 1", "cancel 0"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSaga(c.kind, 3)
+			for i := range c.recorded {
+				c0, _ := saga.Next(s)
+				if !saga.Apply(s, c0, saga.OutcomeOK, "", t0, 0) || c0.Step != i {
+					t.Fatalf("success of step %d not applied", i)
+				}
+			}
+			v := s.Version
+			if err := saga.Compensate(s, "operator", t0); err != nil {
+				t.Fatal(err)
+			}
+			for i, st := range s.Steps {
+				if !st.Called {
+					t.Errorf("step %d (%s) is not counted as called after the compensate", i, st.Status)
+				}
+			}
+			// The outcome of the call that was in flight is dropped.
+			if saga.Apply(s, saga.Call{c.recorded, saga.OpAction}, saga.OutcomeOK, "", t0, 0) || s.Version != v+1 {
+				t.Fatal("the outcome of the action in flight was applied after the compensate")
+			}
+			if calls := run(t, s); !slices.Equal(calls, c.want) || s.Status != ordercore.SagaCompensated {
+				t.Fatalf("calls %v, ended %s; want %v, compensated", calls, s.Status, c.want)
+			}
+		})
+	}
+}
+
+// An in-process step runs in the transaction that records it: a pending one has not run,
+// and no call after it went out, so a compensate in the forward phase stops there.
+func TestCompensateStopsAtAPendingInProcessStep(t *testing.T) {
+	s := &ordercore.Saga{GID: "g", Kind: ordercore.SagaKindSaga, Policy: policy}
+	for i, local := range []bool{false, false, true, false} {
+		st := ordercore.SagaStep{Name: fmt.Sprint("s", i), Action: ordercore.SagaCall{URL: "http://p/a"},
+			Compensate: &ordercore.SagaCall{URL: "http://p/c"}}
+		if local {
+			st.Action = ordercore.SagaCall{Local: saga.LocalNotify}
+		}
+		s.Steps = append(s.Steps, st)
+	}
+	saga.Start(s, t0)
 	if err := saga.Compensate(s, "operator", t0); err != nil {
 		t.Fatal(err)
 	}
-	if calls := run(t, s); !slices.Equal(calls, []string{"compensate 0"}) {
-		t.Fatalf("calls %v, want only the compensation of step 0", calls)
+	if calls := run(t, s); !slices.Equal(calls, []string{"compensate 1", "compensate 0"}) {
+		t.Fatalf("calls %v, want the steps before the in-process one compensated", calls)
+	}
+	if s.Steps[2].Called || s.Steps[3].Called {
+		t.Fatal("the in-process step, or the step after it, counts as called")
 	}
 }
 
@@ -271,11 +361,58 @@ func TestSkip(t *testing.T) {
 	}
 }
 
+// A skipped action counts as done (the operator did it by hand): if the saga rolls back
+// later, it is compensated like a step that succeeded. A skipped try is not confirmed
+// (the operator may have skipped it for having nothing to do), but it is cancelled.
+func TestSkippedActionIsCompensatedOnRollback(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		kind    ordercore.SagaKind
+		attempt bool // the action was sent (and answered 500) before the skip
+		outs    []saga.Outcome
+		want    []string
+	}{
+		{"attempted, then a later step fails", ordercore.SagaKindSaga, true, []saga.Outcome{saga.OutcomeFail},
+			[]string{"action 1", "compensate 1", "compensate 0"}},
+		{"never sent, then a later step fails", ordercore.SagaKindSaga, false, []saga.Outcome{saga.OutcomeFail},
+			[]string{"action 1", "compensate 1", "compensate 0"}},
+		{"tcc: not confirmed", ordercore.SagaKindTCC, true, nil,
+			[]string{"try 1", "confirm 1"}},
+		{"tcc: cancelled on rollback", ordercore.SagaKindTCC, true, []saga.Outcome{saga.OutcomeFail},
+			[]string{"try 1", "cancel 1", "cancel 0"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSaga(c.kind, 2)
+			if c.attempt {
+				first, _ := saga.Next(s)
+				saga.Apply(s, first, saga.OutcomeRetry, "HTTP 500", t0, 0)
+			}
+			if step, err := saga.Skip(s, t0); err != nil || step != 0 || s.Steps[0].Status != ordercore.StepSkipped {
+				t.Fatalf("skip: step %d, %v, status %s", step, err, s.Steps[0].Status)
+			}
+			if calls := run(t, s, c.outs...); !slices.Equal(calls, c.want) {
+				t.Fatalf("calls %v, want %v", calls, c.want)
+			}
+		})
+	}
+	// An operator's compensate after a skip undoes the skipped step too.
+	s := newSaga(ordercore.SagaKindSaga, 2)
+	saga.Skip(s, t0)
+	saga.Apply(s, saga.Call{1, saga.OpAction}, saga.OutcomeRetry, "HTTP 500", t0, 0)
+	if err := saga.Compensate(s, "operator", t0); err != nil {
+		t.Fatal(err)
+	}
+	if calls := run(t, s); !slices.Equal(calls, []string{"compensate 1", "compensate 0"}) {
+		t.Fatalf("after skip and compensate: calls %v", calls)
+	}
+}
+
 // FuzzSaga drives sagas of both kinds with random outcomes and operator actions and
 // checks the promises: the saga always settles (completed, compensated or dead_letter),
 // completed means no step was compensated or failed, compensated means every step whose
-// action was sent is compensated (or skipped by an operator), compensations run in
-// reverse step order, and the version rises with every change.
+// action was sent (or may have been, or was skipped by an operator) is compensated (or
+// its compensation skipped), compensations run in reverse step order, and the version
+// rises with every change.
 func FuzzSaga(f *testing.F) {
 	f.Add(uint64(1), uint8(3), false)
 	f.Add(uint64(7), uint8(5), true)
@@ -310,6 +447,16 @@ func FuzzSaga(f *testing.F) {
 				v := s.Version
 				if saga.Compensate(s, "operator", now) == nil && s.Version < v {
 					t.Fatal("version went back")
+				}
+				continue
+			}
+			if rng.IntN(50) == 0 {
+				v := s.Version
+				if step, err := saga.Skip(s, now); err != nil || step != c.Step || s.Version != v+1 {
+					t.Fatalf("skip of the waiting step %d: step %d, %v, version %d -> %d", c.Step, step, err, v, s.Version)
+				}
+				if c.Op == saga.OpCompensate || c.Op == saga.OpCancel {
+					lastUndo = c.Step
 				}
 				continue
 			}
