@@ -146,7 +146,9 @@ func (s *Server) submitSaga(ctx context.Context, in *submitSagaInput) (*sagaOutp
 	defer cancel()
 	done, err := s.cfg.Sagas.Wait(wctx, out.Body.GID, w, s.cfg.Reader.Saga)
 	if err != nil {
-		return nil, problemOf(err)
+		// The saga is stored and goes on: a failed read of it ends the wait, not the
+		// request (an error here would have the client retry into saga_exists).
+		return out, nil
 	}
 	if done.Status.Final() {
 		out.Status, out.Body = http.StatusOK, viewOf(done)

@@ -392,21 +392,30 @@ func (c *Coordinator) Watch(gid string) (w <-chan ordercore.Saga, stop func()) {
 // Wait returns saga gid once it is final (completed or compensated), or as it is when
 // ctx ends. w, from Watch, reports the end of a saga this process drives the moment its
 // last outcome is recorded; a saga driven by another instance is found by reading it
-// every waitPoll.
+// every waitPoll. The end of ctx is the end of the wait, never an error: the last read
+// runs without ctx's deadline, also when ctx ran out during a poll's read (the poll and
+// the deadline often fall together, as both count whole seconds).
 func (c *Coordinator) Wait(ctx context.Context, gid string, w <-chan ordercore.Saga, read func(context.Context, string) (ordercore.Saga, error)) (ordercore.Saga, error) {
 	t := time.NewTicker(waitPoll)
 	defer t.Stop()
+	last := func() (ordercore.Saga, error) { return read(context.WithoutCancel(ctx), gid) }
 	for {
 		select {
 		case s := <-w:
 			return s, nil
 		case <-t.C:
+			if ctx.Err() != nil {
+				return last()
+			}
 			s, err := read(ctx, gid)
+			if err != nil && ctx.Err() != nil {
+				return last()
+			}
 			if err != nil || s.Status.Final() {
 				return s, err
 			}
 		case <-ctx.Done():
-			return read(context.WithoutCancel(ctx), gid)
+			return last()
 		}
 	}
 }
