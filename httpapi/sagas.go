@@ -67,7 +67,7 @@ type submitSagaInput struct {
 	IdemKey     string `header:"Idempotency-Key" maxLength:"255" doc:"A retry with the same key returns the same saga"`
 	WaitSeconds int    `query:"wait_seconds" minimum:"0" maximum:"60" doc:"Answer when the saga has ended (200), or after this long with the saga as it is (201)"`
 	Body        struct {
-		GID     string     `json:"gid,omitempty" maxLength:"128" pattern:"^[A-Za-z0-9_.:-]+$" doc:"The global transaction id; one is generated when absent. A second submit of a gid is 409 saga_exists"`
+		GID     string     `json:"gid,omitempty" maxLength:"128" pattern:"^[A-Za-z0-9_.:-]+$" doc:"The global transaction id; one is generated when absent. A second submit of a gid is 409 saga_exists; gids beginning with fulfilment- are reserved (422 saga_gid_reserved)"`
 		Kind    string     `json:"kind" enum:"saga,tcc" doc:"saga: actions with compensations; tcc: try, then confirm or cancel every branch"`
 		Steps   []StepBody `json:"steps" minItems:"1" maxItems:"32"`
 		Policy  PolicyBody `json:"policy,omitempty"`

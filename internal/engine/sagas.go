@@ -129,6 +129,9 @@ type SubmitSaga struct {
 func (c SubmitSaga) keys(k *keySet) { k.saga(c.Saga.GID) }
 
 func (c SubmitSaga) execute(b *batch) (any, error) {
+	if ReservedGID(c.Saga.GID) {
+		return nil, reservedGID(c.Saga.GID)
+	}
 	if _, ok := b.sagas[c.Saga.GID]; ok {
 		return nil, ordercore.Errorf(ordercore.ESagaExists, "a saga with gid %q exists", c.Saga.GID)
 	}
@@ -358,6 +361,9 @@ func (c SagaAction) Validate() error {
 func (c SagaAction) execute(b *batch) (any, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	if !c.Audited && ReservedGID(c.GID) {
+		return nil, reservedGID(c.GID) // a client's abort would fail an order's fulfilment
 	}
 	s, ok := b.sagas[c.GID]
 	if !ok {

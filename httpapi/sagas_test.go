@@ -1,0 +1,49 @@
+package httpapi_test
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+
+	"ordercore/internal/engine"
+)
+
+// sagaBody is a one-step saga for POST /v1/sagas.
+func sagaBody(gid, orderID string) string {
+	return fmt.Sprintf(`{"gid":%q,"kind":"saga","order_id":%q,"steps":[{"name":"s","action":{"url":"http://p.test/a"},"compensate":{"url":"http://p.test/c"}}]}`, gid, orderID)
+}
+
+// dtmSaga is a one-step saga for DTM's submit.
+func dtmSaga(gid string) string {
+	return fmt.Sprintf(`{"gid":%q,"trans_type":"saga","steps":[{"action":"http://p.test/a","compensate":"http://p.test/c"}],"payloads":["{}"]}`, gid)
+}
+
+// TestFulfilmentGIDsAreReserved: a fulfilment saga's failure refunds its order, so no
+// client may submit a saga under an order's fulfilment gid, nor abort one, through either
+// API; nothing is stored.
+func TestFulfilmentGIDsAreReserved(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	b.mustSKU(t, "a", "USD", 10)
+	o := b.mustOrder(t, `{"user_id":"u1","lines":[{"sku":"a","quantity":1}]}`)
+	gid := engine.FulfilmentGID(o.ID)
+	before := digest(t, b.path)
+	for _, c := range []struct {
+		name, path, body string
+		status           int
+	}{
+		{"native submit", "/v1/sagas", sagaBody(gid, o.ID), http.StatusUnprocessableEntity},
+		{"native submit without the order", "/v1/sagas", sagaBody("fulfilment-x", ""), http.StatusUnprocessableEntity},
+		{"dtm submit", "/api/dtmsvr/submit", dtmSaga(gid), http.StatusConflict},
+		{"dtm prepare", "/api/dtmsvr/prepare", fmt.Sprintf(`{"gid":%q,"trans_type":"tcc"}`, gid), http.StatusConflict},
+		{"dtm abort", "/api/dtmsvr/abort", fmt.Sprintf(`{"gid":%q,"trans_type":"tcc"}`, gid), http.StatusConflict},
+	} {
+		r := b.do(t, "POST", c.path, c.body)
+		if r.status != c.status || r.code(t) != "saga_gid_reserved" {
+			t.Errorf("%s: %d %s, want %d saga_gid_reserved", c.name, r.status, r.body, c.status)
+		}
+	}
+	if after := digest(t, b.path); after != before {
+		t.Fatal("a refused saga changed the database")
+	}
+}
