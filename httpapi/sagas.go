@@ -71,7 +71,7 @@ type submitSagaInput struct {
 		Kind    string     `json:"kind" enum:"saga,tcc" doc:"saga: actions with compensations; tcc: try, then confirm or cancel every branch"`
 		Steps   []StepBody `json:"steps" minItems:"1" maxItems:"32"`
 		Policy  PolicyBody `json:"policy,omitempty"`
-		OrderID string     `json:"order_id,omitempty" maxLength:"36" doc:"Show the saga's steps on this order's timeline"`
+		OrderID string     `json:"order_id,omitempty" maxLength:"36" doc:"Show the saga's steps on this order's timeline: the id of an existing order (else 422 invalid_request)"`
 	}
 }
 

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -10,7 +11,8 @@ import (
 
 // sagaBody is a one-step saga for POST /v1/sagas.
 func sagaBody(gid, orderID string) string {
-	return fmt.Sprintf(`{"gid":%q,"kind":"saga","order_id":%q,"steps":[{"name":"s","action":{"url":"http://p.test/a"},"compensate":{"url":"http://p.test/c"}}]}`, gid, orderID)
+	id, _ := json.Marshal(orderID) // JSON's escapes, not Go's (a NUL is \u0000)
+	return fmt.Sprintf(`{"gid":%q,"kind":"saga","order_id":%s,"steps":[{"name":"s","action":{"url":"http://p.test/a"},"compensate":{"url":"http://p.test/c"}}]}`, gid, id)
 }
 
 // dtmSaga is a one-step saga for DTM's submit.
@@ -45,5 +47,28 @@ func TestFulfilmentGIDsAreReserved(t *testing.T) {
 	}
 	if after := digest(t, b.path); after != before {
 		t.Fatal("a refused saga changed the database")
+	}
+}
+
+// TestSagaOrderIDMustNameAnOrder: a saga's order_id puts its events on that order's
+// timeline, so it must be an existing order's id; a malformed or unknown one is refused
+// and nothing is stored.
+func TestSagaOrderIDMustNameAnOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	b.mustSKU(t, "a", "USD", 10)
+	o := b.mustOrder(t, `{"user_id":"u1","lines":[{"sku":"a","quantity":1}]}`)
+	before := digest(t, b.path)
+	for _, id := range []string{"not an order", "0194f3c2-7a6b-7cde-8f01-23456789abcd", "0194f3c2-7a6b-7cde-8f01-23456789ab\x00d"} {
+		r := b.do(t, "POST", "/v1/sagas", sagaBody("s-unknown-order", id))
+		if r.status != http.StatusUnprocessableEntity || r.code(t) != "invalid_request" {
+			t.Errorf("order_id %q: %d %s, want 422 invalid_request", id, r.status, r.body)
+		}
+	}
+	if after := digest(t, b.path); after != before {
+		t.Fatal("a refused saga changed the database")
+	}
+	if r := b.do(t, "POST", "/v1/sagas", sagaBody("s-known-order", o.ID)); r.status != http.StatusCreated {
+		t.Fatalf("a saga of an existing order: %d %s", r.status, r.body)
 	}
 }

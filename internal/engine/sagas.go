@@ -126,7 +126,12 @@ type SubmitSaga struct {
 	Hold time.Duration
 }
 
-func (c SubmitSaga) keys(k *keySet) { k.saga(c.Saga.GID) }
+func (c SubmitSaga) keys(k *keySet) {
+	k.saga(c.Saga.GID)
+	if ordercore.ValidID(c.Saga.OrderID) {
+		k.order(c.Saga.OrderID) // only a well-formed id reaches the database
+	}
+}
 
 func (c SubmitSaga) execute(b *batch) (any, error) {
 	if ReservedGID(c.Saga.GID) {
@@ -139,6 +144,15 @@ func (c SubmitSaga) execute(b *batch) (any, error) {
 	s.Policy = saga.Defaults(s.Policy)
 	if err := saga.Validate(&s); err != nil {
 		return nil, err
+	}
+	if s.OrderID != "" {
+		// The saga's events go on the order's timeline: the order must exist.
+		if !ordercore.ValidID(s.OrderID) {
+			return nil, ordercore.Errorf(ordercore.EINVALID, "order_id must be an order's id (a UUID in canonical form)")
+		}
+		if _, ok := b.orders[s.OrderID]; !ok {
+			return nil, ordercore.Errorf(ordercore.EINVALID, "order_id %q names no order", s.OrderID)
+		}
 	}
 	if s.Status == ordercore.SagaPrepared && s.Deadline.IsZero() {
 		s.Deadline = b.now.Add(limit.SagaPreparedTimeout)
