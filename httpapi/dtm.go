@@ -188,7 +188,7 @@ func (s *Server) dtmSame(ctx context.Context, t *dtmTrans, want ...ordercore.Sag
 func (s *Server) dtmSubmit(ctx context.Context, t *dtmTrans) (any, error) {
 	switch t.TransType {
 	case string(ordercore.SagaKindTCC):
-		_, err := s.clientSagaAction(ctx, engine.SagaAction{GID: t.GID, Action: engine.SagaSubmitTCC})
+		_, err := s.clientSagaAction(ctx, engine.SagaAction{GID: t.GID, Kind: ordercore.SagaKindTCC, Action: engine.SagaSubmitTCC})
 		if ordercore.ErrorCode(err) == ordercore.ESagaState {
 			err = s.dtmSame(ctx, t, ordercore.SagaConfirming, ordercore.SagaCompleted)
 		}
@@ -272,7 +272,7 @@ func (s *Server) dtmAbort(ctx context.Context, t *dtmTrans) (any, error) {
 	if t.TransType != string(ordercore.SagaKindTCC) {
 		return nil, ordercore.Errorf(ordercore.EINVALID, "abort is supported for tcc transactions, not %q", t.TransType)
 	}
-	_, err := s.clientSagaAction(ctx, engine.SagaAction{GID: t.GID, Action: engine.SagaCompensate})
+	_, err := s.clientSagaAction(ctx, engine.SagaAction{GID: t.GID, Kind: ordercore.SagaKindTCC, Action: engine.SagaCompensate})
 	return nil, err
 }
 
@@ -298,15 +298,17 @@ func (s *Server) dtmRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	st := ordercore.SagaStep{Name: b["branch_id"], BranchID: b["branch_id"],
 		Confirm: &ordercore.SagaCall{URL: b["confirm"], Payload: data}, Compensate: &ordercore.SagaCall{URL: b["cancel"], Payload: data}}
-	if _, err := s.clientSagaAction(r.Context(), engine.SagaAction{GID: gid, Action: engine.SagaRegister, Branch: st}); err != nil {
+	if _, err := s.clientSagaAction(r.Context(), engine.SagaAction{GID: gid, Kind: ordercore.SagaKindTCC, Action: engine.SagaRegister, Branch: st}); err != nil {
 		dtmError(w, err)
 		return
 	}
 	dtmWrite(w, http.StatusOK, map[string]string{"dtm_result": dtmSuccess})
 }
 
-// clientSagaAction runs a client's saga action and hands a saga with a call due to the
-// coordinator.
+// clientSagaAction runs a DTM client's action on its transaction (of the kind its
+// trans_type names) and hands the saga to the coordinator when the action left it held
+// for this instance. An action that changed nothing (a retried abort) is not driven
+// again: the saga is where its drive or a claim has it.
 func (s *Server) clientSagaAction(ctx context.Context, cmd engine.SagaAction) (ordercore.Saga, error) {
 	if s.cfg.Sagas != nil {
 		cmd.Hold = saga.ClaimHold
@@ -315,13 +317,13 @@ func (s *Server) clientSagaAction(ctx context.Context, cmd engine.SagaAction) (o
 	if err != nil {
 		return ordercore.Saga{}, err
 	}
-	sg := res.Value.(ordercore.Saga)
-	if s.cfg.Sagas != nil && !sg.NextRunAt.IsZero() && sg.Status != ordercore.SagaPrepared {
-		if !s.cfg.Sagas.Start(sg) {
+	acted := res.Value.(engine.SagaActed)
+	if s.cfg.Sagas != nil && acted.Held {
+		if !s.cfg.Sagas.Start(acted.Saga) {
 			s.cfg.Sagas.Kick()
 		}
 	}
-	return sg, nil
+	return acted.Saga, nil
 }
 
 // dtmStatus is a saga's status in DTM's words.

@@ -258,14 +258,16 @@ func (s *Server) sagaAction(action string) func(context.Context, *sagaActionInpu
 		if err := cmd.Validate(); err != nil {
 			return nil, problemOf(err)
 		}
-		status, out, replayed, err := submit[ordercore.Saga](ctx, s, cmd, "saga-"+action+" "+in.GID, in.IdemKey, in.Body, http.StatusOK)
+		// Operators' actions hold nothing (no Hold): a saga they make due is claimed, so
+		// no drive starts from this copy.
+		status, out, replayed, err := submit[engine.SagaActed](ctx, s, cmd, "saga-"+action+" "+in.GID, in.IdemKey, in.Body, http.StatusOK)
 		if err != nil {
 			return nil, err
 		}
 		if s.cfg.Sagas != nil && !out.NextRunAt.IsZero() {
 			s.cfg.Sagas.Kick()
 		}
-		return &sagaOutput{Status: status, Replayed: replayedHeader(replayed), Body: viewOf(out)}, nil
+		return &sagaOutput{Status: status, Replayed: replayedHeader(replayed), Body: viewOf(out.Saga)}, nil
 	}
 }
 

@@ -72,3 +72,23 @@ func TestSagaOrderIDMustNameAnOrder(t *testing.T) {
 		t.Fatalf("a saga of an existing order: %d %s", r.status, r.body)
 	}
 }
+
+// TestDTMAbortChecksTheTransactionsKind: abort is for TCC transactions, and a saga
+// stored under the gid is not one, whatever trans_type the client names: it is refused as
+// submit and prepare refuse a kind mismatch, and the saga goes on.
+func TestDTMAbortChecksTheTransactionsKind(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	if r := b.do(t, "POST", "/api/dtmsvr/submit", dtmSaga("dp2")); r.status != http.StatusOK {
+		t.Fatalf("submit: %d %s", r.status, r.body)
+	}
+	r := b.do(t, "POST", "/api/dtmsvr/abort", `{"gid":"dp2","trans_type":"tcc"}`)
+	if r.status != http.StatusConflict || r.code(t) != "saga_exists" {
+		t.Fatalf("abort of a saga as a tcc: %d %s, want 409 saga_exists", r.status, r.body)
+	}
+	var sg struct{ Status string }
+	b.do(t, "GET", "/v1/sagas/dp2", "").json(t, &sg)
+	if sg.Status != "running" {
+		t.Fatalf("the saga is %s after a refused abort, want running", sg.Status)
+	}
+}

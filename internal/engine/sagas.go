@@ -344,10 +344,13 @@ const (
 
 // SagaAction applies an operator's or a TCC client's action. Operator actions (retry,
 // compensate, skip) are audited: By and Note are required and become an event. Result:
-// ordercore.Saga.
+// SagaActed.
 type SagaAction struct {
 	GID    string
 	Action string
+	// Kind, when set, is the kind the client takes the saga for (DTM's trans_type): a
+	// saga of another kind is refused (saga_exists), as a submit under its gid would be.
+	Kind   ordercore.SagaKind
 	Branch ordercore.SagaStep // for register
 	By     string
 	Note   string
@@ -355,6 +358,16 @@ type SagaAction struct {
 	// or submit is not.
 	Audited bool
 	Hold    time.Duration
+}
+
+// SagaActed is what a SagaAction did: the saga after it, and whether the action left it
+// held for the caller, whose coordinator then makes its next call (Start). An action that
+// changed nothing (a repeated abort) holds nothing: the saga is where another drive or a
+// claim has it, and starting a drive of this copy would repeat calls already made. It
+// encodes as the saga alone.
+type SagaActed struct {
+	ordercore.Saga
+	Held bool `json:"-"`
 }
 
 func (c SagaAction) keys(k *keySet) { k.saga(c.GID) }
@@ -383,6 +396,9 @@ func (c SagaAction) execute(b *batch) (any, error) {
 	if !ok {
 		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "saga %q not found", c.GID)
 	}
+	if c.Kind != "" && s.cur.Kind != c.Kind {
+		return nil, ordercore.Errorf(ordercore.ESagaExists, "gid %q is a %s transaction, not %s", c.GID, s.cur.Kind, c.Kind)
+	}
 	from, version := s.cur.Status, s.cur.Version
 	step := -1
 	var err error
@@ -409,12 +425,12 @@ func (c SagaAction) execute(b *batch) (any, error) {
 		return nil, err
 	}
 	if s.cur.Version == version {
-		return s.cur, nil // nothing to do (compensating an already compensating saga)
+		return SagaActed{Saga: s.cur}, nil // nothing to do (compensating an already compensating saga)
 	}
 	if s.cur.Status != ordercore.SagaPrepared {
 		b.runLocals(&s.cur) // an in-process step the action made due runs now
 	}
-	b.claimNext(&s.cur, c.Hold)
+	held := b.claimNext(&s.cur, c.Hold)
 	if c.Audited {
 		b.sagaEvent(&s.cur, ordercore.EventSagaOperator, ordercore.SagaOperatorEvent{GID: c.GID, Action: c.Action, Step: step, By: c.By, Note: c.Note})
 	}
@@ -422,7 +438,7 @@ func (c SagaAction) execute(b *batch) (any, error) {
 		b.sagaEvent(&s.cur, ordercore.EventSagaBranchAdded, ordercore.SagaStepEvent{GID: c.GID, Step: len(s.cur.Steps) - 1, Name: c.Branch.Name, Op: "register"})
 	}
 	b.statusChanged(&s.cur, from)
-	return s.cur, nil
+	return SagaActed{Saga: s.cur, Held: held}, nil
 }
 
 // ClaimSagasFor claims up to n due sagas for hold (the coordinator's Claim).
