@@ -32,6 +32,17 @@ const (
 	dtmWaitPoll = 10 * time.Millisecond
 )
 
+// The bounds of DTM's options, in seconds (retry_limit in attempts): those of the policy of
+// POST /v1/sagas (its schema's maximums of deadline_seconds, step_timeout_ms,
+// backoff_min_ms and retries_max). 0 or absent takes the default; a negative value or one
+// above its bound is refused, so no conversion to a time.Duration can overflow.
+const (
+	dtmTimeoutToFailMax  = 7 * 24 * 60 * 60
+	dtmRequestTimeoutMax = int64(limit.SagaStepTimeoutMax / time.Second)
+	dtmRetryIntervalMax  = 60 * 60
+	dtmRetryLimitMax     = limit.SagaRetriesMax
+)
+
 // dtmTrans is the body of prepare, submit, abort: DTM's TransBase and TransOptions.
 type dtmTrans struct {
 	GID            string              `json:"gid"`
@@ -134,6 +145,16 @@ func (t *dtmTrans) policy() (ordercore.SagaPolicy, error) {
 	if t.Protocol != "" && t.Protocol != "http" {
 		return ordercore.SagaPolicy{}, ordercore.Errorf(ordercore.EINVALID, "protocol %q is not supported: HTTP only", t.Protocol)
 	}
+	for _, o := range []struct {
+		name  string
+		v     int64
+		bound int64
+	}{{"timeout_to_fail", t.TimeoutToFail, dtmTimeoutToFailMax}, {"request_timeout", t.RequestTimeout, dtmRequestTimeoutMax},
+		{"retry_interval", t.RetryInterval, dtmRetryIntervalMax}, {"retry_limit", t.RetryLimit, dtmRetryLimitMax}} {
+		if o.v < 0 || o.v > o.bound {
+			return ordercore.SagaPolicy{}, ordercore.Errorf(ordercore.EINVALID, "%s must be 0 (the default) to %d", o.name, o.bound)
+		}
+	}
 	p := ordercore.SagaPolicy{StepTimeout: time.Duration(t.RequestTimeout) * time.Second, RetriesMax: int(t.RetryLimit),
 		BackoffMin: time.Duration(t.RetryInterval) * time.Second}
 	if p.BackoffMin > 0 {
@@ -142,6 +163,7 @@ func (t *dtmTrans) policy() (ordercore.SagaPolicy, error) {
 	return saga.Defaults(p), nil
 }
 
+// dtmDeadline is the deadline timeout_to_fail sets (policy has bounded it).
 func (s *Server) dtmDeadline(t *dtmTrans) time.Time {
 	if t.TimeoutToFail > 0 {
 		return s.cfg.Clock.Now().Add(time.Duration(t.TimeoutToFail) * time.Second)

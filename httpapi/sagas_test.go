@@ -92,3 +92,34 @@ func TestDTMAbortChecksTheTransactionsKind(t *testing.T) {
 		t.Fatalf("the saga is %s after a refused abort, want running", sg.Status)
 	}
 }
+
+// TestDTMOptionsAreBounded: DTM's timeouts, intervals and limits have the bounds of the
+// native API's policy; a negative value or one past its bound (one that would overflow a
+// duration, too) is refused with 409 FAILURE and nothing is stored.
+func TestDTMOptionsAreBounded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	before := digest(t, b.path)
+	for i, opt := range []string{`"timeout_to_fail":9223372036854775807`, `"timeout_to_fail":100000000000`, `"timeout_to_fail":604801`,
+		`"timeout_to_fail":-1`, `"request_timeout":-5`, `"request_timeout":9223372036854775807`, `"request_timeout":301`,
+		`"retry_interval":-1`, `"retry_interval":3601`, `"retry_interval":9223372036854775807`, `"retry_limit":-1`, `"retry_limit":101`} {
+		gid := fmt.Sprintf("opt-%d", i)
+		body := fmt.Sprintf(`{"gid":%q,"trans_type":"saga","steps":[{"action":"http://p.test/a"}],"payloads":["{}"],%s}`, gid, opt)
+		r := b.do(t, "POST", "/api/dtmsvr/submit", body)
+		if r.status != http.StatusConflict || r.code(t) != "invalid_request" {
+			t.Errorf("submit with %s: %d %s, want 409 invalid_request", opt, r.status, r.body)
+		}
+		r = b.do(t, "POST", "/api/dtmsvr/prepare", fmt.Sprintf(`{"gid":%q,"trans_type":"tcc",%s}`, gid, opt))
+		if r.status != http.StatusConflict || r.code(t) != "invalid_request" {
+			t.Errorf("prepare with %s: %d %s, want 409 invalid_request", opt, r.status, r.body)
+		}
+	}
+	if after := digest(t, b.path); after != before {
+		t.Fatal("a refused transaction changed the database")
+	}
+	r := b.do(t, "POST", "/api/dtmsvr/submit", `{"gid":"opt-max","trans_type":"saga","steps":[{"action":"http://p.test/a"}],"payloads":["{}"],`+
+		`"timeout_to_fail":604800,"request_timeout":300,"retry_interval":3600,"retry_limit":100}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("submit at the bounds: %d %s", r.status, r.body)
+	}
+}
