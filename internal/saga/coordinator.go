@@ -574,7 +574,7 @@ func StepBranchID(s *ordercore.Saga, step int) string {
 }
 
 // ErrFailureMarker is what a participant's answer body contains to say "failed for good"
-// (DTM's convention, with status 409 or, from older participants, 200).
+// (DTM's convention, with status 409 or, from older participants, any other).
 const ErrFailureMarker = "FAILURE"
 
 // ongoingMarker is DTM's "not finished yet, ask again".
@@ -639,11 +639,19 @@ func (c *Coordinator) callHTTP(ctx context.Context, s *ordercore.Saga, call Call
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, limit.SagaResponseBytesMax))
 	text := string(answer)
+	// DTM's reading of an answer (dtmimp.RespAsErrorCompatible), in its order: 425 or
+	// ONGOING anywhere in the body is "not finished, ask again"; 409 or FAILURE anywhere
+	// is failed for good, whatever the status; other answers but 2xx are errors, retried.
+	// Not finished is a retry after the backoff (it spends an attempt), from a host that
+	// answered as it meant to, so it does not count against the host's breaker.
 	switch {
-	case resp.StatusCode == http.StatusConflict || resp.StatusCode/100 == 2 && strings.Contains(text, ErrFailureMarker):
+	case resp.StatusCode == http.StatusTooEarly || strings.Contains(text, ongoingMarker):
+		c.breakers.Record(host, true)
+		return OutcomeRetry, fmt.Sprintf("HTTP %d, not finished yet: %s", resp.StatusCode, short(text))
+	case resp.StatusCode == http.StatusConflict || strings.Contains(text, ErrFailureMarker):
 		c.breakers.Record(host, true)
 		return OutcomeFail, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, short(text))
-	case resp.StatusCode/100 == 2 && !strings.Contains(text, ongoingMarker):
+	case resp.StatusCode/100 == 2:
 		c.breakers.Record(host, true)
 		return OutcomeOK, ""
 	default:
