@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -212,7 +213,7 @@ func (s *Server) dtmSubmit(ctx context.Context, t *dtmTrans) (any, error) {
 	case string(ordercore.SagaKindTCC):
 		_, err := s.clientSagaAction(ctx, engine.SagaAction{GID: t.GID, Kind: ordercore.SagaKindTCC, Action: engine.SagaSubmitTCC})
 		if ordercore.ErrorCode(err) == ordercore.ESagaState {
-			err = s.dtmSame(ctx, t, ordercore.SagaConfirming, ordercore.SagaCompleted)
+			err = s.dtmResubmit(ctx, t, nil) // a retried submit
 		}
 		if err != nil {
 			return nil, err
@@ -248,8 +249,7 @@ func (s *Server) dtmSubmit(ctx context.Context, t *dtmTrans) (any, error) {
 	if _, err := s.startSaga(ctx, sg, "", nil); err != nil {
 		var p *Problem
 		if errors.As(err, &p) && p.Code == ordercore.ESagaExists {
-			if err := s.dtmSame(ctx, t, ordercore.SagaRunning, ordercore.SagaCompensating, ordercore.SagaCompleted,
-				ordercore.SagaCompensated, ordercore.SagaDeadLetter); err != nil {
+			if err := s.dtmResubmit(ctx, t, &sg); err != nil {
 				return nil, err
 			}
 			return s.dtmWait(ctx, t)
@@ -260,6 +260,59 @@ func (s *Server) dtmSubmit(ctx context.Context, t *dtmTrans) (any, error) {
 		return nil, err
 	}
 	return s.dtmWait(ctx, t)
+}
+
+// dtmResubmit accepts a submit of a gid submitted already as DTM does: a retry of the
+// same transaction (for a saga, the same steps, payloads and options; nil compares
+// nothing) while it is still submitted in DTM's words answers SUCCESS; another
+// transaction under the gid is saga_exists, and one that is aborting or over (DTM's
+// "current status 'succeed', cannot submit") is saga_state, both 409 FAILURE.
+func (s *Server) dtmResubmit(ctx context.Context, t *dtmTrans, want *ordercore.Saga) error {
+	have, err := s.cfg.Reader.Saga(ctx, t.GID)
+	if err != nil {
+		return err
+	}
+	if string(have.Kind) != t.TransType {
+		return ordercore.Errorf(ordercore.ESagaExists, "gid %q is a %s transaction", t.GID, have.Kind)
+	}
+	if want != nil && !sameTransaction(&have, want) {
+		return ordercore.Errorf(ordercore.ESagaExists, "gid %q was submitted with other steps, payloads or options", t.GID)
+	}
+	if st := dtmStatus(have); st != "submitted" {
+		return ordercore.Errorf(ordercore.ESagaState, "current status '%s', cannot submit", st)
+	}
+	return nil
+}
+
+// sameTransaction reports whether a stored saga is the one a submit describes: the same
+// steps with the same calls, and the same policy (the deadline counts from each submit,
+// so it is not compared).
+func sameTransaction(have, want *ordercore.Saga) bool {
+	if have.Policy != want.Policy || len(have.Steps) != len(want.Steps) {
+		return false
+	}
+	same := func(a, b *ordercore.SagaCall) bool {
+		if a == nil || b == nil {
+			return a == b
+		}
+		return a.URL == b.URL && a.Local == b.Local && bytes.Equal(compactJSON(a.Payload), compactJSON(b.Payload))
+	}
+	for i := range have.Steps {
+		h, w := &have.Steps[i], &want.Steps[i]
+		if h.Name != w.Name || !same(&h.Action, &w.Action) || !same(h.Compensate, w.Compensate) || !same(h.Confirm, w.Confirm) {
+			return false
+		}
+	}
+	return true
+}
+
+// compactJSON is raw without insignificant space (a store may keep payloads compacted).
+func compactJSON(raw json.RawMessage) []byte {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return raw
+	}
+	return b.Bytes()
 }
 
 // dtmWait answers a submit with wait_result when the transaction ends (or the wait runs

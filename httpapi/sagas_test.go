@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"ordercore/internal/engine"
@@ -121,5 +122,56 @@ func TestDTMOptionsAreBounded(t *testing.T) {
 		`"timeout_to_fail":604800,"request_timeout":300,"retry_interval":3600,"retry_limit":100}`)
 	if r.status != http.StatusOK {
 		t.Fatalf("submit at the bounds: %d %s", r.status, r.body)
+	}
+}
+
+// TestDTMResubmit: a submit of a gid submitted already is a client's retry only if it is
+// the same transaction and that is still going (DTM's "submitted"): SUCCESS. Another
+// transaction under the gid, or a submit of one that is over, is 409 FAILURE, and the
+// stored transaction is unchanged.
+func TestDTMResubmit(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	body := func(gid, action, payload string) string {
+		return fmt.Sprintf(`{"gid":%q,"trans_type":"saga","steps":[{"action":%q,"compensate":"http://p.test/c"}],"payloads":[%q]}`, gid, action, payload)
+	}
+	first := body("rs-1", "http://p.test/a", `{"amount": 10}`)
+	for _, c := range []struct {
+		name, body string
+		status     int
+		code       string
+	}{
+		{"first", first, http.StatusOK, ""},
+		{"the same again", first, http.StatusOK, ""},
+		{"another action", body("rs-1", "http://p.test/OTHER", `{"amount": 10}`), http.StatusConflict, "saga_exists"},
+		{"another payload", body("rs-1", "http://p.test/a", `{"amount": 999}`), http.StatusConflict, "saga_exists"},
+		{"other options", strings.Replace(first, `"gid"`, `"retry_limit":9,"gid"`, 1), http.StatusConflict, "saga_exists"},
+	} {
+		r := b.do(t, "POST", "/api/dtmsvr/submit", c.body)
+		if r.status != c.status || c.code != "" && r.code(t) != c.code {
+			t.Errorf("%s: %d %s, want %d %s", c.name, r.status, r.body, c.status, c.code)
+		}
+	}
+	var sg struct {
+		Steps []struct {
+			Action struct {
+				URL     string
+				Payload json.RawMessage
+			}
+		}
+	}
+	b.do(t, "GET", "/v1/sagas/rs-1", "").json(t, &sg)
+	if len(sg.Steps) != 1 || sg.Steps[0].Action.URL != "http://p.test/a" || string(sg.Steps[0].Action.Payload) != `{"amount":10}` {
+		t.Fatalf("stored steps %+v, want the first submit's", sg)
+	}
+
+	// Over: no participant runs here, so an operator's skip of its one step completes it.
+	op := `{"by":"ops","note":"test"}`
+	if r := b.do(t, "POST", "/v1/sagas/rs-1/skip", op); r.status != http.StatusOK {
+		t.Fatalf("skip: %d %s", r.status, r.body)
+	}
+	r := b.do(t, "POST", "/api/dtmsvr/submit", first)
+	if r.status != http.StatusConflict || r.code(t) != "saga_state" || !strings.Contains(string(r.body), "current status 'succeed'") {
+		t.Fatalf("submit of a finished saga: %d %s, want 409 saga_state", r.status, r.body)
 	}
 }
