@@ -126,6 +126,9 @@ func (s *Server) dtmHandler(fn func(context.Context, *dtmTrans) (any, error)) ht
 			dtmError(w, ordercore.Errorf(ordercore.EINVALID, "gid must be 1..%d characters of letters, digits and -_.:", limit.SagaGIDBytesMax))
 			return
 		}
+		if t.WaitResult {
+			extendWriteDeadline(w, dtmWaitMax)
+		}
 		out, err := fn(r.Context(), &t)
 		if err != nil {
 			dtmError(w, err)
@@ -315,8 +318,10 @@ func compactJSON(raw json.RawMessage) []byte {
 	return b.Bytes()
 }
 
-// dtmWait answers a submit with wait_result when the transaction ends (or the wait runs
-// out: then SUCCESS, as the transaction was accepted and goes on).
+// dtmWait answers a submit with wait_result as DTM does: SUCCESS if the transaction
+// succeeded, else 409 FAILURE with its status: at once once it is rolling back or waits
+// for an operator (it cannot succeed without one), or at the end of the wait while it is
+// still going.
 func (s *Server) dtmWait(ctx context.Context, t *dtmTrans) (any, error) {
 	if !t.WaitResult {
 		return nil, nil
@@ -331,12 +336,12 @@ func (s *Server) dtmWait(ctx context.Context, t *dtmTrans) (any, error) {
 		switch sg.Status {
 		case ordercore.SagaCompleted:
 			return nil, nil
-		case ordercore.SagaCompensated:
-			return nil, ordercore.Errorf(ordercore.ESagaState, "transaction rolled back: %s", sg.Reason)
+		case ordercore.SagaCompensated, ordercore.SagaCompensating, ordercore.SagaDeadLetter:
+			return nil, ordercore.Errorf(ordercore.ESagaState, "wait result not success: status '%s' (%s): %s", dtmStatus(sg), sg.Status, sg.Reason)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, nil
+			return nil, ordercore.Errorf(ordercore.ESagaState, "wait result not success: status '%s' after %s", dtmStatus(sg), dtmWaitMax)
 		case <-time.After(dtmWaitPoll):
 		}
 	}

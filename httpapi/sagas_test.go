@@ -1,13 +1,21 @@
 package httpapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"ordercore"
+	"ordercore/httpapi"
 	"ordercore/internal/engine"
+	"ordercore/sqlite"
 )
 
 // sagaBody is a one-step saga for POST /v1/sagas.
@@ -173,5 +181,37 @@ func TestDTMResubmit(t *testing.T) {
 	r := b.do(t, "POST", "/api/dtmsvr/submit", first)
 	if r.status != http.StatusConflict || r.code(t) != "saga_state" || !strings.Contains(string(r.body), "current status 'succeed'") {
 		t.Fatalf("submit of a finished saga: %d %s, want 409 saga_state", r.status, r.body)
+	}
+}
+
+// TestDTMWaitResultAnswersPastTheWriteTimeout: a submit with wait_result answers when the
+// transaction is decided, even after the server's WriteTimeout, and a transaction that
+// rolls back is FAILURE as soon as it starts to (DTM: anything but succeed is FAILURE).
+func TestDTMWaitResultAnswersPastTheWriteTimeout(t *testing.T) {
+	t.Parallel()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.New(db, ordercore.SystemClock{}, engine.Config{})
+	srv := httptest.NewUnstartedServer(httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}}))
+	srv.Config.WriteTimeout = time.Second
+	srv.Start()
+	t.Cleanup(func() { srv.Close(); eng.Close(); db.Close() })
+	b := &bundle{url: srv.URL, db: db, eng: eng}
+
+	go func() {
+		time.Sleep(1500 * time.Millisecond) // past the WriteTimeout
+		b.do(t, "POST", "/v1/sagas/wr-1/compensate", `{"by":"ops","note":"roll it back"}`)
+	}()
+	body := strings.Replace(dtmSaga("wr-1"), `"gid"`, `"wait_result":true,"gid"`, 1)
+	resp, err := http.Post(b.url+"/api/dtmsvr/submit", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(string(text), "FAILURE") {
+		t.Fatalf("wait_result of a transaction rolling back: %d %s, want 409 FAILURE", resp.StatusCode, text)
 	}
 }

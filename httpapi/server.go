@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
@@ -73,7 +74,29 @@ func New(cfg Config) *Server {
 }
 
 // ServeHTTP serves the API.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/sagas" {
+		if n, err := strconv.Atoi(r.URL.Query().Get("wait_seconds")); err == nil && n > 0 && n <= waitSecondsMax {
+			extendWriteDeadline(w, time.Duration(n)*time.Second)
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// waitSecondsMax is the schema's maximum of POST /v1/sagas's wait_seconds.
+const waitSecondsMax = 60
+
+// extendWriteDeadline lets a request that waits for a saga (wait_seconds, DTM's
+// wait_result) answer after its wait. The server's WriteTimeout stays short for every other
+// request, so a slow reader still cannot hold a connection long; only these requests,
+// whose wait the API bounds, get their own deadline: the wait and a margin for the last
+// read and the answer. Without it the connection was cut at WriteTimeout, with no answer.
+func extendWriteDeadline(w http.ResponseWriter, wait time.Duration) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + writeMargin)) // not every writer supports it
+}
+
+// writeMargin is added to a wait for the answer that follows it.
+const writeMargin = 10 * time.Second
 
 // API exposes the huma API (for the OpenAPI document in tests and docs).
 func (s *Server) API() huma.API { return s.api }
