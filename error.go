@@ -52,6 +52,8 @@ const (
 	// Sagas and TCC.
 	ESagaExists = "saga_exists" // 409: a saga with this gid was submitted already
 	ESagaState  = "saga_state"  // 409: the operation does not apply in the saga's status
+	// 422: the gid begins with a prefix only ordercore gives its own sagas (fulfilment-)
+	ESagaGIDReserved = "saga_gid_reserved"
 
 	// Stock as a TCC participant (DTM answers them as 409 FAILURE).
 	EInvalidBranch = "invalid_branch" // 422: gid, branch_id, trans_type or op unusable

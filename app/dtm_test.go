@@ -260,8 +260,8 @@ func TestDTMProtocol(t *testing.T) {
 		t.Fatalf("after a successful saga: out %d in %d, want 970 1030", out, in)
 	}
 	if err := c.saga(gid, [][2]string{{busi + "/TransOut", busi + "/TransOutRevert"}, {busi + "/TransIn", busi + "/TransInRevert"}},
-		[]any{pay, pay}, false); err != nil {
-		t.Fatalf("a client's retried submit of the same saga: %v", err)
+		[]any{pay, pay}, false); err == nil || !strings.Contains(err.Error(), "current status 'succeed'") {
+		t.Fatalf("a submit of a saga that succeeded already: %v, want FAILURE as DTM answers", err)
 	}
 
 	failIn := map[string]any{"amount": 30, "transInResult": "FAILURE"}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +31,17 @@ const (
 	dtmWaitMax = 30 * time.Second
 	// dtmWaitPoll spaces the reads of a waited-for saga.
 	dtmWaitPoll = 10 * time.Millisecond
+)
+
+// The bounds of DTM's options, in seconds (retry_limit in attempts): those of the policy of
+// POST /v1/sagas (its schema's maximums of deadline_seconds, step_timeout_ms,
+// backoff_min_ms and retries_max). 0 or absent takes the default; a negative value or one
+// above its bound is refused, so no conversion to a time.Duration can overflow.
+const (
+	dtmTimeoutToFailMax  = 7 * 24 * 60 * 60
+	dtmRequestTimeoutMax = int64(limit.SagaStepTimeoutMax / time.Second)
+	dtmRetryIntervalMax  = 60 * 60
+	dtmRetryLimitMax     = limit.SagaRetriesMax
 )
 
 // dtmTrans is the body of prepare, submit, abort: DTM's TransBase and TransOptions.
@@ -114,6 +126,9 @@ func (s *Server) dtmHandler(fn func(context.Context, *dtmTrans) (any, error)) ht
 			dtmError(w, ordercore.Errorf(ordercore.EINVALID, "gid must be 1..%d characters of letters, digits and -_.:", limit.SagaGIDBytesMax))
 			return
 		}
+		if t.WaitResult {
+			extendWriteDeadline(w, dtmWaitMax)
+		}
 		out, err := fn(r.Context(), &t)
 		if err != nil {
 			dtmError(w, err)
@@ -134,6 +149,16 @@ func (t *dtmTrans) policy() (ordercore.SagaPolicy, error) {
 	if t.Protocol != "" && t.Protocol != "http" {
 		return ordercore.SagaPolicy{}, ordercore.Errorf(ordercore.EINVALID, "protocol %q is not supported: HTTP only", t.Protocol)
 	}
+	for _, o := range []struct {
+		name  string
+		v     int64
+		bound int64
+	}{{"timeout_to_fail", t.TimeoutToFail, dtmTimeoutToFailMax}, {"request_timeout", t.RequestTimeout, dtmRequestTimeoutMax},
+		{"retry_interval", t.RetryInterval, dtmRetryIntervalMax}, {"retry_limit", t.RetryLimit, dtmRetryLimitMax}} {
+		if o.v < 0 || o.v > o.bound {
+			return ordercore.SagaPolicy{}, ordercore.Errorf(ordercore.EINVALID, "%s must be 0 (the default) to %d", o.name, o.bound)
+		}
+	}
 	p := ordercore.SagaPolicy{StepTimeout: time.Duration(t.RequestTimeout) * time.Second, RetriesMax: int(t.RetryLimit),
 		BackoffMin: time.Duration(t.RetryInterval) * time.Second}
 	if p.BackoffMin > 0 {
@@ -142,6 +167,7 @@ func (t *dtmTrans) policy() (ordercore.SagaPolicy, error) {
 	return saga.Defaults(p), nil
 }
 
+// dtmDeadline is the deadline timeout_to_fail sets (policy has bounded it).
 func (s *Server) dtmDeadline(t *dtmTrans) time.Time {
 	if t.TimeoutToFail > 0 {
 		return s.cfg.Clock.Now().Add(time.Duration(t.TimeoutToFail) * time.Second)
@@ -188,9 +214,9 @@ func (s *Server) dtmSame(ctx context.Context, t *dtmTrans, want ...ordercore.Sag
 func (s *Server) dtmSubmit(ctx context.Context, t *dtmTrans) (any, error) {
 	switch t.TransType {
 	case string(ordercore.SagaKindTCC):
-		_, err := s.clientSagaAction(ctx, engine.SagaAction{GID: t.GID, Action: engine.SagaSubmitTCC})
+		_, err := s.clientSagaAction(ctx, engine.SagaAction{GID: t.GID, Kind: ordercore.SagaKindTCC, Action: engine.SagaSubmitTCC})
 		if ordercore.ErrorCode(err) == ordercore.ESagaState {
-			err = s.dtmSame(ctx, t, ordercore.SagaConfirming, ordercore.SagaCompleted)
+			err = s.dtmResubmit(ctx, t, nil) // a retried submit
 		}
 		if err != nil {
 			return nil, err
@@ -226,8 +252,7 @@ func (s *Server) dtmSubmit(ctx context.Context, t *dtmTrans) (any, error) {
 	if _, err := s.startSaga(ctx, sg, "", nil); err != nil {
 		var p *Problem
 		if errors.As(err, &p) && p.Code == ordercore.ESagaExists {
-			if err := s.dtmSame(ctx, t, ordercore.SagaRunning, ordercore.SagaCompensating, ordercore.SagaCompleted,
-				ordercore.SagaCompensated, ordercore.SagaDeadLetter); err != nil {
+			if err := s.dtmResubmit(ctx, t, &sg); err != nil {
 				return nil, err
 			}
 			return s.dtmWait(ctx, t)
@@ -240,8 +265,63 @@ func (s *Server) dtmSubmit(ctx context.Context, t *dtmTrans) (any, error) {
 	return s.dtmWait(ctx, t)
 }
 
-// dtmWait answers a submit with wait_result when the transaction ends (or the wait runs
-// out: then SUCCESS, as the transaction was accepted and goes on).
+// dtmResubmit accepts a submit of a gid submitted already as DTM does: a retry of the
+// same transaction (for a saga, the same steps, payloads and options; nil compares
+// nothing) while it is still submitted in DTM's words answers SUCCESS; another
+// transaction under the gid is saga_exists, and one that is aborting or over (DTM's
+// "current status 'succeed', cannot submit") is saga_state, both 409 FAILURE.
+func (s *Server) dtmResubmit(ctx context.Context, t *dtmTrans, want *ordercore.Saga) error {
+	have, err := s.cfg.Reader.Saga(ctx, t.GID)
+	if err != nil {
+		return err
+	}
+	if string(have.Kind) != t.TransType {
+		return ordercore.Errorf(ordercore.ESagaExists, "gid %q is a %s transaction", t.GID, have.Kind)
+	}
+	if want != nil && !sameTransaction(&have, want) {
+		return ordercore.Errorf(ordercore.ESagaExists, "gid %q was submitted with other steps, payloads or options", t.GID)
+	}
+	if st := dtmStatus(have); st != "submitted" {
+		return ordercore.Errorf(ordercore.ESagaState, "current status '%s', cannot submit", st)
+	}
+	return nil
+}
+
+// sameTransaction reports whether a stored saga is the one a submit describes: the same
+// steps with the same calls, and the same policy (the deadline counts from each submit,
+// so it is not compared).
+func sameTransaction(have, want *ordercore.Saga) bool {
+	if have.Policy != want.Policy || len(have.Steps) != len(want.Steps) {
+		return false
+	}
+	same := func(a, b *ordercore.SagaCall) bool {
+		if a == nil || b == nil {
+			return a == b
+		}
+		return a.URL == b.URL && a.Local == b.Local && bytes.Equal(compactJSON(a.Payload), compactJSON(b.Payload))
+	}
+	for i := range have.Steps {
+		h, w := &have.Steps[i], &want.Steps[i]
+		if h.Name != w.Name || !same(&h.Action, &w.Action) || !same(h.Compensate, w.Compensate) || !same(h.Confirm, w.Confirm) {
+			return false
+		}
+	}
+	return true
+}
+
+// compactJSON is raw without insignificant space (a store may keep payloads compacted).
+func compactJSON(raw json.RawMessage) []byte {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return raw
+	}
+	return b.Bytes()
+}
+
+// dtmWait answers a submit with wait_result as DTM does: SUCCESS if the transaction
+// succeeded, else 409 FAILURE with its status: at once once it is rolling back or waits
+// for an operator (it cannot succeed without one), or at the end of the wait while it is
+// still going.
 func (s *Server) dtmWait(ctx context.Context, t *dtmTrans) (any, error) {
 	if !t.WaitResult {
 		return nil, nil
@@ -256,12 +336,12 @@ func (s *Server) dtmWait(ctx context.Context, t *dtmTrans) (any, error) {
 		switch sg.Status {
 		case ordercore.SagaCompleted:
 			return nil, nil
-		case ordercore.SagaCompensated:
-			return nil, ordercore.Errorf(ordercore.ESagaState, "transaction rolled back: %s", sg.Reason)
+		case ordercore.SagaCompensated, ordercore.SagaCompensating, ordercore.SagaDeadLetter:
+			return nil, ordercore.Errorf(ordercore.ESagaState, "wait result not success: status '%s' (%s): %s", dtmStatus(sg), sg.Status, sg.Reason)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, nil
+			return nil, ordercore.Errorf(ordercore.ESagaState, "wait result not success: status '%s' after %s", dtmStatus(sg), dtmWaitMax)
 		case <-time.After(dtmWaitPoll):
 		}
 	}
@@ -272,7 +352,7 @@ func (s *Server) dtmAbort(ctx context.Context, t *dtmTrans) (any, error) {
 	if t.TransType != string(ordercore.SagaKindTCC) {
 		return nil, ordercore.Errorf(ordercore.EINVALID, "abort is supported for tcc transactions, not %q", t.TransType)
 	}
-	_, err := s.clientSagaAction(ctx, engine.SagaAction{GID: t.GID, Action: engine.SagaCompensate})
+	_, err := s.clientSagaAction(ctx, engine.SagaAction{GID: t.GID, Kind: ordercore.SagaKindTCC, Action: engine.SagaCompensate})
 	return nil, err
 }
 
@@ -298,15 +378,17 @@ func (s *Server) dtmRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	st := ordercore.SagaStep{Name: b["branch_id"], BranchID: b["branch_id"],
 		Confirm: &ordercore.SagaCall{URL: b["confirm"], Payload: data}, Compensate: &ordercore.SagaCall{URL: b["cancel"], Payload: data}}
-	if _, err := s.clientSagaAction(r.Context(), engine.SagaAction{GID: gid, Action: engine.SagaRegister, Branch: st}); err != nil {
+	if _, err := s.clientSagaAction(r.Context(), engine.SagaAction{GID: gid, Kind: ordercore.SagaKindTCC, Action: engine.SagaRegister, Branch: st}); err != nil {
 		dtmError(w, err)
 		return
 	}
 	dtmWrite(w, http.StatusOK, map[string]string{"dtm_result": dtmSuccess})
 }
 
-// clientSagaAction runs a client's saga action and hands a saga with a call due to the
-// coordinator.
+// clientSagaAction runs a DTM client's action on its transaction (of the kind its
+// trans_type names) and hands the saga to the coordinator when the action left it held
+// for this instance. An action that changed nothing (a retried abort) is not driven
+// again: the saga is where its drive or a claim has it.
 func (s *Server) clientSagaAction(ctx context.Context, cmd engine.SagaAction) (ordercore.Saga, error) {
 	if s.cfg.Sagas != nil {
 		cmd.Hold = saga.ClaimHold
@@ -315,13 +397,13 @@ func (s *Server) clientSagaAction(ctx context.Context, cmd engine.SagaAction) (o
 	if err != nil {
 		return ordercore.Saga{}, err
 	}
-	sg := res.Value.(ordercore.Saga)
-	if s.cfg.Sagas != nil && !sg.NextRunAt.IsZero() && sg.Status != ordercore.SagaPrepared {
-		if !s.cfg.Sagas.Start(sg) {
+	acted := res.Value.(engine.SagaActed)
+	if s.cfg.Sagas != nil && acted.Held {
+		if !s.cfg.Sagas.Start(acted.Saga) {
 			s.cfg.Sagas.Kick()
 		}
 	}
-	return sg, nil
+	return acted.Saga, nil
 }
 
 // dtmStatus is a saga's status in DTM's words.

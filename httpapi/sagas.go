@@ -67,11 +67,11 @@ type submitSagaInput struct {
 	IdemKey     string `header:"Idempotency-Key" maxLength:"255" doc:"A retry with the same key returns the same saga"`
 	WaitSeconds int    `query:"wait_seconds" minimum:"0" maximum:"60" doc:"Answer when the saga has ended (200), or after this long with the saga as it is (201)"`
 	Body        struct {
-		GID     string     `json:"gid,omitempty" maxLength:"128" pattern:"^[A-Za-z0-9_.:-]+$" doc:"The global transaction id; one is generated when absent. A second submit of a gid is 409 saga_exists"`
+		GID     string     `json:"gid,omitempty" maxLength:"128" pattern:"^[A-Za-z0-9_.:-]+$" doc:"The global transaction id; one is generated when absent. A second submit of a gid is 409 saga_exists; gids beginning with fulfilment- are reserved (422 saga_gid_reserved)"`
 		Kind    string     `json:"kind" enum:"saga,tcc" doc:"saga: actions with compensations; tcc: try, then confirm or cancel every branch"`
 		Steps   []StepBody `json:"steps" minItems:"1" maxItems:"32"`
 		Policy  PolicyBody `json:"policy,omitempty"`
-		OrderID string     `json:"order_id,omitempty" maxLength:"36" doc:"Show the saga's steps on this order's timeline"`
+		OrderID string     `json:"order_id,omitempty" maxLength:"36" doc:"Show the saga's steps on this order's timeline: the id of an existing order (else 422 invalid_request)"`
 	}
 }
 
@@ -146,7 +146,9 @@ func (s *Server) submitSaga(ctx context.Context, in *submitSagaInput) (*sagaOutp
 	defer cancel()
 	done, err := s.cfg.Sagas.Wait(wctx, out.Body.GID, w, s.cfg.Reader.Saga)
 	if err != nil {
-		return nil, problemOf(err)
+		// The saga is stored and goes on: a failed read of it ends the wait, not the
+		// request (an error here would have the client retry into saga_exists).
+		return out, nil
 	}
 	if done.Status.Final() {
 		out.Status, out.Body = http.StatusOK, viewOf(done)
@@ -256,14 +258,16 @@ func (s *Server) sagaAction(action string) func(context.Context, *sagaActionInpu
 		if err := cmd.Validate(); err != nil {
 			return nil, problemOf(err)
 		}
-		status, out, replayed, err := submit[ordercore.Saga](ctx, s, cmd, "saga-"+action+" "+in.GID, in.IdemKey, in.Body, http.StatusOK)
+		// Operators' actions hold nothing (no Hold): a saga they make due is claimed, so
+		// no drive starts from this copy.
+		status, out, replayed, err := submit[engine.SagaActed](ctx, s, cmd, "saga-"+action+" "+in.GID, in.IdemKey, in.Body, http.StatusOK)
 		if err != nil {
 			return nil, err
 		}
 		if s.cfg.Sagas != nil && !out.NextRunAt.IsZero() {
 			s.cfg.Sagas.Kick()
 		}
-		return &sagaOutput{Status: status, Replayed: replayedHeader(replayed), Body: viewOf(out)}, nil
+		return &sagaOutput{Status: status, Replayed: replayedHeader(replayed), Body: viewOf(out.Saga)}, nil
 	}
 }
 

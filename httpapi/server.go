@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
@@ -85,6 +86,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problemOf(ordercore.Errorf(ordercore.EInvalidIdemKey, "Idempotency-Key must be sent once, with a value")))
 		return
 	}
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/sagas" {
+		if n, err := strconv.Atoi(r.URL.Query().Get("wait_seconds")); err == nil && n > 0 && n <= waitSecondsMax {
+			extendWriteDeadline(w, time.Duration(n)*time.Second)
+		}
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -106,6 +112,21 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Allow", strings.Join(allow, ", "))
 	writeProblem(w, problemOf(ordercore.Errorf(ordercore.EMethodNotAllowed, "%s takes %s, not %s", r.URL.Path, strings.Join(allow, ", "), r.Method)))
 }
+
+// waitSecondsMax is the schema's maximum of POST /v1/sagas's wait_seconds.
+const waitSecondsMax = 60
+
+// extendWriteDeadline lets a request that waits for a saga (wait_seconds, DTM's
+// wait_result) answer after its wait. The server's WriteTimeout stays short for every other
+// request, so a slow reader still cannot hold a connection long; only these requests,
+// whose wait the API bounds, get their own deadline: the wait and a margin for the last
+// read and the answer. Without it the connection was cut at WriteTimeout, with no answer.
+func extendWriteDeadline(w http.ResponseWriter, wait time.Duration) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + writeMargin)) // not every writer supports it
+}
+
+// writeMargin is added to a wait for the answer that follows it.
+const writeMargin = 10 * time.Second
 
 // API exposes the huma API (for the OpenAPI document in tests and docs).
 func (s *Server) API() huma.API { return s.api }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"ordercore"
 	"ordercore/internal/limit"
@@ -21,8 +22,22 @@ type Fulfilment struct {
 	Policy ordercore.SagaPolicy
 }
 
+// fulfilmentPrefix begins the gid of every fulfilment saga. Only the engine makes sagas
+// with it (fulfil): a client's saga under that gid would be taken for the order's
+// fulfilment, whose failure refunds the order.
+const fulfilmentPrefix = "fulfilment-"
+
 // FulfilmentGID is the gid of an order's fulfilment saga.
-func FulfilmentGID(orderID string) string { return "fulfilment-" + orderID }
+func FulfilmentGID(orderID string) string { return fulfilmentPrefix + orderID }
+
+// ReservedGID reports whether gid is reserved for the engine's own sagas: clients may
+// neither submit a saga under it nor act on one as its client (an operator's audited
+// actions still apply).
+func ReservedGID(gid string) bool { return strings.HasPrefix(gid, fulfilmentPrefix) }
+
+func reservedGID(gid string) error {
+	return ordercore.Errorf(ordercore.ESagaGIDReserved, "gid %q: the prefix %q is reserved for ordercore's fulfilment sagas", gid, fulfilmentPrefix)
+}
 
 // FulfilmentPayload is what each fulfilment step receives: the order, and the data the
 // configuration gives the step.
@@ -103,7 +118,8 @@ func fulfilmentPayload(o ordercore.Order, data json.RawMessage) json.RawMessage 
 }
 
 // fulfilmentEnded refunds the order of a fulfilment saga that was compensated: its steps
-// failed for good, so what the shopper paid goes back.
+// failed for good, so what the shopper paid goes back. Only fulfil makes sagas under a
+// fulfilment gid (SubmitSaga refuses the prefix), so such a saga is the engine's own.
 func (b *batch) fulfilmentEnded(s *ordercore.Saga) {
 	if s.OrderID == "" || s.Status != ordercore.SagaCompensated || s.GID != FulfilmentGID(s.OrderID) {
 		return

@@ -118,7 +118,7 @@ func TestSkipRunsTheNextInProcessStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := v.(ordercore.Saga); got.Status != ordercore.SagaCompleted || !got.NextRunAt.IsZero() {
+	if got := v.(engine.SagaActed); got.Status != ordercore.SagaCompleted || !got.NextRunAt.IsZero() {
 		t.Fatalf("after skipping the HTTP step: %s due %v, want completed (the notify step runs at once)", got.Status, got.NextRunAt)
 	}
 	b.finish()

@@ -127,9 +127,17 @@ type SubmitSaga struct {
 	Hold time.Duration
 }
 
-func (c SubmitSaga) keys(k *keySet) { k.saga(c.Saga.GID) }
+func (c SubmitSaga) keys(k *keySet) {
+	k.saga(c.Saga.GID)
+	if ordercore.ValidID(c.Saga.OrderID) {
+		k.order(c.Saga.OrderID) // only a well-formed id reaches the database
+	}
+}
 
 func (c SubmitSaga) execute(b *batch) (any, error) {
+	if ReservedGID(c.Saga.GID) {
+		return nil, reservedGID(c.Saga.GID)
+	}
 	if _, ok := b.sagas[c.Saga.GID]; ok {
 		return nil, ordercore.Errorf(ordercore.ESagaExists, "a saga with gid %q exists", c.Saga.GID)
 	}
@@ -137,6 +145,15 @@ func (c SubmitSaga) execute(b *batch) (any, error) {
 	s.Policy = saga.Defaults(s.Policy)
 	if err := saga.Validate(&s); err != nil {
 		return nil, err
+	}
+	if s.OrderID != "" {
+		// The saga's events go on the order's timeline: the order must exist.
+		if !ordercore.ValidID(s.OrderID) {
+			return nil, ordercore.Errorf(ordercore.EINVALID, "order_id must be an order's id (a UUID in canonical form)")
+		}
+		if _, ok := b.orders[s.OrderID]; !ok {
+			return nil, ordercore.Errorf(ordercore.EINVALID, "order_id %q names no order", s.OrderID)
+		}
 	}
 	if s.Status == ordercore.SagaPrepared && s.Deadline.IsZero() {
 		s.Deadline = b.now.Add(limit.SagaPreparedTimeout)
@@ -330,10 +347,13 @@ const (
 
 // SagaAction applies an operator's or a TCC client's action. Operator actions (retry,
 // compensate, skip) are audited: By and Note are required and become an event. Result:
-// ordercore.Saga.
+// SagaActed.
 type SagaAction struct {
 	GID    string
 	Action string
+	// Kind, when set, is the kind the client takes the saga for (DTM's trans_type): a
+	// saga of another kind is refused (saga_exists), as a submit under its gid would be.
+	Kind   ordercore.SagaKind
 	Branch ordercore.SagaStep // for register
 	By     string
 	Note   string
@@ -341,6 +361,16 @@ type SagaAction struct {
 	// or submit is not.
 	Audited bool
 	Hold    time.Duration
+}
+
+// SagaActed is what a SagaAction did: the saga after it, and whether the action left it
+// held for the caller, whose coordinator then makes its next call (Start). An action that
+// changed nothing (a repeated abort) holds nothing: the saga is where another drive or a
+// claim has it, and starting a drive of this copy would repeat calls already made. It
+// encodes as the saga alone.
+type SagaActed struct {
+	ordercore.Saga
+	Held bool `json:"-"`
 }
 
 func (c SagaAction) keys(k *keySet) { k.saga(c.GID) }
@@ -362,9 +392,15 @@ func (c SagaAction) execute(b *batch) (any, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	if !c.Audited && ReservedGID(c.GID) {
+		return nil, reservedGID(c.GID) // a client's abort would fail an order's fulfilment
+	}
 	s, ok := b.sagas[c.GID]
 	if !ok {
 		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "saga %q not found", c.GID)
+	}
+	if c.Kind != "" && s.cur.Kind != c.Kind {
+		return nil, ordercore.Errorf(ordercore.ESagaExists, "gid %q is a %s transaction, not %s", c.GID, s.cur.Kind, c.Kind)
 	}
 	from, version := s.cur.Status, s.cur.Version
 	var step *int // the step a skip marked done
@@ -395,12 +431,12 @@ func (c SagaAction) execute(b *batch) (any, error) {
 		return nil, err
 	}
 	if s.cur.Version == version {
-		return s.cur, nil // nothing to do (compensating an already compensating saga)
+		return SagaActed{Saga: s.cur}, nil // nothing to do (compensating an already compensating saga)
 	}
 	if s.cur.Status != ordercore.SagaPrepared {
 		b.runLocals(&s.cur) // an in-process step the action made due runs now
 	}
-	b.claimNext(&s.cur, c.Hold)
+	held := b.claimNext(&s.cur, c.Hold)
 	if c.Audited {
 		b.sagaEvent(&s.cur, ordercore.EventSagaOperator, ordercore.SagaOperatorEvent{GID: c.GID, Action: c.Action, Step: step, By: c.By, Note: c.Note})
 	}
@@ -408,7 +444,7 @@ func (c SagaAction) execute(b *batch) (any, error) {
 		b.sagaEvent(&s.cur, ordercore.EventSagaBranchAdded, ordercore.SagaStepEvent{GID: c.GID, Step: len(s.cur.Steps) - 1, Name: c.Branch.Name, Op: "register"})
 	}
 	b.statusChanged(&s.cur, from)
-	return s.cur, nil
+	return SagaActed{Saga: s.cur, Held: held}, nil
 }
 
 // ClaimSagasFor claims up to n due sagas for hold (the coordinator's Claim).

@@ -393,21 +393,30 @@ func (c *Coordinator) Watch(gid string) (w <-chan ordercore.Saga, stop func()) {
 // Wait returns saga gid once it is final (completed or compensated), or as it is when
 // ctx ends. w, from Watch, reports the end of a saga this process drives the moment its
 // last outcome is recorded; a saga driven by another instance is found by reading it
-// every waitPoll.
+// every waitPoll. The end of ctx is the end of the wait, never an error: the last read
+// runs without ctx's deadline, also when ctx ran out during a poll's read (the poll and
+// the deadline often fall together, as both count whole seconds).
 func (c *Coordinator) Wait(ctx context.Context, gid string, w <-chan ordercore.Saga, read func(context.Context, string) (ordercore.Saga, error)) (ordercore.Saga, error) {
 	t := time.NewTicker(waitPoll)
 	defer t.Stop()
+	last := func() (ordercore.Saga, error) { return read(context.WithoutCancel(ctx), gid) }
 	for {
 		select {
 		case s := <-w:
 			return s, nil
 		case <-t.C:
+			if ctx.Err() != nil {
+				return last()
+			}
 			s, err := read(ctx, gid)
+			if err != nil && ctx.Err() != nil {
+				return last()
+			}
 			if err != nil || s.Status.Final() {
 				return s, err
 			}
 		case <-ctx.Done():
-			return read(context.WithoutCancel(ctx), gid)
+			return last()
 		}
 	}
 }
@@ -566,7 +575,7 @@ func StepBranchID(s *ordercore.Saga, step int) string {
 }
 
 // ErrFailureMarker is what a participant's answer body contains to say "failed for good"
-// (DTM's convention, with status 409 or, from older participants, 200).
+// (DTM's convention, with status 409 or, from older participants, any other).
 const ErrFailureMarker = "FAILURE"
 
 // ongoingMarker is DTM's "not finished yet, ask again".
@@ -631,11 +640,19 @@ func (c *Coordinator) callHTTP(ctx context.Context, s *ordercore.Saga, call Call
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, limit.SagaResponseBytesMax))
 	text := string(answer)
+	// DTM's reading of an answer (dtmimp.RespAsErrorCompatible), in its order: 425 or
+	// ONGOING anywhere in the body is "not finished, ask again"; 409 or FAILURE anywhere
+	// is failed for good, whatever the status; other answers but 2xx are errors, retried.
+	// Not finished is a retry after the backoff (it spends an attempt), from a host that
+	// answered as it meant to, so it does not count against the host's breaker.
 	switch {
-	case resp.StatusCode == http.StatusConflict || resp.StatusCode/100 == 2 && strings.Contains(text, ErrFailureMarker):
+	case resp.StatusCode == http.StatusTooEarly || strings.Contains(text, ongoingMarker):
+		c.breakers.Record(host, true)
+		return OutcomeRetry, fmt.Sprintf("HTTP %d, not finished yet: %s", resp.StatusCode, short(text))
+	case resp.StatusCode == http.StatusConflict || strings.Contains(text, ErrFailureMarker):
 		c.breakers.Record(host, true)
 		return OutcomeFail, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, short(text))
-	case resp.StatusCode/100 == 2 && !strings.Contains(text, ongoingMarker):
+	case resp.StatusCode/100 == 2:
 		c.breakers.Record(host, true)
 		return OutcomeOK, ""
 	default:

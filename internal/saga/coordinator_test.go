@@ -444,7 +444,7 @@ func TestDeadLetterAndOperatorRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := res.Value.(ordercore.Saga); got.Status != ordercore.SagaCompensating {
+	if got := res.Value.(engine.SagaActed); got.Status != ordercore.SagaCompensating {
 		t.Fatalf("after retry: %s", got.Status)
 	}
 	r.coord.Kick()
