@@ -110,6 +110,11 @@ func readDTM(r *http.Request, v any) error {
 		return ordercore.Errorf(ordercore.EBodyTooLarge, "body exceeds %d bytes", limit.RequestBodyBytesMax)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			// Named by its JSON field, not by Go's type names.
+			return ordercore.Errorf(ordercore.EMalformedJSON, "body is not the JSON DTM clients send: %s cannot be a JSON %s", te.Field, te.Value)
+		}
 		return ordercore.Errorf(ordercore.EMalformedJSON, "body is not the JSON DTM clients send: %v", err)
 	}
 	return nil
@@ -238,7 +243,7 @@ func (s *Server) dtmSubmit(ctx context.Context, t *dtmTrans) (any, error) {
 		step := ordercore.SagaStep{Name: saga.BranchID(i), Action: ordercore.SagaCall{URL: st["action"]}}
 		for k := range st {
 			if k != "action" && k != "compensate" {
-				return nil, ordercore.Errorf(ordercore.EINVALID, "step %d: %q is not supported (action and compensate are)", i, k)
+				return nil, ordercore.Errorf(ordercore.EINVALID, "step %d: %q is not supported (action and compensate are)", i+1, k)
 			}
 		}
 		if len(t.Payloads) > 0 {

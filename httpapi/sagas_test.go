@@ -215,3 +215,17 @@ func TestDTMWaitResultAnswersPastTheWriteTimeout(t *testing.T) {
 		t.Fatalf("wait_result of a transaction rolling back: %d %s, want 409 FAILURE", resp.StatusCode, text)
 	}
 }
+
+// TestDTMMalformedBodyNamesNoGoType: a DTM body of the wrong shape is 409 FAILURE
+// malformed_json, and its message names the JSON field, not Go's types.
+func TestDTMMalformedBodyNamesNoGoType(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	r := b.do(t, "POST", "/api/dtmsvr/submit", `{"gid":"m1","trans_type":"saga","steps":"not a list"}`)
+	if r.code(t) != ordercore.EMalformedJSON || strings.Contains(string(r.body), "httpapi.") || strings.Contains(string(r.body), "Go ") {
+		t.Fatalf("%d %s: want malformed_json naming the field only", r.status, r.body)
+	}
+	if !strings.Contains(string(r.body), "steps") {
+		t.Errorf("%s does not name the field", r.body)
+	}
+}
