@@ -217,9 +217,11 @@ type Reader interface {
 	// empty), newest first (by id), starting after the delivery afterID. The dead ones are
 	// the endpoint's dead-letter list.
 	ListWebhookDeliveries(ctx context.Context, endpointID string, status WebhookStatus, afterID string, limit int) ([]WebhookDelivery, error)
-	// DueWebhookDeliveries lists pending deliveries of enabled endpoints whose
-	// NextAttemptAt is <= now, earliest first.
-	DueWebhookDeliveries(ctx context.Context, now time.Time, limit int) ([]WebhookDelivery, error)
+	// DueWebhookDeliveries lists pending deliveries whose NextAttemptAt is <= now, for
+	// each endpoint of want that is enabled at most its Max, earliest first (ties by id),
+	// endpoint after endpoint in want's order. Endpoints not in want are not read, so an
+	// endpoint's backlog never hides another's due deliveries.
+	DueWebhookDeliveries(ctx context.Context, now time.Time, want []WebhookDue) ([]WebhookDelivery, error)
 
 	// HoldsOf lists the stock holds of a global transaction, by branch id; BarriersOf its
 	// barrier rows, by branch id and op. Each returns at most limit rows.

@@ -105,6 +105,12 @@ type WebhookDelivery struct {
 	DeliveredAt time.Time `json:"delivered_at,omitzero"` // the last 2xx
 }
 
+// WebhookDue asks DueWebhookDeliveries for at most Max due deliveries of one endpoint.
+type WebhookDue struct {
+	EndpointID string
+	Max        int
+}
+
 // WebhookEndpointChange rewrites an endpoint if its stored version is still FromVersion.
 type WebhookEndpointChange struct {
 	Endpoint    WebhookEndpoint

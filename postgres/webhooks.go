@@ -167,14 +167,28 @@ func (db *DB) ListWebhookDeliveries(ctx context.Context, endpointID string, stat
 	return nonNil(collect(ctx, db.pool, "webhook deliveries", q, args, scanDelivery))
 }
 
-// DueWebhookDeliveries lists due deliveries of enabled endpoints over
-// webhook_deliveries_due, earliest first. It takes no locks: one instance (the lease
-// holder) delivers, and the claim through the committer is what keeps a delivery from
-// being sent twice at once.
-func (db *DB) DueWebhookDeliveries(ctx context.Context, now time.Time, limit int) ([]ordercore.WebhookDelivery, error) {
-	q := "SELECT " + qualified("d", deliveryCols) + ` FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-		WHERE d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= $1 AND e.enabled ORDER BY d.next_attempt_at, d.id LIMIT $2`
-	return nonNil(collect(ctx, db.pool, "due webhook deliveries", q, []any{micros(now), int64(limit)}, scanDelivery))
+// DueWebhookDeliveries lists the due deliveries of the endpoints of want in one
+// statement: for each endpoint asked for, in want's order, a lateral read of its earliest
+// due deliveries over webhook_deliveries_endpoint_due. It takes no locks: the claim
+// through the committer (version-guarded) is what keeps a delivery from being sent twice
+// at once, by this instance or another.
+func (db *DB) DueWebhookDeliveries(ctx context.Context, now time.Time, want []ordercore.WebhookDue) ([]ordercore.WebhookDelivery, error) {
+	ids, maxes := make([]string, 0, len(want)), make([]int64, 0, len(want))
+	for _, w := range want {
+		if w.Max > 0 {
+			ids, maxes = append(ids, w.EndpointID), append(maxes, int64(w.Max))
+		}
+	}
+	if len(ids) == 0 {
+		return []ordercore.WebhookDelivery{}, nil
+	}
+	q := "SELECT " + qualified("d", deliveryCols) + ` FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS w(endpoint_id, n, ord)
+		JOIN webhook_endpoints e ON e.id = w.endpoint_id COLLATE "C" AND e.enabled
+		CROSS JOIN LATERAL (SELECT ` + deliveryCols + ` FROM webhook_deliveries
+			WHERE endpoint_id = w.endpoint_id COLLATE "C" AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1
+			ORDER BY next_attempt_at, id LIMIT w.n) d
+		ORDER BY w.ord, d.next_attempt_at, d.id`
+	return nonNil(collect(ctx, db.pool, "due webhook deliveries", q, []any{micros(now), ids, maxes}, scanDelivery))
 }
 
 // dumpWebhooks adds the endpoints and deliveries to a snapshot, by id.

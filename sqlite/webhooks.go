@@ -225,12 +225,27 @@ func (db *DB) ListWebhookDeliveries(ctx context.Context, endpointID string, stat
 	return queryRows(ctx, db.read, "webhook deliveries", q, scanDelivery, append(args, limit)...)
 }
 
-// DueWebhookDeliveries lists due deliveries of enabled endpoints over
-// webhook_deliveries_due, earliest first.
-func (db *DB) DueWebhookDeliveries(ctx context.Context, now time.Time, limit int) ([]ordercore.WebhookDelivery, error) {
-	q := "SELECT " + qualified("d", deliveryCols) + ` FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-		WHERE d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= ? AND e.enabled = 1 ORDER BY d.next_attempt_at, d.id LIMIT ?`
-	return queryRows(ctx, db.read, "due webhook deliveries", q, scanDelivery, micros(now), limit)
+// dueOfEndpoint reads one endpoint's due deliveries over webhook_deliveries_endpoint_due.
+var dueOfEndpoint = "SELECT " + qualified("d", deliveryCols) + ` FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+	WHERE d.endpoint_id = ? AND d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= ? AND e.enabled = 1
+	ORDER BY d.next_attempt_at, d.id LIMIT ?`
+
+// DueWebhookDeliveries lists the due deliveries of the endpoints of want, endpoint by
+// endpoint over webhook_deliveries_endpoint_due (reads are local, so one short query per
+// endpoint costs little; there are at most limit.WebhookEndpointsMax).
+func (db *DB) DueWebhookDeliveries(ctx context.Context, now time.Time, want []ordercore.WebhookDue) ([]ordercore.WebhookDelivery, error) {
+	out := []ordercore.WebhookDelivery{}
+	for _, w := range want {
+		if w.Max <= 0 {
+			continue
+		}
+		ds, err := queryRows(ctx, db.read, "due webhook deliveries", dueOfEndpoint, scanDelivery, w.EndpointID, micros(now), w.Max)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ds...)
+	}
+	return out, nil
 }
 
 // qualified prefixes each column of cols with table.

@@ -306,11 +306,13 @@ func testWebhookChecks(t *testing.T, s Store) {
 	mustWrite(t, s, &ordercore.Changeset{WebhookDeliveryChanges: []ordercore.WebhookDeliveryChange{{Delivery: done, FromVersion: 1}}})
 }
 
-// testWebhookDue: the due list holds pending deliveries due at now, of enabled endpoints
-// only, earliest first (ties by id), at most limit.
+// testWebhookDue: the due list holds pending deliveries due at now, of the enabled
+// endpoints asked for only, each endpoint's earliest first (ties by id) and at most its
+// Max, endpoint after endpoint in the order asked; an endpoint with a backlog of earlier
+// deliveries does not crowd out another's.
 func testWebhookDue(t *testing.T, s Store) {
 	ctx := context.Background()
-	on, off := endpoint(1), endpoint(2)
+	on, off, busy := endpoint(1), endpoint(2), endpoint(3)
 	off.Enabled = false
 	now := t0.Add(time.Hour)
 	early := delivery(11, on.ID, 1, now.Add(-time.Hour))
@@ -321,9 +323,15 @@ func testWebhookDue(t *testing.T, s Store) {
 	ofDisabled := delivery(16, off.ID, 1, now.Add(-2*time.Hour))
 	dead := delivery(17, on.ID, 6, time.Time{})
 	dead.Status = ordercore.WebhookDead
-	mustWrite(t, s, &ordercore.Changeset{NewWebhookEndpoints: []ordercore.WebhookEndpoint{on, off},
-		NewWebhookDeliveries: []ordercore.WebhookDelivery{later, tieB, atNow, dead, ofDisabled, tieA, early}})
-	due, err := s.DueWebhookDeliveries(ctx, now, 10)
+	rows := []ordercore.WebhookDelivery{later, tieB, atNow, dead, ofDisabled, tieA, early}
+	var backlog []string // busy's deliveries, all due before any of on's
+	for n := range 20 {
+		d := delivery(30+n, busy.ID, int64(10+n), now.Add(-3*time.Hour+time.Duration(n)*time.Second))
+		rows, backlog = append(rows, d), append(backlog, d.ID)
+	}
+	mustWrite(t, s, &ordercore.Changeset{NewWebhookEndpoints: []ordercore.WebhookEndpoint{on, off, busy}, NewWebhookDeliveries: rows})
+	all := []ordercore.WebhookDue{{EndpointID: on.ID, Max: 10}, {EndpointID: off.ID, Max: 10}}
+	due, err := s.DueWebhookDeliveries(ctx, now, all)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,17 +341,26 @@ func testWebhookDue(t *testing.T, s Store) {
 	if diff := cmp.Diff(early, due[0]); diff != "" {
 		t.Errorf("a due delivery as read (-wrote +read):\n%s", diff)
 	}
-	if due, _ := s.DueWebhookDeliveries(ctx, now, 2); len(due) != 2 || due[1].ID != tieA.ID {
-		t.Errorf("limit 2: %v", deliveryIDs(due))
+	if due, _ := s.DueWebhookDeliveries(ctx, now, []ordercore.WebhookDue{{EndpointID: on.ID, Max: 2}}); len(due) != 2 || due[1].ID != tieA.ID {
+		t.Errorf("at most 2: %v", deliveryIDs(due))
+	}
+	// The busy endpoint's backlog is all earlier, and still the other endpoint gets its
+	// share; endpoints come in the order asked.
+	due, err = s.DueWebhookDeliveries(ctx, now, []ordercore.WebhookDue{{EndpointID: busy.ID, Max: 3}, {EndpointID: on.ID, Max: 1}, {EndpointID: id(99), Max: 5}})
+	if diff := cmp.Diff(append(backlog[:3:3], early.ID), deliveryIDs(due)); err != nil || diff != "" {
+		t.Errorf("a busy endpoint and another (-want +got):\n%s %v", diff, err)
+	}
+	if due, err := s.DueWebhookDeliveries(ctx, now, []ordercore.WebhookDue{{EndpointID: on.ID, Max: 0}}); err != nil || len(due) != 0 {
+		t.Errorf("at most 0: %v %v", deliveryIDs(due), err)
 	}
 	// Enabled again, its due deliveries are due again.
 	on2 := off
 	on2.Enabled, on2.Version = true, 2
 	mustWrite(t, s, &ordercore.Changeset{WebhookEndpointChanges: []ordercore.WebhookEndpointChange{{Endpoint: on2, FromVersion: 1}}})
-	if due, _ := s.DueWebhookDeliveries(ctx, now, 10); len(due) != 5 || due[0].ID != ofDisabled.ID {
-		t.Errorf("after enabling: %v, want the disabled endpoint's first", deliveryIDs(due))
+	if due, _ := s.DueWebhookDeliveries(ctx, now, all); len(due) != 5 || due[4].ID != ofDisabled.ID {
+		t.Errorf("after enabling: %v, want the formerly disabled endpoint's last", deliveryIDs(due))
 	}
-	if due, err := s.DueWebhookDeliveries(ctx, t0.Add(-3*time.Hour), 10); err != nil || len(due) != 0 {
+	if due, err := s.DueWebhookDeliveries(ctx, t0.Add(-4*time.Hour), all); err != nil || len(due) != 0 {
 		t.Errorf("nothing due before the earliest: %v %v", deliveryIDs(due), err)
 	}
 }

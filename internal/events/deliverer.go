@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,9 +30,11 @@ import (
 //     and submits ScheduleWebhooks, which records a delivery per matching event and moves
 //     the cursor in one transaction. Endpoints share one read of the feed from the lowest
 //     cursor, so in the steady state a pass is one read however many endpoints there are.
-//   - delivery: it reads due deliveries, claims those it can send now through the
-//     committer (ClaimWebhooks: a claimed delivery is not due again until the claim ends,
-//     so a second pass or a second instance never sends it meanwhile), POSTs each signed
+//   - delivery: it reads due deliveries endpoint by endpoint, each at most what its host
+//     has call slots for (so one endpoint's backlog never hides another's), claims those
+//     it can send now through the committer (ClaimWebhooks: a claimed delivery is not due
+//     again until the claim ends, so a second pass or a second instance never sends it
+//     meanwhile), POSTs each signed
 //     event (at most limit.WebhookCallsInFlightMax at once, limit.WebhookCallsPerHostMax to
 //     one host, a breaker per host) and records the outcome (WebhookAttempted), guarded by
 //     the claim's version.
@@ -58,6 +61,7 @@ type Deliverer struct {
 	breakers *guard.Breakers
 	mu       sync.Mutex
 	hosts    map[string]int // calls in flight per host
+	turn     int            // rotates the order in which endpoints are read and picked
 	wg       sync.WaitGroup
 }
 
@@ -230,21 +234,33 @@ type target struct {
 	host     string
 }
 
-// Deliver runs one delivery pass: it claims the due deliveries it has slots for and
-// starts their POSTs, and reports whether more are due than it took.
+// Deliver runs one delivery pass: it reads the due deliveries of every enabled endpoint
+// whose host has a free call slot (each endpoint at most as many as its host and this
+// instance have slots for), picks among them endpoint by endpoint in turn, claims those
+// and starts their POSTs. An endpoint's backlog, however large and however early, is never
+// read past its host's slots, so it cannot keep another endpoint's deliveries from being
+// read or sent. It reports whether more may be due at once than it took.
 func (d *Deliverer) Deliver(ctx context.Context) (bool, error) {
 	d.init()
 	free := cap(d.sem) - len(d.sem)
 	if free == 0 {
 		return false, nil // a finishing call wakes the loop
 	}
-	due, err := d.Reader.DueWebhookDeliveries(ctx, d.Clock.Now(), limit.WebhookClaimBatchMax)
+	endpoints, err := d.deliveringEndpoints(ctx)
+	if err != nil || len(endpoints) == 0 {
+		return false, err
+	}
+	want := d.wants(endpoints, free)
+	if len(want) == 0 {
+		return false, nil // every host is at its limit: a finishing call wakes the loop
+	}
+	due, err := d.Reader.DueWebhookDeliveries(ctx, d.Clock.Now(), want)
 	if err != nil || len(due) == 0 {
 		return false, err
 	}
-	picked, err := d.pick(ctx, due, free)
-	if err != nil || len(picked) == 0 {
-		return false, err
+	picked, more := d.pick(due, want, endpoints, free)
+	if len(picked) == 0 {
+		return false, nil
 	}
 	read := make([]ordercore.WebhookDelivery, len(picked))
 	for i, t := range picked {
@@ -268,46 +284,96 @@ func (d *Deliverer) Deliver(ctx context.Context) (bool, error) {
 		t.delivery = c
 		d.wg.Go(func() { d.attempt(ctx, t) })
 	}
-	// More is due at once only if every due delivery read was taken: the others wait for
-	// a slot (a finishing call wakes the loop) or for the next poll.
-	return len(due) == limit.WebhookClaimBatchMax && len(picked) == len(due), nil
+	return more, nil
 }
 
-// pick chooses up to free of the due deliveries whose host has a slot, reserving the
-// slots: a host whose calls hang keeps at most limit.WebhookCallsPerHostMax, and the
-// others get theirs. A host whose breaker is open takes no real slot (its calls fail at
-// once), so it is not held back.
-func (d *Deliverer) pick(ctx context.Context, due []ordercore.WebhookDelivery, free int) ([]target, error) {
-	endpoints := map[string]*ordercore.WebhookEndpoint{}
-	for _, dl := range due {
-		if _, ok := endpoints[dl.EndpointID]; !ok {
-			e, err := d.Reader.WebhookEndpoint(ctx, dl.EndpointID)
-			if err != nil {
-				return nil, err
-			}
-			endpoints[dl.EndpointID] = &e
+// deliveringEndpoints reads the enabled endpoints, by id.
+func (d *Deliverer) deliveringEndpoints(ctx context.Context) (map[string]*ordercore.WebhookEndpoint, error) {
+	out := map[string]*ordercore.WebhookEndpoint{}
+	after := ""
+	for {
+		page, err := d.Reader.ListWebhookEndpoints(ctx, after, limit.PageSizeMax)
+		if err != nil {
+			return nil, err
 		}
+		for i := range page {
+			if page[i].Enabled {
+				out[page[i].ID] = &page[i]
+			}
+		}
+		if len(page) < limit.PageSizeMax {
+			return out, nil
+		}
+		after = page[len(page)-1].ID
 	}
-	var out []target
+}
+
+// wants says how many due deliveries to read of each endpoint: as many as its host has
+// call slots left, at most free; none for an endpoint whose host is at its limit. A host
+// whose breaker is open takes no real slot (its deliveries are put off without a call),
+// so it is not held back. The endpoints come in an order that turns from pass to pass, so
+// that when slots are short each endpoint gets its turn first.
+func (d *Deliverer) wants(endpoints map[string]*ordercore.WebhookEndpoint, free int) []ordercore.WebhookDue {
+	ids := make([]string, 0, len(endpoints))
+	for id := range endpoints {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, dl := range due {
-		if len(out) == free {
-			break
+	d.turn++
+	first := d.turn % len(ids)
+	ids = append(ids[first:], ids[:first]...)
+	var out []ordercore.WebhookDue
+	for _, id := range ids {
+		host := hostOf(endpoints[id].URL)
+		room := limit.WebhookCallsPerHostMax - d.hosts[host]
+		if d.breakers.Open(host) {
+			room = free
 		}
-		e := endpoints[dl.EndpointID]
-		if !e.Enabled {
-			continue
+		if n := min(room, free); n > 0 {
+			out = append(out, ordercore.WebhookDue{EndpointID: id, Max: n})
 		}
-		host := hostOf(e.URL)
-		if d.hosts[host] >= limit.WebhookCallsPerHostMax && !d.breakers.Open(host) {
-			continue
-		}
-		d.hosts[host]++
-		d.sem <- struct{}{} // never blocks: free slots were counted, and only this loop takes them
-		out = append(out, target{delivery: dl, endpoint: e, host: host})
 	}
-	return out, nil
+	return out
+}
+
+// pick chooses up to free of the due deliveries, one endpoint's at a time in the order
+// of want, round and round, skipping an endpoint once its host is at its slot limit, and
+// reserves the slots: a host whose calls hang keeps at most limit.WebhookCallsPerHostMax,
+// and the other hosts and endpoints get theirs. more reports that an endpoint had all it
+// was read for picked, so it may have more due now.
+func (d *Deliverer) pick(due []ordercore.WebhookDelivery, want []ordercore.WebhookDue, endpoints map[string]*ordercore.WebhookEndpoint, free int) (out []target, more bool) {
+	byEndpoint, read := map[string][]ordercore.WebhookDelivery{}, map[string]int{}
+	for _, dl := range due {
+		byEndpoint[dl.EndpointID] = append(byEndpoint[dl.EndpointID], dl)
+		read[dl.EndpointID]++
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for taken := true; taken && len(out) < free; {
+		taken = false
+		for _, w := range want {
+			queue := byEndpoint[w.EndpointID]
+			if len(out) == free || len(queue) == 0 {
+				continue
+			}
+			e := endpoints[w.EndpointID]
+			host := hostOf(e.URL)
+			if d.hosts[host] >= limit.WebhookCallsPerHostMax && !d.breakers.Open(host) {
+				delete(byEndpoint, w.EndpointID)
+				continue
+			}
+			d.hosts[host]++
+			d.sem <- struct{}{} // never blocks: free slots were counted, and only this loop takes them
+			out = append(out, target{delivery: queue[0], endpoint: e, host: host})
+			byEndpoint[w.EndpointID], taken = queue[1:], true
+			if len(queue) == 1 && read[w.EndpointID] == w.Max {
+				more = true
+			}
+		}
+	}
+	return out, more
 }
 
 func hostOf(raw string) string {

@@ -318,3 +318,39 @@ func TestDeadHostDoesNotStallOthers(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowEndpointDoesNotStarveOthers: an endpoint that answers 2xx, but slowly, holds at
+// most its host's call slots, and a backlog of its deliveries, all due earlier and more
+// than one pass reads, does not keep another endpoint's delivery from going out at once.
+func TestSlowEndpointDoesNotStarveOthers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 5*time.Second, 0, time.Hour)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	fast := newReceiver(t, always(http.StatusOK))
+	busy := b.endpoint(t, slow.URL, "order.placed")
+	ok := b.endpoint(t, fast.srv.URL, "sku.restocked")
+	fast.mu.Lock()
+	fast.secret = ok.Secret
+	fast.mu.Unlock()
+	b.sku(t, "a")
+	b.orders(t, "a", 400)
+	waitFor(t, 10*time.Second, "the slow endpoint's 400 deliveries scheduled", func() bool { return len(b.deliveries(t, busy.ID, "")) == 400 })
+	b.submit(t, engine.Restock{SKU: "a", Quantity: 1})
+	started := time.Now()
+	waitFor(t, 3*time.Second, "the fast endpoint's delivery while the slow one has a backlog", func() bool {
+		return len(b.deliveries(t, ok.ID, ordercore.WebhookDelivered)) == 1
+	})
+	t.Logf("delivered %s after the restock", time.Since(started))
+	if n := len(b.deliveries(t, busy.ID, ordercore.WebhookPending)); n < 300 {
+		t.Errorf("the slow endpoint has %d deliveries pending, want its backlog still there (>= 300)", n)
+	}
+	if p := fast.problems(); len(p) > 0 {
+		t.Errorf("the fast receiver refused requests: %v", p)
+	}
+}
