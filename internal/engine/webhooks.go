@@ -398,6 +398,34 @@ func (c WebhookAttempted) execute(b *batch) (any, error) {
 	return WebhookRecorded{Delivery: d.cur, Applied: true}, nil
 }
 
+// DeferWebhook puts off a delivery that was claimed but not sent, because the call was
+// not made (its host's circuit breaker is open), if the delivery is still at Version (the
+// claim's): it is due again after For, with Reason as its last error, and no attempt is
+// counted, so a host that is down does not use up the retry schedule of deliveries that
+// never reached it. Result: WebhookRecorded.
+type DeferWebhook struct {
+	DeliveryID string
+	Version    int64
+	For        time.Duration
+	Reason     string
+}
+
+func (c DeferWebhook) keys(k *keySet) { k.webhooks.delivery(c.DeliveryID) }
+
+func (c DeferWebhook) execute(b *batch) (any, error) {
+	limit.Assert(c.For > 0, "defer a webhook delivery for %s", c.For)
+	d, ok := b.webhookDeliveries[c.DeliveryID]
+	if !ok {
+		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "webhook delivery %q not found", c.DeliveryID)
+	}
+	if d.cur.Version != c.Version || d.cur.Status != ordercore.WebhookPending {
+		return WebhookRecorded{Delivery: d.cur}, nil
+	}
+	d.cur.NextAttemptAt, d.cur.LastError = b.now.Add(c.For), truncate(c.Reason, limit.WebhookErrorBytesMax)
+	d.touch(b.now)
+	return WebhookRecorded{Delivery: d.cur, Applied: true}, nil
+}
+
 // webhookWait is the wait before the attempt after attempts failed ones, jittered by up to
 // limit.WebhookJitterFraction either way; false past the schedule's end.
 func webhookWait(s []time.Duration, attempts int, jitter float64) (time.Duration, bool) {

@@ -39,9 +39,11 @@ import (
 //     one host, a breaker per host) and records the outcome (WebhookAttempted), guarded by
 //     the claim's version.
 //
-// A host that hangs holds at most its own slots, and once its breaker opens its
-// deliveries fail at once (each an attempt on the schedule) instead of waiting for
-// timeouts, so deliveries to other hosts go on.
+// A host that hangs holds at most its own slots, and once its breaker opens (after
+// limit.WebhookBreakerFailures calls in a row got no answer; an HTTP answer, a 5xx too,
+// is the endpoint's failure, not the host's) its deliveries are put off at once until
+// after the breaker's probe, without using up their retry schedule, instead of waiting
+// for timeouts, so deliveries to other hosts go on.
 type Deliverer struct {
 	Engine *engine.Engine
 	Reader ordercore.Reader
@@ -403,12 +405,22 @@ func (d *Deliverer) release(ts []target) {
 	}
 }
 
-// attempt makes one POST and records it. A POST cut short by shutdown is not recorded
-// (the receiver may or may not have it); neither is an outcome that cannot be recorded.
-// Both are left to the claim's end, after which the delivery is sent again.
+// outcome is how a delivery's turn ended: a call's answer (ok for a 2xx, else status,
+// 0 for none, and why in msg), or, when deferFor is set, no call at all (msg says why).
+type outcome struct {
+	ok       bool
+	status   int
+	msg      string
+	deferFor time.Duration
+}
+
+// attempt makes one POST and records it, or records that it was put off. A POST cut
+// short by shutdown is not recorded (the receiver may or may not have it); neither is an
+// outcome that cannot be recorded. Both are left to the claim's end, after which the
+// delivery is sent again.
 func (d *Deliverer) attempt(ctx context.Context, t target) {
 	defer d.release([]target{t})
-	ok, status, msg, err := d.post(ctx, t)
+	out, err := d.post(ctx, t)
 	if ctx.Err() != nil {
 		return
 	}
@@ -420,38 +432,55 @@ func (d *Deliverer) attempt(ctx context.Context, t target) {
 	// after the workers): its receiver has answered, and sending it again is avoidable.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit.WebhookClaimMargin)
 	defer cancel()
-	_, err = d.Engine.Submit(rctx, engine.WebhookAttempted{DeliveryID: t.delivery.ID, Version: t.delivery.Version, OK: ok,
-		Status: status, Err: msg, Jitter: rand.Float64()}, nil)
-	if err != nil {
+	var cmd engine.Command = engine.WebhookAttempted{DeliveryID: t.delivery.ID, Version: t.delivery.Version, OK: out.ok,
+		Status: out.status, Err: out.msg, Jitter: rand.Float64()}
+	if out.deferFor > 0 {
+		cmd = engine.DeferWebhook{DeliveryID: t.delivery.ID, Version: t.delivery.Version, For: out.deferFor, Reason: out.msg}
+	}
+	if _, err = d.Engine.Submit(rctx, cmd, nil); err != nil {
 		d.Logger.Warn("webhook attempt not recorded; it is made again when its claim ends", "delivery", t.delivery.ID, "err", err)
 	}
 }
 
-// post sends the delivery's event and says how the receiver answered: ok for a 2xx, else
-// the status (0: no answer) and why. err is our own trouble (reading the event), which is
-// not the receiver's failure and is not recorded as an attempt.
-func (d *Deliverer) post(ctx context.Context, t target) (ok bool, status int, msg string, err error) {
+// post sends the delivery's event and says how the receiver answered. err is our own
+// trouble (reading the event), which is not the receiver's failure and is not recorded.
+//
+// The breaker is the host's, and only a failure to get an answer at all counts against
+// it (no connection, a reset, a timeout, an answer cut off): an HTTP answer, a 5xx
+// included, shows the host is up, and is that endpoint's failure alone, on its own retry
+// schedule, so a failing endpoint never shuts out a healthy one on the same host. While
+// the breaker is open the delivery is not sent and is put off until after its probe,
+// without counting an attempt.
+func (d *Deliverer) post(ctx context.Context, t target) (outcome, error) {
 	evs, err := d.Reader.Events(ctx, t.delivery.EventSeq-1, 1)
 	if err != nil {
-		return false, 0, "", fmt.Errorf("read event %d: %w", t.delivery.EventSeq, err)
+		return outcome{}, fmt.Errorf("read event %d: %w", t.delivery.EventSeq, err)
 	}
 	if len(evs) == 0 || evs[0].ID != t.delivery.EventID {
 		// Events are never deleted: this is a bug, but one delivery's, so it ends in the
 		// dead-letter list with its reason instead of crashing the instance.
 		d.Logger.Error("a webhook delivery's event is not in the feed", "delivery", t.delivery.ID, "event", t.delivery.EventID, "seq", t.delivery.EventSeq)
-		return false, 0, fmt.Sprintf("event %s (seq %d) is not in the event feed", t.delivery.EventID, t.delivery.EventSeq), nil
+		return outcome{msg: fmt.Sprintf("event %s (seq %d) is not in the event feed", t.delivery.EventID, t.delivery.EventSeq)}, nil
 	}
 	body, err := json.Marshal(evs[0].Envelope())
 	limit.Assert(err == nil, "marshal event %s: %v", evs[0].ID, err)
 	if !d.breakers.Allow(t.host) {
-		return false, 0, fmt.Sprintf("circuit open: %s failed %d times in a row; not called", t.host, limit.WebhookBreakerFailures), nil
+		// Open: until its probe is let through. Half-open: its probe is out, and its
+		// answer comes within a timeout.
+		wait := d.breakers.RemainingDelay(t.host)
+		if wait <= 0 {
+			wait = d.Timeout
+		}
+		wait += time.Duration(rand.Int64N(int64(time.Second))) // not all at the probe's instant
+		return outcome{deferFor: wait, msg: fmt.Sprintf("circuit open: %s failed to answer %d times in a row; not called, put off without counting an attempt",
+			t.host, limit.WebhookBreakerFailures)}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint.URL, bytes.NewReader(body))
 	if err != nil {
 		d.breakers.Record(t.host, true) // our request, not the host, is at fault
-		return false, 0, "bad request: " + err.Error(), nil
+		return outcome{msg: "bad request: " + err.Error()}, nil
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "ordercore-webhooks/1")
@@ -462,19 +491,17 @@ func (d *Deliverer) post(ctx context.Context, t target) (ok bool, status int, ms
 	if err != nil {
 		d.breakers.Record(t.host, false)
 		if errors.Is(err, context.DeadlineExceeded) {
-			return false, 0, fmt.Sprintf("no answer within %s", d.Timeout), nil
+			return outcome{msg: fmt.Sprintf("no answer within %s", d.Timeout)}, nil
 		}
-		return false, 0, err.Error(), nil
+		return outcome{msg: err.Error()}, nil
 	}
 	answer, rerr := io.ReadAll(io.LimitReader(resp.Body, limit.WebhookResponseBytesMax))
 	resp.Body.Close()
-	// A host that answers, even with a 4xx, is up; a 5xx, a 429 or a body cut off is not.
-	down := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || rerr != nil
-	d.breakers.Record(t.host, !down)
+	d.breakers.Record(t.host, rerr == nil) // it answered; an answer cut off is a connection failure
 	if resp.StatusCode/100 == 2 {
-		return true, resp.StatusCode, "", nil
+		return outcome{ok: true, status: resp.StatusCode}, nil
 	}
-	return false, resp.StatusCode, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, short(string(answer))), nil
+	return outcome{status: resp.StatusCode, msg: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, short(string(answer)))}, nil
 }
 
 func short(s string) string {

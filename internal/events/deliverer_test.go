@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -302,20 +304,131 @@ func TestDeadHostDoesNotStallOthers(t *testing.T) {
 	if p := healthy.problems(); len(p) > 0 {
 		t.Errorf("the healthy receiver refused requests: %v", p)
 	}
-	// Its calls time out, the breaker opens, and the rest fail at once: every delivery to
-	// the dead host is attempted within about one timeout, each rescheduled.
-	waitFor(t, 3*timeout, "every dead-host delivery attempted", func() bool {
+	// Its calls time out, the breaker opens, and the rest are put off at once until after
+	// its probe, without using up an attempt: every delivery to the dead host is settled
+	// within about two timeouts, one way or the other.
+	waitFor(t, 3*timeout, "every dead-host delivery attempted or put off", func() bool {
 		for _, d := range b.deliveries(t, dead.ID, "") {
-			if d.Attempts == 0 {
+			if d.Attempts == 0 && d.LastError == "" {
 				return false
 			}
 		}
 		return true
 	})
+	putOff := 0
 	for _, d := range b.deliveries(t, dead.ID, "") {
-		if d.Status != ordercore.WebhookPending || d.Attempts != 1 || d.NextAttemptAt.Before(time.Now().Add(50*time.Minute)) {
-			t.Errorf("dead-host delivery %+v, want pending, one attempt, the next in about an hour", d)
+		switch {
+		case d.Status != ordercore.WebhookPending:
+			t.Errorf("dead-host delivery %+v, want pending", d)
+		case d.Attempts == 1:
+			if d.NextAttemptAt.Before(time.Now().Add(50 * time.Minute)) {
+				t.Errorf("attempted dead-host delivery %+v, want the next attempt in about an hour", d)
+			}
+		case d.Attempts == 0 && strings.HasPrefix(d.LastError, "circuit open"):
+			putOff++
+			if wait := time.Until(d.NextAttemptAt); wait < 10*time.Second || wait > 32*time.Second {
+				t.Errorf("put-off dead-host delivery %+v, due in %s, want after the breaker's probe (at most 30s away)", d, wait)
+			}
+		default:
+			t.Errorf("dead-host delivery %+v, want one attempt, or none and put off by the breaker", d)
 		}
+	}
+	if putOff == 0 {
+		t.Error("no dead-host delivery was put off by the open breaker")
+	}
+}
+
+// sharedHost serves an endpoint that always answers 500 at /always500 and a checking
+// receiver at /good, on one host:port.
+func sharedHost(t *testing.T) (*httptest.Server, *receiver) {
+	rc := &receiver{answer: always(http.StatusOK), got: map[string][]time.Time{}, bodies: map[string]ordercore.CloudEvent{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/always500", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "broken", http.StatusInternalServerError) })
+	mux.HandleFunc("/good", rc.serve)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	rc.srv = srv
+	return srv, rc
+}
+
+// TestFailingEndpointDoesNotShutOutItsHost: an endpoint that answers 500 to everything
+// fails on its own schedule, every attempt a call; a healthy endpoint on the same
+// host:port gets every delivery, because answers, 5xx included, never open the host's
+// breaker.
+func TestFailingEndpointDoesNotShutOutItsHost(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2*time.Second, 0, 50*time.Millisecond, 50*time.Millisecond)
+	srv, rc := sharedHost(t)
+	bad := b.endpoint(t, srv.URL+"/always500", "order.*")
+	b.sku(t, "a")
+	b.orders(t, "a", 8)
+	waitFor(t, 10*time.Second, "the failing endpoint's 8 deliveries dead", func() bool { return len(b.deliveries(t, bad.ID, ordercore.WebhookDead)) == 8 })
+	good := b.endpoint(t, srv.URL+"/good", "order.*")
+	rc.mu.Lock()
+	rc.secret = good.Secret
+	rc.mu.Unlock()
+	b.orders(t, "a", 5)
+	waitFor(t, 10*time.Second, "the healthy endpoint's 5 deliveries", func() bool { return len(b.deliveries(t, good.ID, ordercore.WebhookDelivered)) == 5 })
+	waitFor(t, 10*time.Second, "the failing endpoint's 13 deliveries dead", func() bool { return len(b.deliveries(t, bad.ID, ordercore.WebhookDead)) == 13 })
+	for _, d := range b.deliveries(t, good.ID, "") {
+		if d.Attempts != 1 {
+			t.Errorf("healthy delivery %+v, want delivered at the first attempt", d)
+		}
+	}
+	for _, d := range b.deliveries(t, bad.ID, "") {
+		if d.Attempts != 3 || d.LastStatus != http.StatusInternalServerError {
+			t.Errorf("failing delivery %+v, want three attempts, each a call answered 500", d)
+		}
+	}
+	if p := rc.problems(); len(p) > 0 {
+		t.Errorf("the healthy receiver refused requests: %v", p)
+	}
+}
+
+// TestOpenBreakerDoesNotUseUpRetries: once calls to a host that refuses connections have
+// opened its breaker, later deliveries to it are not called and not counted as attempts:
+// they stay pending, put off until after the breaker's probe, their schedule intact.
+func TestOpenBreakerDoesNotUseUpRetries(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2*time.Second, 0, time.Hour)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every call is refused
+	ep := b.endpoint(t, "http://"+addr+"/in", "order.*")
+	b.sku(t, "a")
+	b.orders(t, "a", 5)
+	waitFor(t, 10*time.Second, "5 refused attempts", func() bool {
+		n := 0
+		for _, d := range b.deliveries(t, ep.ID, "") {
+			n += d.Attempts
+		}
+		return n == 5
+	})
+	b.orders(t, "a", 3)
+	waitFor(t, 10*time.Second, "8 deliveries settled", func() bool {
+		settled := 0
+		for _, d := range b.deliveries(t, ep.ID, "") {
+			if d.LastError != "" {
+				settled++
+			}
+		}
+		return settled == 8
+	})
+	putOff := 0
+	for _, d := range b.deliveries(t, ep.ID, "") {
+		if !strings.HasPrefix(d.LastError, "circuit open") {
+			continue
+		}
+		putOff++
+		if d.Attempts != 0 || d.Status != ordercore.WebhookPending || time.Until(d.NextAttemptAt) < 20*time.Second {
+			t.Errorf("delivery put off by the breaker %+v, want pending, no attempt, due after the probe (~30s)", d)
+		}
+	}
+	if putOff != 3 {
+		t.Errorf("%d deliveries put off by the open breaker, want the 3 made after it opened", putOff)
 	}
 }
 
