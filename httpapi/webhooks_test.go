@@ -93,7 +93,7 @@ func TestWebhookEndpointsAPI(t *testing.T) {
 	if r := b.do(t, "POST", "/v1/webhook-endpoints", `{"url":"https://other.example/","event_types":["*"]}`, "Idempotency-Key", "hook-1"); r.status != 422 || r.code(t) != ordercore.EIdemKeyReused {
 		t.Errorf("the key with another body: %d %s", r.status, r.body)
 	}
-	other, _ := b.mustEndpoint(t, `{"url":"http://127.0.0.1:9000/in","event_types":["*"]}`)
+	other, _ := b.mustEndpoint(t, `{"url":"http://erp.example:9000/in","event_types":["*"]}`)
 	if other.Secret == ep.Secret || other.ID == ep.ID {
 		t.Error("two endpoints share an id or a secret")
 	}
@@ -295,5 +295,43 @@ func TestOpenAPIDocumentsWebhooks(t *testing.T) {
 		if hasKey != op.idem {
 			t.Errorf("%s %s documents Idempotency-Key: %v, want %v", op.method, op.path, hasKey, op.idem)
 		}
+	}
+}
+
+// TestWebhookURLPolicy: by default an endpoint may not name a loopback, private,
+// link-local, unspecified or multicast address, nor localhost, nor this API itself
+// (422 webhook_url_not_allowed, nothing stored), on creation or update; a port must be
+// 1..65535. --webhook-allow-private (engine.Config.WebhookAllowPrivate) lets loopback and
+// private receivers through, never link-local ones such as the metadata service.
+func TestWebhookURLPolicy(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	ep, _ := b.mustEndpoint(t, `{"url":"https://93.184.216.34:8443/hooks","event_types":["*"]}`)
+	refused := []string{
+		b.url + "/v1/orders/0190/cancel", // this API
+		"http://127.0.0.1:8080/", "http://127.1.2.3/", "http://[::1]/", "http://[::ffff:127.0.0.1]/",
+		"http://localhost:8080/", "http://LOCALHOST./", "http://api.localhost/",
+		"http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/",
+		"http://10.0.0.5/", "http://172.16.0.1/", "http://192.168.1.1/", "http://100.64.0.1/", "http://[fd00::1]/",
+		"http://0.0.0.0:8080/", "http://0.1.2.3/", "http://[::]/", "http://224.0.0.1/", "http://255.255.255.255/",
+	}
+	before := webhookDigest(t, b.path)
+	for _, u := range refused {
+		checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints", `{"url":"`+u+`","event_types":["*"]}`), 422, ordercore.EWebhookURLNotAllowed)
+		checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints/"+ep.ID, `{"url":"`+u+`"}`), 422, ordercore.EWebhookURLNotAllowed)
+	}
+	for _, u := range []string{"http://shop.example:99999/", "http://shop.example:0/"} {
+		checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints", `{"url":"`+u+`","event_types":["*"]}`), 422, ordercore.EInvalidWebhookURL)
+	}
+	if after := webhookDigest(t, b.path); after != before {
+		t.Error("refused endpoints changed the database")
+	}
+
+	onPrem := setup(t, engine.Config{WebhookAllowPrivate: true})
+	for _, u := range []string{"http://127.0.0.1:8080/in", "http://localhost:9000/in", "http://10.0.0.5/in", "http://[fd00::1]/in"} {
+		onPrem.mustEndpoint(t, `{"url":"`+u+`","event_types":["*"]}`)
+	}
+	for _, u := range []string{"http://169.254.169.254/", "http://0.0.0.0/", "http://224.0.0.1/"} {
+		checkProblem(t, onPrem.do(t, "POST", "/v1/webhook-endpoints", `{"url":"`+u+`","event_types":["*"]}`), 422, ordercore.EWebhookURLNotAllowed)
 	}
 }

@@ -3,9 +3,12 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"ordercore"
@@ -147,7 +150,72 @@ func ValidWebhookURL(raw string) error {
 	case u.Fragment != "" || u.RawFragment != "":
 		return ordercore.Errorf(ordercore.EInvalidWebhookURL, "url must not have a fragment")
 	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return ordercore.Errorf(ordercore.EInvalidWebhookURL, "url port %q is not 1..65535", p)
+		}
+	}
 	return nil
+}
+
+// WebhookAddrRefused says why deliveries may not go to the address ip, or "" if they
+// may. Loopback, link-local (169.254.169.254, the cloud metadata service, among them),
+// private (RFC 1918, 100.64.0.0/10, fc00::/7), unspecified (0.0.0.0/8, ::), broadcast and
+// multicast addresses are refused: an endpoint is a URL anyone who may call the API can
+// set, and must not make ordercore call into its own host or network. allowPrivate lets
+// loopback and private addresses through, for receivers on the premises; the others are
+// never a receiver.
+func WebhookAddrRefused(ip netip.Addr, allowPrivate bool) string {
+	ip = ip.Unmap().WithZone("")
+	switch {
+	case !ip.IsValid():
+		return "not an address"
+	case ip.IsUnspecified() || ip.Is4() && ip.As4()[0] == 0:
+		return "unspecified"
+	case ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast():
+		return "link-local"
+	case ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "multicast or broadcast"
+	case allowPrivate:
+		return ""
+	case ip.IsLoopback():
+		return "loopback"
+	case ip.IsPrivate() || sharedAddressSpace.Contains(ip):
+		return "private"
+	}
+	return ""
+}
+
+// sharedAddressSpace is RFC 6598's carrier-grade NAT range, private in all but name.
+var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
+
+// CheckWebhookTarget refuses, when the endpoint is created or changed, a URL whose host
+// is an address WebhookAddrRefused refuses or is localhost: names are resolved only when
+// a delivery dials, and are checked there (so a name that later resolves elsewhere is
+// caught too); this reports the plain cases at once.
+func CheckWebhookTarget(raw string, allowPrivate bool) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ordercore.Errorf(ordercore.EInvalidWebhookURL, "url %q does not parse", raw)
+	}
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	why := ""
+	if ip, err := netip.ParseAddr(host); err == nil {
+		why = WebhookAddrRefused(ip, allowPrivate)
+	} else if (host == "localhost" || strings.HasSuffix(host, ".localhost")) && !allowPrivate {
+		why = "loopback"
+	}
+	if why != "" {
+		return ordercore.Errorf(ordercore.EWebhookURLNotAllowed, "url host %s is %s; webhooks go only to public addresses%s", u.Hostname(), why, privateHint(allowPrivate, why))
+	}
+	return nil
+}
+
+func privateHint(allowPrivate bool, why string) string {
+	if allowPrivate || (why != "loopback" && why != "private") {
+		return ""
+	}
+	return " (serve --webhook-allow-private allows private and loopback receivers)"
 }
 
 // eventTypePattern is an event type ("order.paid"), a prefix of them ("order.*"), or "*".
@@ -202,6 +270,9 @@ func (c CreateWebhookEndpoint) execute(b *batch) (any, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	if err := CheckWebhookTarget(c.URL, b.cfg.WebhookAllowPrivate); err != nil {
+		return nil, err
+	}
 	if _, ok := b.webhookEndpoints[c.ID]; ok {
 		return nil, ordercore.Errorf(ordercore.ECONFLICT, "webhook endpoint %q exists", c.ID)
 	}
@@ -245,6 +316,11 @@ func (c UpdateWebhookEndpoint) Validate() error {
 func (c UpdateWebhookEndpoint) execute(b *batch) (any, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	if c.URL != nil {
+		if err := CheckWebhookTarget(*c.URL, b.cfg.WebhookAllowPrivate); err != nil {
+			return nil, err
+		}
 	}
 	e, ok := b.webhookEndpoints[c.ID]
 	if !ok {

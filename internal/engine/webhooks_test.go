@@ -345,6 +345,11 @@ func TestWebhookEndpointValidation(t *testing.T) {
 		{"https://user:pw@x.example/", []string{"*"}, ordercore.EInvalidWebhookURL},
 		{"https:///nohost", []string{"*"}, ordercore.EInvalidWebhookURL},
 		{"https://x.example/#frag", []string{"*"}, ordercore.EInvalidWebhookURL},
+		{"https://x.example:99999/", []string{"*"}, ordercore.EInvalidWebhookURL},
+		{"http://127.0.0.1:8080/v1/orders", []string{"*"}, ordercore.EWebhookURLNotAllowed},
+		{"http://169.254.169.254/latest/meta-data/", []string{"*"}, ordercore.EWebhookURLNotAllowed},
+		{"http://[::1]/", []string{"*"}, ordercore.EWebhookURLNotAllowed},
+		{"http://localhost/", []string{"*"}, ordercore.EWebhookURLNotAllowed},
 		{"https://x.example/", nil, ordercore.EInvalidEventTypes},
 		{"https://x.example/", []string{"Order.Paid"}, ordercore.EInvalidEventTypes},
 		{"https://x.example/", []string{"order.*.paid"}, ordercore.EInvalidEventTypes},
@@ -365,7 +370,11 @@ func TestWebhookEndpointValidation(t *testing.T) {
 	if same.Version != ep.Version {
 		t.Errorf("an update that changes nothing raised the version to %d", same.Version)
 	}
-	url := "http://10.0.0.1:8080/hook"
+	private := "http://10.0.0.1:8080/hook"
+	if _, err := b.eng.Submit(context.Background(), engine.UpdateWebhookEndpoint{ID: ep.ID, URL: &private}, nil); ordercore.ErrorCode(err) != ordercore.EWebhookURLNotAllowed {
+		t.Errorf("moving to a private address: %v", err)
+	}
+	url := "http://erp.example:8080/hook"
 	moved := b.submit(t, engine.UpdateWebhookEndpoint{ID: ep.ID, URL: &url}).(ordercore.WebhookEndpoint)
 	if moved.URL != url || moved.Version != ep.Version+1 || moved.Secret != ep.Secret {
 		t.Errorf("after moving: %+v", moved)

@@ -11,10 +11,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"ordercore"
@@ -49,9 +51,15 @@ type Deliverer struct {
 	Reader ordercore.Reader
 	Clock  ordercore.Clock
 	// Client sends the POSTs; nil builds one that follows no redirect (a 3xx is a failed
-	// attempt: a signed event is never forwarded to a host the endpoint does not name).
+	// attempt: a signed event is never forwarded to a host the endpoint does not name),
+	// uses no proxy, and dials only addresses engine.WebhookAddrRefused allows, checked on
+	// the address actually dialled, after resolution, so a name that resolves (or is
+	// rebound) to an internal address is refused too.
 	Client *http.Client
-	Logger *slog.Logger
+	// AllowPrivate lets the built Client dial loopback and private addresses (serve
+	// --webhook-allow-private), for receivers on the premises and for tests.
+	AllowPrivate bool
+	Logger       *slog.Logger
 	// Poll is the longest wait between passes (limit.WebhookPollInterval); Timeout bounds
 	// one POST (limit.WebhookTimeout). Tests shorten both.
 	Poll    time.Duration
@@ -83,9 +91,12 @@ func (d *Deliverer) init() {
 			d.Timeout = limit.WebhookTimeout
 		}
 		if d.Client == nil {
+			dialer := &net.Dialer{Timeout: d.Timeout, KeepAlive: 30 * time.Second, Control: d.checkDial}
 			d.Client = &http.Client{
-				Transport: &http.Transport{Proxy: http.ProxyFromEnvironment,
-					DialContext:         (&net.Dialer{Timeout: d.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+				// No proxy: a proxy would resolve and dial the target itself, out of reach of
+				// the address check.
+				Transport: &http.Transport{Proxy: nil,
+					DialContext:         dialer.DialContext,
 					MaxIdleConnsPerHost: limit.WebhookCallsPerHostMax, IdleConnTimeout: 90 * time.Second,
 					TLSHandshakeTimeout: d.Timeout, ResponseHeaderTimeout: d.Timeout},
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -378,6 +389,33 @@ func (d *Deliverer) pick(due []ordercore.WebhookDelivery, want []ordercore.Webho
 	return out, more
 }
 
+// refusedAddr is a dial the address policy stopped: nothing was sent.
+type refusedAddr struct {
+	addr netip.Addr
+	why  string
+}
+
+func (e *refusedAddr) Error() string {
+	hint := ""
+	if e.why == "loopback" || e.why == "private" {
+		hint = " (serve --webhook-allow-private allows private and loopback receivers)"
+	}
+	return fmt.Sprintf("address not allowed: %s is %s; webhooks go only to public addresses%s", e.addr, e.why, hint)
+}
+
+// checkDial is the dialer's Control: it runs on the address about to be dialled (after
+// name resolution) and refuses those engine.WebhookAddrRefused refuses.
+func (d *Deliverer) checkDial(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return &refusedAddr{why: "not an address: " + address}
+	}
+	if why := engine.WebhookAddrRefused(ap.Addr(), d.AllowPrivate); why != "" {
+		return &refusedAddr{addr: ap.Addr(), why: why}
+	}
+	return nil
+}
+
 func hostOf(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -488,6 +526,10 @@ func (d *Deliverer) post(ctx context.Context, t target) (outcome, error) {
 	req.Header.Set(webhook.HeaderDeliveryID, t.delivery.ID)
 	req.Header.Set(webhook.HeaderSignature, webhook.Sign(t.endpoint.Secret, d.Clock.Now(), body))
 	resp, err := d.Client.Do(req)
+	if refused := (*refusedAddr)(nil); errors.As(err, &refused) {
+		d.breakers.Record(t.host, true) // not called: the host is not at fault
+		return outcome{msg: refused.Error()}, nil
+	}
 	if err != nil {
 		d.breakers.Record(t.host, false)
 		if errors.Is(err, context.DeadlineExceeded) {

@@ -30,12 +30,22 @@ type bundle struct {
 // the test ends.
 func setup(t *testing.T, timeout time.Duration, schedule ...time.Duration) *bundle {
 	t.Helper()
+	return setupPolicy(t, true, timeout, schedule...)
+}
+
+// setupPolicy is setup with the deliverer's address policy: allowPrivate false refuses
+// loopback receivers when they are dialled (the engine still lets them be created).
+func setupPolicy(t *testing.T, allowPrivate bool, timeout time.Duration, schedule ...time.Duration) *bundle {
+	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := engine.New(db, ordercore.SystemClock{}, engine.Config{WebhookSchedule: schedule})
-	d := &events.Deliverer{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}, Poll: 20 * time.Millisecond, Timeout: timeout}
+	// The receivers are local: private targets are allowed, for the engine and the
+	// deliverer alike (TestPrivateTargetsRefusedByDefault checks the default).
+	eng := engine.New(db, ordercore.SystemClock{}, engine.Config{WebhookSchedule: schedule, WebhookAllowPrivate: true})
+	d := &events.Deliverer{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}, Poll: 20 * time.Millisecond, Timeout: timeout,
+		AllowPrivate: allowPrivate}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
@@ -465,5 +475,34 @@ func TestSlowEndpointDoesNotStarveOthers(t *testing.T) {
 	}
 	if p := fast.problems(); len(p) > 0 {
 		t.Errorf("the fast receiver refused requests: %v", p)
+	}
+}
+
+// TestPrivateTargetsRefusedByDefault: by default the deliverer dials no loopback address,
+// whether the URL names it or a name resolves to it: each delivery fails without a byte
+// sent, its error saying why, and the receiver gets nothing.
+func TestPrivateTargetsRefusedByDefault(t *testing.T) {
+	t.Parallel()
+	b := setupPolicy(t, false, 2*time.Second, 0, time.Hour)
+	rc := newReceiver(t, always(http.StatusOK))
+	_, port, _ := net.SplitHostPort(rc.srv.Listener.Addr().String())
+	literal := b.endpoint(t, rc.srv.URL+"/in", "sku.*")
+	named := b.endpoint(t, "http://localhost:"+port+"/in", "sku.*")
+	b.sku(t, "a")
+	for _, ep := range []ordercore.WebhookEndpoint{literal, named} {
+		waitFor(t, 10*time.Second, "the delivery to "+ep.URL+" attempted", func() bool {
+			ds := b.deliveries(t, ep.ID, "")
+			return len(ds) == 1 && ds[0].Attempts == 1
+		})
+		d := b.deliveries(t, ep.ID, "")[0]
+		if d.LastStatus != 0 || !strings.HasPrefix(d.LastError, "address not allowed: ") || !strings.Contains(d.LastError, "is loopback") {
+			t.Errorf("delivery to %s: %+v, want refused by the address policy", ep.URL, d)
+		}
+	}
+	rc.mu.Lock()
+	n := len(rc.got) + len(rc.bad)
+	rc.mu.Unlock()
+	if n != 0 {
+		t.Errorf("the loopback receiver got %d requests, want none", n)
 	}
 }
