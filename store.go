@@ -46,6 +46,11 @@ type WriteTx interface {
 	// on PostgreSQL).
 	WebhookEndpoints(ctx context.Context, ids []string) (map[string]WebhookEndpoint, error)
 	WebhookDeliveries(ctx context.Context, ids []string) (map[string]WebhookDelivery, error)
+	// WebhookEndpointCount counts the endpoints. On PostgreSQL it first takes a
+	// transaction-scoped lock held until commit, so that of two instances' batches
+	// creating endpoints one counts after the other committed: a bound on endpoints is
+	// exact.
+	WebhookEndpointCount(ctx context.Context) (int, error)
 	// Barriers loads every barrier row (all ops) of the given branches. On PostgreSQL it
 	// first takes a transaction-scoped lock per branch, held until commit: a row that does
 	// not exist yet cannot be locked, and two instances deciding one branch at once (a try

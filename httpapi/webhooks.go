@@ -7,7 +7,6 @@ import (
 
 	"ordercore"
 	"ordercore/internal/engine"
-	"ordercore/internal/limit"
 )
 
 // WebhookEndpointView is an endpoint on the wire. Secret is shown when the endpoint is
@@ -49,21 +48,13 @@ type webhookEndpointOutput struct {
 	Body     WebhookEndpointView
 }
 
-// createWebhook stores a new endpoint with a fresh secret. The bound on endpoints is read
-// from the read side, so two creates racing may both pass it; it is against accidents,
-// not an invariant (the deliverer pages through any number).
+// createWebhook stores a new endpoint with a fresh secret. The bound on endpoints is the
+// engine's (CreateWebhookEndpoint): checked after a keyed retry was matched, and exact.
 func (s *Server) createWebhook(ctx context.Context, in *createWebhookInput) (*webhookEndpointOutput, error) {
 	now := s.cfg.Clock.Now()
 	cmd := engine.CreateWebhookEndpoint{ID: ordercore.NewID(now), URL: in.Body.URL, EventTypes: in.Body.EventTypes, Secret: ordercore.NewWebhookSecret()}
 	if err := cmd.Validate(); err != nil {
 		return nil, problemOf(err)
-	}
-	existing, err := s.cfg.Reader.ListWebhookEndpoints(ctx, "", limit.WebhookEndpointsMax)
-	if err != nil {
-		return nil, problemOf(err)
-	}
-	if len(existing) >= limit.WebhookEndpointsMax {
-		return nil, problemOf(ordercore.Errorf(ordercore.ETooManyWebhooks, "at most %d webhook endpoints; disable or reuse one", limit.WebhookEndpointsMax))
 	}
 	status, out, replayed, err := submit[ordercore.WebhookEndpoint](ctx, s, cmd, "create-webhook-endpoint", in.IdemKey, in.Body, http.StatusCreated)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"ordercore"
 	"ordercore/httpapi"
 	"ordercore/internal/engine"
+	"ordercore/internal/limit"
 )
 
 type endpointsPage struct {
@@ -334,4 +335,23 @@ func TestWebhookURLPolicy(t *testing.T) {
 	for _, u := range []string{"http://169.254.169.254/", "http://0.0.0.0/", "http://224.0.0.1/"} {
 		checkProblem(t, onPrem.do(t, "POST", "/v1/webhook-endpoints", `{"url":"`+u+`","event_types":["*"]}`), 422, ordercore.EWebhookURLNotAllowed)
 	}
+}
+
+// TestWebhookEndpointCapAfterIdempotencyKey: the bound on endpoints is checked after the
+// Idempotency-Key: once it is reached, a keyed retry of an earlier creation still replays
+// its 201, and only a new creation is refused.
+func TestWebhookEndpointCapAfterIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	body := `{"url":"https://shop.example/hooks","event_types":["*"]}`
+	first, _ := b.mustEndpoint(t, body, "Idempotency-Key", "cap-1")
+	for range limit.WebhookEndpointsMax - 1 {
+		b.mustEndpoint(t, body)
+	}
+	checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints", body), 422, ordercore.ETooManyWebhooks)
+	replay, r := b.mustEndpoint(t, body, "Idempotency-Key", "cap-1")
+	if replay.ID != first.ID || r.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("keyed retry at the bound: %d %s, want the first endpoint replayed", r.status, r.body)
+	}
+	checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints", body, "Idempotency-Key", "cap-2"), 422, ordercore.ETooManyWebhooks)
 }

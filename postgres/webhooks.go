@@ -77,6 +77,24 @@ func (w *writeTx) WebhookDeliveries(ctx context.Context, ids []string) (map[stri
 	return out, err
 }
 
+// WebhookEndpointCount takes the schema's endpoint-count lock, then counts the endpoints:
+// the count is a statement of its own, so under READ COMMITTED it sees what a batch that
+// held the lock before committed.
+func (w *writeTx) WebhookEndpointCount(ctx context.Context) (int, error) {
+	if err := w.tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(w.db.Schema, "webhook endpoints")); err != nil {
+		return 0, fmt.Errorf("postgres: lock webhook endpoint count: %w", err)
+	}
+	rows, err := w.tx.Query(ctx, "SELECT count(*) FROM webhook_endpoints")
+	if err != nil {
+		return 0, fmt.Errorf("postgres: count webhook endpoints: %w", err)
+	}
+	n, err := pgx.CollectExactlyOneRow(rows, pgx.RowTo[int64])
+	if err != nil {
+		return 0, fmt.Errorf("postgres: count webhook endpoints: %w", err)
+	}
+	return int(n), nil
+}
+
 // queueWebhooks inserts new endpoints (one statement each: they are rare, and a TEXT[]
 // column does not unnest), applies version-guarded endpoint changes that never move a
 // cursor back nor rewrite a secret or a creation, inserts new deliveries in one

@@ -141,6 +141,15 @@ func (w *writeTx) WebhookDeliveries(ctx context.Context, ids []string) (map[stri
 	return out, err
 }
 
+// WebhookEndpointCount counts the endpoints (SQLite's single writer serialises).
+func (w *writeTx) WebhookEndpointCount(ctx context.Context) (int, error) {
+	var n int
+	if err := w.tx.QueryRowContext(ctx, "SELECT count(*) FROM webhook_endpoints").Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: count webhook endpoints: %w", err)
+	}
+	return n, nil
+}
+
 // webhooks writes a batch's new endpoints and deliveries (an id that exists, a second
 // delivery of an event to an endpoint or a delivery to no endpoint fails the insert, and
 // the batch) and their version-guarded changes.

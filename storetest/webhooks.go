@@ -365,7 +365,7 @@ func testWebhookDue(t *testing.T, s Store) {
 	}
 }
 
-// testWebhookLists: endpoints page oldest first; an endpoint's deliveries page newest
+// testWebhookLists: endpoints are counted, and page oldest first; an endpoint's deliveries page newest
 // first, all or of one status; a cursor that names no delivery of the endpoint is refused.
 func testWebhookLists(t *testing.T, s Store) {
 	ctx := context.Background()
@@ -383,6 +383,13 @@ func testWebhookLists(t *testing.T, s Store) {
 	}
 	ds = append(ds, delivery(200, es[1].ID, 1, t0))
 	mustWrite(t, s, &ordercore.Changeset{NewWebhookEndpoints: es, NewWebhookDeliveries: ds})
+	inTx(t, s, func(tx ordercore.WriteTx) error {
+		n, err := tx.WebhookEndpointCount(ctx)
+		if err == nil && n != len(es) {
+			t.Errorf("WebhookEndpointCount = %d, want %d", n, len(es))
+		}
+		return err
+	})
 
 	var gotE []string
 	after := ""

@@ -26,9 +26,10 @@ import (
 type webhookKeys struct {
 	endpoints  map[string]struct{}
 	deliveries map[string]struct{}
+	count      bool // the batch creates endpoints: count those stored
 }
 
-func (k *webhookKeys) wanted() bool { return len(k.endpoints)+len(k.deliveries) > 0 }
+func (k *webhookKeys) wanted() bool { return len(k.endpoints)+len(k.deliveries) > 0 || k.count }
 
 func (k *webhookKeys) endpoint(id string) {
 	if k.endpoints == nil {
@@ -60,6 +61,7 @@ type deliveryState struct {
 type webhookState struct {
 	webhookEndpoints  map[string]*endpointState
 	webhookDeliveries map[string]*deliveryState
+	storedEndpoints   int // endpoints in the store when the batch began (counted if it creates one)
 }
 
 func (b *batch) loadWebhooks(ctx context.Context, tx ordercore.WriteTx, k *keySet) error {
@@ -81,6 +83,13 @@ func (b *batch) loadWebhooks(ctx context.Context, tx ordercore.WriteTx, k *keySe
 		for id, e := range got {
 			b.webhookEndpoints[id] = &endpointState{origVersion: e.Version, cur: e}
 		}
+	}
+	if k.webhooks.count {
+		n, err := tx.WebhookEndpointCount(ctx)
+		if err != nil {
+			return fmt.Errorf("count webhook endpoints: %w", err)
+		}
+		b.storedEndpoints = n
 	}
 	return nil
 }
@@ -241,7 +250,9 @@ func ValidEventTypes(types []string) ([]string, error) {
 
 var secretPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-// CreateWebhookEndpoint stores a new, enabled endpoint. The caller draws ID and Secret
+// CreateWebhookEndpoint stores a new, enabled endpoint, unless limit.WebhookEndpointsMax
+// are stored already (counted in the batch, after an Idempotency-Key was matched: a keyed
+// retry replays its endpoint however many there are now). The caller draws ID and Secret
 // (ordercore.NewID, ordercore.NewWebhookSecret), so that a keyed retry replays the first
 // endpoint. Result: ordercore.WebhookEndpoint, secret included.
 type CreateWebhookEndpoint struct {
@@ -251,7 +262,10 @@ type CreateWebhookEndpoint struct {
 	Secret     string
 }
 
-func (c CreateWebhookEndpoint) keys(k *keySet) { k.webhooks.endpoint(c.ID) }
+func (c CreateWebhookEndpoint) keys(k *keySet) {
+	k.webhooks.endpoint(c.ID)
+	k.webhooks.count = true
+}
 
 // Validate checks what needs no database.
 func (c CreateWebhookEndpoint) Validate() error {
@@ -275,6 +289,15 @@ func (c CreateWebhookEndpoint) execute(b *batch) (any, error) {
 	}
 	if _, ok := b.webhookEndpoints[c.ID]; ok {
 		return nil, ordercore.Errorf(ordercore.ECONFLICT, "webhook endpoint %q exists", c.ID)
+	}
+	n := b.storedEndpoints
+	for _, e := range b.webhookEndpoints {
+		if e.isNew {
+			n++ // created earlier in this batch
+		}
+	}
+	if n >= limit.WebhookEndpointsMax {
+		return nil, ordercore.Errorf(ordercore.ETooManyWebhooks, "at most %d webhook endpoints; disable or reuse one", limit.WebhookEndpointsMax)
 	}
 	types, _ := ValidEventTypes(c.EventTypes)
 	e := ordercore.WebhookEndpoint{ID: c.ID, URL: c.URL, EventTypes: types, Secret: c.Secret, Enabled: true,

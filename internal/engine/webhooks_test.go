@@ -15,6 +15,7 @@ import (
 
 	"ordercore"
 	"ordercore/internal/engine"
+	"ordercore/internal/limit"
 	"ordercore/sqlite"
 )
 
@@ -416,4 +417,38 @@ func typesOf(evs []ordercore.Event) []string {
 		out = append(out, e.Type)
 	}
 	return out
+}
+
+// TestWebhookEndpointBoundIsExact: creations submitted at once, more than the bound
+// allows, store exactly limit.WebhookEndpointsMax endpoints; the rest are refused with
+// too_many_webhook_endpoints, whichever batches they share.
+func TestWebhookEndpointBoundIsExact(t *testing.T) {
+	t.Parallel()
+	b := setupHooks(t)
+	const tries = limit.WebhookEndpointsMax + 20
+	var wg sync.WaitGroup
+	var ok, refused atomic.Int64
+	for range tries {
+		wg.Go(func() {
+			_, err := b.eng.Submit(context.Background(), engine.CreateWebhookEndpoint{ID: ordercore.NewID(time.Now()), URL: "https://hooks.example/in",
+				EventTypes: []string{"*"}, Secret: ordercore.NewWebhookSecret()}, nil)
+			switch ordercore.ErrorCode(err) {
+			case "":
+				ok.Add(1)
+			case ordercore.ETooManyWebhooks:
+				refused.Add(1)
+			default:
+				t.Errorf("create: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	stored, err := b.db.ListWebhookEndpoints(context.Background(), "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok.Load() != limit.WebhookEndpointsMax || refused.Load() != tries-limit.WebhookEndpointsMax || len(stored) != limit.WebhookEndpointsMax {
+		t.Errorf("%d created, %d refused, %d stored; want %d, %d, %d", ok.Load(), refused.Load(), len(stored),
+			limit.WebhookEndpointsMax, tries-limit.WebhookEndpointsMax, limit.WebhookEndpointsMax)
+	}
 }
