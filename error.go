@@ -62,6 +62,8 @@ const (
 	ETooManyWebhooks   = "too_many_webhook_endpoints" // 422: limit.WebhookEndpointsMax reached
 	// 422: the URL names a host deliveries may not go to (loopback, private, link-local...)
 	EWebhookURLNotAllowed = "webhook_url_not_allowed"
+	// 422: an event type or prefix that matches none of WebhookEventTypes
+	EUnknownEventType = "unknown_event_type"
 )
 
 // Error is an application error: its Code and Message are safe to show to a client.

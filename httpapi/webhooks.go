@@ -37,7 +37,7 @@ type createWebhookInput struct {
 	IdemKey string `header:"Idempotency-Key" maxLength:"255" doc:"A retry with the same key returns the same endpoint (and secret)"`
 	Body    struct {
 		URL        string   `json:"url" minLength:"1" maxLength:"2048" doc:"Absolute http:// or https:// URL the events are POSTed to"`
-		EventTypes []string `json:"event_types" minItems:"1" maxItems:"32" doc:"Event types (order.paid), prefixes (order.*) or * for every event"`
+		EventTypes []string `json:"event_types" minItems:"1" maxItems:"32" doc:"Event types (order.paid), prefixes (order.*) or * for every event; each must match an event ordercore delivers (422 unknown_event_type lists them). Types are named as in the event feed, without the ordercore. of the CloudEvents type"`
 	}
 }
 
@@ -110,7 +110,7 @@ type updateWebhookInput struct {
 	IdemKey string `header:"Idempotency-Key" maxLength:"255"`
 	Body    struct {
 		URL        *string  `json:"url,omitempty" maxLength:"2048" doc:"A new absolute http(s) URL"`
-		EventTypes []string `json:"event_types,omitempty" maxItems:"32" doc:"The new selection (replaces the old one)"`
+		EventTypes []string `json:"event_types,omitempty" maxItems:"32" doc:"The new selection (replaces the old one), checked as at creation"`
 		Enabled    *bool    `json:"enabled,omitempty" doc:"false: nothing is scheduled or sent until it is true again; then it catches up from where it stopped"`
 	}
 }

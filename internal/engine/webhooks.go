@@ -230,7 +230,10 @@ func privateHint(allowPrivate bool, why string) string {
 // eventTypePattern is an event type ("order.paid"), a prefix of them ("order.*"), or "*".
 var eventTypePattern = regexp.MustCompile(`^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$`)
 
-// ValidEventTypes checks an endpoint's selection and returns it without repeats.
+// ValidEventTypes checks an endpoint's selection and returns it without repeats: each is
+// "*", a type of ordercore.WebhookEventTypes, or a prefix ("order.*") of at least one of
+// them; anything else could never match, and is refused (unknown_event_type, listing
+// what may be given).
 func ValidEventTypes(types []string) ([]string, error) {
 	if len(types) == 0 || len(types) > limit.WebhookEventTypesMax {
 		return nil, ordercore.Errorf(ordercore.EInvalidEventTypes, "event_types must name 1..%d types (\"*\" for all)", limit.WebhookEventTypesMax)
@@ -241,11 +244,37 @@ func ValidEventTypes(types []string) ([]string, error) {
 			return nil, ordercore.Errorf(ordercore.EInvalidEventTypes,
 				"event type %.80q is not a type (order.paid), a prefix (order.*) or * (at most %d bytes)", t, limit.WebhookEventTypeBytesMax)
 		}
+		if !knownEventType(t) {
+			hint := ""
+			if strings.HasPrefix(t, "ordercore.") {
+				hint = ` (name types without the "ordercore." of the CloudEvents type, e.g. ` + strings.TrimPrefix(t, "ordercore.") + ")"
+			}
+			return nil, ordercore.Errorf(ordercore.EUnknownEventType, "event type %.80q matches no event ordercore delivers%s; give * or one of %s, or a prefix of them: %s",
+				t, hint, strings.Join(ordercore.WebhookEventTypes(), ", "), strings.Join(eventTypePrefixes(), ", "))
+		}
 		if !slices.Contains(out, t) {
 			out = append(out, t)
 		}
 	}
 	return out, nil
+}
+
+// knownEventType reports whether the selection t matches at least one event type
+// webhooks deliver.
+func knownEventType(t string) bool {
+	e := ordercore.WebhookEndpoint{EventTypes: []string{t}}
+	return slices.ContainsFunc(ordercore.WebhookEventTypes(), e.Matches)
+}
+
+// eventTypePrefixes lists the prefixes ("order.*") of the delivered event types.
+func eventTypePrefixes() []string {
+	var out []string
+	for _, t := range ordercore.WebhookEventTypes() {
+		if i := strings.Index(t, "."); i > 0 && !slices.Contains(out, t[:i]+".*") {
+			out = append(out, t[:i]+".*")
+		}
+	}
+	return out
 }
 
 var secretPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)

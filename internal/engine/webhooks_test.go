@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -356,6 +357,12 @@ func TestWebhookEndpointValidation(t *testing.T) {
 		{"https://x.example/", []string{"order.*.paid"}, ordercore.EInvalidEventTypes},
 		{"https://x.example/", []string{"order*"}, ordercore.EInvalidEventTypes},
 		{"https://x.example/", []string{""}, ordercore.EInvalidEventTypes},
+		{"https://x.example/", []string{"order.payed"}, ordercore.EUnknownEventType},
+		{"https://x.example/", []string{"order.paid", "ordercore.order.placed"}, ordercore.EUnknownEventType},
+		{"https://x.example/", []string{"orders.*"}, ordercore.EUnknownEventType},
+		{"https://x.example/", []string{"order.placed.*"}, ordercore.EUnknownEventType},
+		{"https://x.example/", []string{"order.pending_payment"}, ordercore.EUnknownEventType},
+		{"https://x.example/", []string{"webhook.*"}, ordercore.EUnknownEventType},
 	} {
 		_, err := b.eng.Submit(context.Background(), engine.CreateWebhookEndpoint{ID: ordercore.NewID(time.Now()), URL: bad.url,
 			EventTypes: bad.types, Secret: ordercore.NewWebhookSecret()}, nil)
@@ -366,6 +373,12 @@ func TestWebhookEndpointValidation(t *testing.T) {
 	ep := b.endpoint(t, "order.paid", "order.paid", "refund.*")
 	if !slices.Equal(ep.EventTypes, []string{"order.paid", "refund.*"}) {
 		t.Errorf("event types kept as %v, want repeats dropped", ep.EventTypes)
+	}
+	b.endpoint(t, "*", "stock.*", "saga.step", "order.fulfilment", "payment.amount_mismatch", "review.*", "sku.restocked")
+	_, err := b.eng.Submit(context.Background(), engine.UpdateWebhookEndpoint{ID: ep.ID, EventTypes: []string{"ordercore.order.paid"}}, nil)
+	if ordercore.ErrorCode(err) != ordercore.EUnknownEventType || !strings.Contains(ordercore.ErrorMessage(err), "order.paid") ||
+		!strings.Contains(ordercore.ErrorMessage(err), "order.*") {
+		t.Errorf("update to a CloudEvents type: %v, want unknown_event_type naming the known types and prefixes", err)
 	}
 	same := b.submit(t, engine.UpdateWebhookEndpoint{ID: ep.ID, EventTypes: []string{"order.paid", "refund.*"}}).(ordercore.WebhookEndpoint)
 	if same.Version != ep.Version {
