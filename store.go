@@ -103,6 +103,9 @@ type Changeset struct {
 	WebhookEndpointChanges []WebhookEndpointChange
 	NewWebhookDeliveries   []WebhookDelivery
 	WebhookDeliveryChanges []WebhookDeliveryChange
+	// DeletedWebhookEndpoints deletes each endpoint, if its stored version still equals
+	// FromVersion, with all its deliveries, after the changes above.
+	DeletedWebhookEndpoints []WebhookEndpointDeletion
 	// Stock holds: new holds (a second hold of one branch refuses the batch) and their
 	// resolutions; barrier rows (a row that exists refuses the batch).
 	NewHolds    []StockHold
@@ -122,7 +125,7 @@ func (c *Changeset) Empty() bool {
 		len(c.PaymentChanges) == 0 && len(c.NewRefunds) == 0 && len(c.RefundChanges) == 0 &&
 		len(c.MoneyLedger) == 0 && len(c.ChannelEvents) == 0 && len(c.NewReviews) == 0 && len(c.ReviewChanges) == 0 &&
 		len(c.NewSagas) == 0 && len(c.SagaChanges) == 0 &&
-		len(c.NewWebhookEndpoints) == 0 && len(c.WebhookEndpointChanges) == 0 &&
+		len(c.NewWebhookEndpoints) == 0 && len(c.WebhookEndpointChanges) == 0 && len(c.DeletedWebhookEndpoints) == 0 &&
 		len(c.NewWebhookDeliveries) == 0 && len(c.WebhookDeliveryChanges) == 0 &&
 		len(c.NewHolds) == 0 && len(c.HoldChanges) == 0 && len(c.NewBarriers) == 0
 }

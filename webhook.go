@@ -138,6 +138,13 @@ type WebhookEndpointChange struct {
 	FromVersion int64
 }
 
+// WebhookEndpointDeletion deletes an endpoint and its deliveries if the endpoint's stored
+// version is still FromVersion.
+type WebhookEndpointDeletion struct {
+	ID          string
+	FromVersion int64
+}
+
 // WebhookDeliveryChange rewrites a delivery if its stored version is still FromVersion.
 type WebhookDeliveryChange struct {
 	Delivery    WebhookDelivery
@@ -150,6 +157,7 @@ const (
 	AggregateWebhook         = "webhook"
 	EventWebhookCreated      = "webhook.endpoint_created"
 	EventWebhookUpdated      = "webhook.endpoint_updated"
+	EventWebhookDeleted      = "webhook.endpoint_deleted"
 	EventWebhookRedelivered  = "webhook.redelivered"
 	EventWebhookDeliveryDead = "webhook.delivery_dead"
 )

@@ -127,6 +127,22 @@ func (s *Server) updateWebhook(ctx context.Context, in *updateWebhookInput) (*we
 	return &webhookEndpointOutput{Status: status, Replayed: replayedHeader(replayed), Body: endpointView(out, true)}, nil
 }
 
+type deleteWebhookInput struct {
+	ID      string `path:"id" maxLength:"64"`
+	IdemKey string `header:"Idempotency-Key" maxLength:"255" doc:"A retry with the same key answers the same 200 instead of 404"`
+}
+
+// deleteWebhook deletes an endpoint and its deliveries; the answer is the endpoint as it
+// was, without its secret.
+func (s *Server) deleteWebhook(ctx context.Context, in *deleteWebhookInput) (*webhookEndpointOutput, error) {
+	cmd := engine.DeleteWebhookEndpoint{ID: in.ID}
+	status, out, replayed, err := submit[ordercore.WebhookEndpoint](ctx, s, cmd, "delete-webhook-endpoint "+in.ID, in.IdemKey, struct{}{}, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	return &webhookEndpointOutput{Status: status, Replayed: replayedHeader(replayed), Body: endpointView(out, false)}, nil
+}
+
 type listDeliveriesInput struct {
 	ID     string `path:"id" maxLength:"64"`
 	Status string `query:"status" enum:"pending,delivered,dead," doc:"Only deliveries in this status; dead is the endpoint's dead-letter list"`

@@ -284,6 +284,7 @@ func TestOpenAPIDocumentsWebhooks(t *testing.T) {
 		{"/v1/webhook-endpoints", "get", "list-webhook-endpoints", false},
 		{"/v1/webhook-endpoints/{id}", "get", "get-webhook-endpoint", false},
 		{"/v1/webhook-endpoints/{id}", "post", "update-webhook-endpoint", true},
+		{"/v1/webhook-endpoints/{id}", "delete", "delete-webhook-endpoint", true},
 		{"/v1/webhook-endpoints/{id}/deliveries", "get", "list-webhook-deliveries", false},
 		{"/v1/webhook-deliveries/{id}/redeliver", "post", "redeliver-webhook", true},
 	} {
@@ -357,4 +358,57 @@ func TestWebhookEndpointCapAfterIdempotencyKey(t *testing.T) {
 		t.Errorf("keyed retry at the bound: %d %s, want the first endpoint replayed", r.status, r.body)
 	}
 	checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints", body, "Idempotency-Key", "cap-2"), 422, ordercore.ETooManyWebhooks)
+}
+
+// TestDeleteWebhookEndpoint: DELETE removes an endpoint and its deliveries (audited on
+// its timeline), a keyed retry replays the 200, and the place it held under the bound is
+// free again.
+func TestDeleteWebhookEndpoint(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	body := `{"url":"https://shop.example/hooks","event_types":["sku.created"]}`
+	ep, _ := b.mustEndpoint(t, body)
+	b.mustSKU(t, "a", "USD", 1)
+	ctx := context.Background()
+	evs, err := b.db.Events(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.eng.Submit(ctx, engine.ScheduleWebhooks{EndpointID: ep.ID, Through: evs[len(evs)-1].Seq, Events: evs}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ds, _ := b.db.ListWebhookDeliveries(ctx, ep.ID, "", "", 10); len(ds) != 1 {
+		t.Fatalf("deliveries before the delete: %v", ds)
+	}
+	path := "/v1/webhook-endpoints/" + ep.ID
+	r := b.do(t, "DELETE", path, "", "Idempotency-Key", "del-1")
+	var got httpapi.WebhookEndpointView
+	r.json(t, &got)
+	if r.status != 200 || got.ID != ep.ID || got.Secret != "" {
+		t.Errorf("delete: %d %s", r.status, r.body)
+	}
+	if r := b.do(t, "DELETE", path, "", "Idempotency-Key", "del-1"); r.status != 200 || r.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("keyed retry of the delete: %d %s", r.status, r.body)
+	}
+	checkProblem(t, b.do(t, "DELETE", path, ""), 404, ordercore.ENOTFOUND)
+	checkProblem(t, b.do(t, "GET", path, ""), 404, ordercore.ENOTFOUND)
+	checkProblem(t, b.do(t, "GET", path+"/deliveries", ""), 404, ordercore.ENOTFOUND)
+	if ds, _ := b.db.ListWebhookDeliveries(ctx, ep.ID, "", "", 10); len(ds) != 0 {
+		t.Errorf("deliveries after the delete: %v", ds)
+	}
+	timeline, _ := b.db.AggregateEvents(ctx, ep.ID, 10)
+	if n := len(timeline); n != 2 || timeline[1].Type != ordercore.EventWebhookDeleted {
+		t.Errorf("endpoint timeline %+v, want created then deleted", timeline)
+	}
+
+	for range limit.WebhookEndpointsMax {
+		b.mustEndpoint(t, body)
+	}
+	checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints", body), 422, ordercore.ETooManyWebhooks)
+	var page endpointsPage
+	b.do(t, "GET", "/v1/webhook-endpoints?limit=1", "").json(t, &page)
+	if r := b.do(t, "DELETE", "/v1/webhook-endpoints/"+page.Endpoints[0].ID, ""); r.status != 200 {
+		t.Fatalf("delete at the bound: %d %s", r.status, r.body)
+	}
+	b.mustEndpoint(t, body)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"ordercore"
 )
@@ -138,6 +139,12 @@ func queueWebhooks(b *pgx.Batch, c *ordercore.Changeset) {
 			[]any{d.ID, d.EndpointID, d.EventID, d.EventSeq, d.EventType, string(d.Status), int64(d.Attempts), nullMicros(d.NextAttemptAt),
 				int64(d.LastStatus), d.LastError, d.Version, micros(d.CreatedAt), micros(d.UpdatedAt), nullMicros(d.DeliveredAt), ch.FromVersion},
 			affected(1, "webhook delivery %s is no longer at version %d", d.ID, ch.FromVersion))
+	}
+	for _, del := range c.DeletedWebhookEndpoints {
+		queue(b, "delete webhook deliveries of "+del.ID, "DELETE FROM webhook_deliveries WHERE endpoint_id = $1", []any{del.ID},
+			func(pgconn.CommandTag) error { return nil })
+		queue(b, "delete webhook endpoint "+del.ID, "DELETE FROM webhook_endpoints WHERE id = $1 AND version = $2", []any{del.ID, del.FromVersion},
+			affected(1, "webhook endpoint %s is no longer at version %d", del.ID, del.FromVersion))
 	}
 }
 

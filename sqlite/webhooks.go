@@ -30,6 +30,10 @@ var (
 	updateDelivery = `UPDATE webhook_deliveries SET status = ?6, attempts = ?7, next_attempt_at = ?8, last_status = ?9, last_error = ?10,
 		version = ?11, updated_at = ?13, delivered_at = ?14
 		WHERE id = ?1 AND endpoint_id = ?2 AND event_id = ?3 AND event_seq = ?4 AND event_type = ?5 AND created_at = ?12 AND version = ?15`
+	// A deleted endpoint takes its deliveries with it (they are deleted first: the foreign
+	// key); the endpoint's delete is guarded by its version.
+	deleteEndpointDeliveries = "DELETE FROM webhook_deliveries WHERE endpoint_id = ?"
+	deleteEndpoint           = "DELETE FROM webhook_endpoints WHERE id = ? AND version = ?"
 )
 
 func endpointsByID(in string) string {
@@ -43,7 +47,7 @@ func deliveriesByID(in string) string {
 // webhookStatements lists the webhook side's statements to prepare at Open: the writes,
 // and the batch loads for every padded IN-list size (inList).
 func webhookStatements() []string {
-	out := []string{updateEndpoint, updateDelivery}
+	out := []string{updateEndpoint, updateDelivery, deleteEndpointDeliveries, deleteEndpoint}
 	for _, in := range []insertSpec{insertEndpoints, insertDeliveries} {
 		for _, q := range in.texts {
 			out = append(out, q)
@@ -184,13 +188,24 @@ func (w *writeTx) webhooks(ctx context.Context, c *ordercore.Changeset) error {
 	if err != nil {
 		return err
 	}
-	return w.execRows(ctx, updateDelivery, len(c.WebhookDeliveryChanges),
+	err = w.execRows(ctx, updateDelivery, len(c.WebhookDeliveryChanges),
 		func(i int) []any {
 			ch := c.WebhookDeliveryChanges[i]
 			return append(deliveryArgs(ch.Delivery), ch.FromVersion)
 		},
 		versionGuard("webhook delivery", func(i int) string { return c.WebhookDeliveryChanges[i].Delivery.ID },
 			func(i int) int64 { return c.WebhookDeliveryChanges[i].FromVersion }))
+	if err != nil {
+		return err
+	}
+	dels := c.DeletedWebhookEndpoints
+	err = w.execRows(ctx, deleteEndpointDeliveries, len(dels), func(i int) []any { return []any{dels[i].ID} },
+		func(int, int64) error { return nil })
+	if err != nil {
+		return err
+	}
+	return w.execRows(ctx, deleteEndpoint, len(dels), func(i int) []any { return []any{dels[i].ID, dels[i].FromVersion} },
+		versionGuard("webhook endpoint", func(i int) string { return dels[i].ID }, func(i int) int64 { return dels[i].FromVersion }))
 }
 
 // WebhookEndpoint reads one endpoint.

@@ -28,6 +28,7 @@ func webhookTests() []storeTest {
 		{"WebhookCheckConstraints", testWebhookChecks},
 		{"WebhookDue", testWebhookDue},
 		{"WebhookLists", testWebhookLists},
+		{"WebhookDelete", testWebhookDelete},
 	}
 }
 
@@ -437,5 +438,40 @@ func testWebhookLists(t *testing.T, s Store) {
 		if _, err := s.ListWebhookDeliveries(ctx, es[0].ID, "", cursor, 3); ordercore.ErrorCode(err) != ordercore.EInvalidCursor {
 			t.Errorf("cursor %s: %v, want invalid_cursor", cursor, err)
 		}
+	}
+}
+
+// testWebhookDelete: deleting an endpoint removes it and every delivery of it, leaving
+// other endpoints' alone; a stale version refuses the batch and keeps everything.
+func testWebhookDelete(t *testing.T, s Store) {
+	ctx := context.Background()
+	gone, kept := endpoint(1), endpoint(2)
+	pending := delivery(11, gone.ID, 1, t0)
+	dead := delivery(12, gone.ID, 2, time.Time{})
+	dead.Status = ordercore.WebhookDead
+	other := delivery(13, kept.ID, 1, t0)
+	mustWrite(t, s, &ordercore.Changeset{NewWebhookEndpoints: []ordercore.WebhookEndpoint{gone, kept},
+		NewWebhookDeliveries: []ordercore.WebhookDelivery{pending, dead, other}})
+	err := s.Write(ctx, func(tx ordercore.WriteTx) error {
+		return tx.Apply(ctx, &ordercore.Changeset{DeletedWebhookEndpoints: []ordercore.WebhookEndpointDeletion{{ID: gone.ID, FromVersion: 2}}})
+	})
+	if err == nil {
+		t.Error("a delete at a stale version was applied")
+	}
+	if ds, _ := s.ListWebhookDeliveries(ctx, gone.ID, "", "", 10); len(ds) != 2 {
+		t.Errorf("after a refused delete: %d deliveries, want 2", len(ds))
+	}
+	mustWrite(t, s, &ordercore.Changeset{DeletedWebhookEndpoints: []ordercore.WebhookEndpointDeletion{{ID: gone.ID, FromVersion: 1}}})
+	if _, err := s.WebhookEndpoint(ctx, gone.ID); ordercore.ErrorCode(err) != ordercore.ENOTFOUND {
+		t.Errorf("deleted endpoint: %v, want not_found", err)
+	}
+	if ds, err := s.ListWebhookDeliveries(ctx, gone.ID, "", "", 10); err != nil || len(ds) != 0 {
+		t.Errorf("deleted endpoint's deliveries: %v %v, want none", deliveryIDs(ds), err)
+	}
+	if ds, _ := s.ListWebhookDeliveries(ctx, kept.ID, "", "", 10); len(ds) != 1 || ds[0].ID != other.ID {
+		t.Errorf("the other endpoint's deliveries: %v", deliveryIDs(ds))
+	}
+	if due, _ := s.DueWebhookDeliveries(ctx, t0, []ordercore.WebhookDue{{EndpointID: gone.ID, Max: 5}, {EndpointID: kept.ID, Max: 5}}); len(due) != 1 || due[0].ID != other.ID {
+		t.Errorf("due after the delete: %v", deliveryIDs(due))
 	}
 }

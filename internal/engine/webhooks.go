@@ -49,6 +49,13 @@ type endpointState struct {
 	origVersion int64
 	cur         ordercore.WebhookEndpoint
 	isNew       bool
+	deleted     bool // by DeleteWebhookEndpoint: the rest of the batch sees no endpoint
+}
+
+// liveEndpoint is the batch's endpoint id, unless there is none or it was deleted.
+func (b *batch) liveEndpoint(id string) (*endpointState, bool) {
+	e, ok := b.webhookEndpoints[id]
+	return e, ok && !e.deleted
 }
 
 type deliveryState struct {
@@ -97,6 +104,12 @@ func (b *batch) loadWebhooks(ctx context.Context, tx ordercore.WriteTx, k *keySe
 func (b *batch) webhookChanges(cs *ordercore.Changeset) {
 	for _, id := range sortedKeys(b.webhookEndpoints) {
 		e := b.webhookEndpoints[id]
+		if e.deleted {
+			if !e.isNew {
+				cs.DeletedWebhookEndpoints = append(cs.DeletedWebhookEndpoints, ordercore.WebhookEndpointDeletion{ID: id, FromVersion: e.origVersion})
+			}
+			continue
+		}
 		if e.isNew {
 			cs.NewWebhookEndpoints = append(cs.NewWebhookEndpoints, e.cur)
 		} else if e.cur.Version != e.origVersion {
@@ -106,6 +119,9 @@ func (b *batch) webhookChanges(cs *ordercore.Changeset) {
 	}
 	for _, id := range sortedKeys(b.webhookDeliveries) {
 		d := b.webhookDeliveries[id]
+		if e, ok := b.webhookEndpoints[d.cur.EndpointID]; ok && e.deleted {
+			continue // deleted with its endpoint
+		}
 		if d.isNew {
 			cs.NewWebhookDeliveries = append(cs.NewWebhookDeliveries, d.cur)
 		} else if d.cur.Version != d.origVersion {
@@ -321,8 +337,11 @@ func (c CreateWebhookEndpoint) execute(b *batch) (any, error) {
 	}
 	n := b.storedEndpoints
 	for _, e := range b.webhookEndpoints {
-		if e.isNew {
+		switch {
+		case e.isNew && !e.deleted:
 			n++ // created earlier in this batch
+		case !e.isNew && e.deleted:
+			n-- // deleted earlier in this batch
 		}
 	}
 	if n >= limit.WebhookEndpointsMax {
@@ -374,7 +393,7 @@ func (c UpdateWebhookEndpoint) execute(b *batch) (any, error) {
 			return nil, err
 		}
 	}
-	e, ok := b.webhookEndpoints[c.ID]
+	e, ok := b.liveEndpoint(c.ID)
 	if !ok {
 		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "webhook endpoint %q not found", c.ID)
 	}
@@ -394,6 +413,27 @@ func (c UpdateWebhookEndpoint) execute(b *batch) (any, error) {
 	e.cur = next
 	e.touch(b.now)
 	b.endpointEvent(&e.cur, ordercore.EventWebhookUpdated)
+	return e.cur, nil
+}
+
+// DeleteWebhookEndpoint deletes an endpoint with all its deliveries, audited as a
+// webhook.endpoint_deleted event on its timeline (which stays). Its pending deliveries
+// are never sent; a call already in flight may still arrive, and its outcome is dropped.
+// It frees a place under limit.WebhookEndpointsMax. Result: ordercore.WebhookEndpoint, as
+// it was.
+type DeleteWebhookEndpoint struct {
+	ID string
+}
+
+func (c DeleteWebhookEndpoint) keys(k *keySet) { k.webhooks.endpoint(c.ID) }
+
+func (c DeleteWebhookEndpoint) execute(b *batch) (any, error) {
+	e, ok := b.liveEndpoint(c.ID)
+	if !ok {
+		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "webhook endpoint %q not found", c.ID)
+	}
+	e.deleted = true
+	b.endpointEvent(&e.cur, ordercore.EventWebhookDeleted)
 	return e.cur, nil
 }
 
@@ -424,7 +464,7 @@ func (c ScheduleWebhooks) execute(b *batch) (any, error) {
 	for _, ev := range c.Events {
 		limit.Assert(ev.Seq > c.After && ev.Seq <= c.Through, "event %d outside (%d, %d]", ev.Seq, c.After, c.Through)
 	}
-	e, ok := b.webhookEndpoints[c.EndpointID]
+	e, ok := b.liveEndpoint(c.EndpointID)
 	if !ok {
 		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "webhook endpoint %q not found", c.EndpointID)
 	}

@@ -229,6 +229,9 @@ func (d *Deliverer) schedulePage(ctx context.Context, endpoints []*ordercore.Web
 		}
 		wg.Go(func() {
 			res, err := d.Engine.Submit(ctx, engine.ScheduleWebhooks{EndpointID: e.ID, After: e.Cursor, Through: through, Events: light[first:]}, nil)
+			if ordercore.ErrorCode(err) == ordercore.ENOTFOUND {
+				return // deleted since it was listed
+			}
 			if err != nil {
 				errs[i] = fmt.Errorf("schedule webhooks of %s: %w", e.ID, err)
 				return
@@ -475,7 +478,9 @@ func (d *Deliverer) attempt(ctx context.Context, t target) {
 	if out.deferFor > 0 {
 		cmd = engine.DeferWebhook{DeliveryID: t.delivery.ID, Version: t.delivery.Version, For: out.deferFor, Reason: out.msg}
 	}
-	if _, err = d.Engine.Submit(rctx, cmd, nil); err != nil {
+	if _, err = d.Engine.Submit(rctx, cmd, nil); ordercore.ErrorCode(err) == ordercore.ENOTFOUND {
+		d.Logger.Debug("webhook attempt dropped: its endpoint was deleted", "delivery", t.delivery.ID)
+	} else if err != nil {
 		d.Logger.Warn("webhook attempt not recorded; it is made again when its claim ends", "delivery", t.delivery.ID, "err", err)
 	}
 }

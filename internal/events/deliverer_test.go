@@ -506,3 +506,41 @@ func TestPrivateTargetsRefusedByDefault(t *testing.T) {
 		t.Errorf("the loopback receiver got %d requests, want none", n)
 	}
 }
+
+// TestDeletedEndpointGetsNothingMore: once an endpoint is deleted, none of its pending
+// deliveries and nothing after is sent to it, and the deliverer goes on for the others.
+func TestDeletedEndpointGetsNothingMore(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2*time.Second, 0, 300*time.Millisecond)
+	failing := newReceiver(t, always(http.StatusServiceUnavailable))
+	healthy := newReceiver(t, always(http.StatusOK))
+	gone := b.endpoint(t, failing.srv.URL, "order.*")
+	ok := b.endpoint(t, healthy.srv.URL, "order.*")
+	for rc, ep := range map[*receiver]ordercore.WebhookEndpoint{failing: gone, healthy: ok} {
+		rc.mu.Lock()
+		rc.secret = ep.Secret
+		rc.mu.Unlock()
+	}
+	b.sku(t, "a")
+	b.orders(t, "a", 3)
+	waitFor(t, 10*time.Second, "the first attempts", func() bool {
+		return len(b.deliveries(t, ok.ID, ordercore.WebhookDelivered)) == 3 && len(failing.arrivalsAll()) == 3
+	})
+	b.submit(t, engine.DeleteWebhookEndpoint{ID: gone.ID})
+	b.orders(t, "a", 2)
+	waitFor(t, 10*time.Second, "the healthy endpoint's later deliveries", func() bool { return len(b.deliveries(t, ok.ID, ordercore.WebhookDelivered)) == 5 })
+	time.Sleep(500 * time.Millisecond) // past the deleted endpoint's retry step
+	if n := len(failing.arrivalsAll()); n != 3 {
+		t.Errorf("the deleted endpoint got %d requests, want its 3 first attempts only", n)
+	}
+}
+
+func (r *receiver) arrivalsAll() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []time.Time
+	for _, at := range r.got {
+		out = append(out, at...)
+	}
+	return out
+}
