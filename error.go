@@ -64,6 +64,10 @@ const (
 	EInvalidWebhookURL = "invalid_webhook_url"        // 422: not an absolute http(s) URL
 	EInvalidEventTypes = "invalid_event_types"        // 422: empty, malformed or too many
 	ETooManyWebhooks   = "too_many_webhook_endpoints" // 422: limit.WebhookEndpointsMax reached
+	// 422: the URL names a host deliveries may not go to (loopback, private, link-local...)
+	EWebhookURLNotAllowed = "webhook_url_not_allowed"
+	// 422: an event type or prefix that matches none of WebhookEventTypes
+	EUnknownEventType = "unknown_event_type"
 )
 
 // Error is an application error: its Code and Message are safe to show to a client.

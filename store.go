@@ -46,6 +46,11 @@ type WriteTx interface {
 	// on PostgreSQL).
 	WebhookEndpoints(ctx context.Context, ids []string) (map[string]WebhookEndpoint, error)
 	WebhookDeliveries(ctx context.Context, ids []string) (map[string]WebhookDelivery, error)
+	// WebhookEndpointCount counts the endpoints. On PostgreSQL it first takes a
+	// transaction-scoped lock held until commit, so that of two instances' batches
+	// creating endpoints one counts after the other committed: a bound on endpoints is
+	// exact.
+	WebhookEndpointCount(ctx context.Context) (int, error)
 	// Barriers loads every barrier row (all ops) of the given branches. On PostgreSQL it
 	// first takes a transaction-scoped lock per branch, held until commit: a row that does
 	// not exist yet cannot be locked, and two instances deciding one branch at once (a try
@@ -98,6 +103,9 @@ type Changeset struct {
 	WebhookEndpointChanges []WebhookEndpointChange
 	NewWebhookDeliveries   []WebhookDelivery
 	WebhookDeliveryChanges []WebhookDeliveryChange
+	// DeletedWebhookEndpoints deletes each endpoint, if its stored version still equals
+	// FromVersion, with all its deliveries, after the changes above.
+	DeletedWebhookEndpoints []WebhookEndpointDeletion
 	// Stock holds: new holds (a second hold of one branch refuses the batch) and their
 	// resolutions; barrier rows (a row that exists refuses the batch).
 	NewHolds    []StockHold
@@ -117,7 +125,7 @@ func (c *Changeset) Empty() bool {
 		len(c.PaymentChanges) == 0 && len(c.NewRefunds) == 0 && len(c.RefundChanges) == 0 &&
 		len(c.MoneyLedger) == 0 && len(c.ChannelEvents) == 0 && len(c.NewReviews) == 0 && len(c.ReviewChanges) == 0 &&
 		len(c.NewSagas) == 0 && len(c.SagaChanges) == 0 &&
-		len(c.NewWebhookEndpoints) == 0 && len(c.WebhookEndpointChanges) == 0 &&
+		len(c.NewWebhookEndpoints) == 0 && len(c.WebhookEndpointChanges) == 0 && len(c.DeletedWebhookEndpoints) == 0 &&
 		len(c.NewWebhookDeliveries) == 0 && len(c.WebhookDeliveryChanges) == 0 &&
 		len(c.NewHolds) == 0 && len(c.HoldChanges) == 0 && len(c.NewBarriers) == 0
 }
@@ -219,9 +227,11 @@ type Reader interface {
 	// empty), newest first (by id), starting after the delivery afterID. The dead ones are
 	// the endpoint's dead-letter list.
 	ListWebhookDeliveries(ctx context.Context, endpointID string, status WebhookStatus, afterID string, limit int) ([]WebhookDelivery, error)
-	// DueWebhookDeliveries lists pending deliveries of enabled endpoints whose
-	// NextAttemptAt is <= now, earliest first.
-	DueWebhookDeliveries(ctx context.Context, now time.Time, limit int) ([]WebhookDelivery, error)
+	// DueWebhookDeliveries lists pending deliveries whose NextAttemptAt is <= now, for
+	// each endpoint of want that is enabled at most its Max, earliest first (ties by id),
+	// endpoint after endpoint in want's order. Endpoints not in want are not read, so an
+	// endpoint's backlog never hides another's due deliveries.
+	DueWebhookDeliveries(ctx context.Context, now time.Time, want []WebhookDue) ([]WebhookDelivery, error)
 
 	// HoldsOf lists the stock holds of a global transaction, by branch id; BarriersOf its
 	// barrier rows, by branch id and op. Each returns at most limit rows.

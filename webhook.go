@@ -51,6 +51,27 @@ func (e *WebhookEndpoint) Matches(typ string) bool {
 	return false
 }
 
+// WebhookEventTypes lists the types of the events webhooks deliver, which an endpoint's
+// EventTypes must name or prefix: the types, as the feed and EventTypes name them,
+// without the "ordercore." that a delivery's CloudEvents type carries. It is every
+// event type but the webhook aggregate's own (never delivered) and order.pending_payment
+// (no transition leads there; an order starts with order.placed).
+func WebhookEventTypes() []string {
+	out := []string{EventSKUCreated, EventSKURestocked, EventOrderPlaced}
+	for _, s := range OrderStatuses {
+		if s != OrderPendingPayment {
+			out = append(out, OrderEventType(s))
+		}
+	}
+	return append(out, EventOrderFulfilment,
+		EventPaymentStarted, EventPaymentPending, EventPaymentUnknown, EventPaymentSucceeded, EventPaymentFailed,
+		EventPaymentClosed, EventPaymentMismatch,
+		EventRefundRequested, EventRefundSucceeded, EventRefundFailed, EventRefundAbnormal,
+		EventReviewOpened, EventReviewResolved,
+		EventStockHeld, EventHoldCommitted, EventHoldReleased,
+		EventSagaSubmitted, EventSagaStep, EventSagaStatus, EventSagaOperator, EventSagaBranchAdded, EventSagaNotify)
+}
+
 // Delivers reports whether an event may go to endpoints at all: the webhook aggregate's
 // own events (an endpoint created, a delivery redelivered or dead) never do, so that
 // delivering can never feed itself.
@@ -105,9 +126,22 @@ type WebhookDelivery struct {
 	DeliveredAt time.Time `json:"delivered_at,omitzero"` // the last 2xx
 }
 
+// WebhookDue asks DueWebhookDeliveries for at most Max due deliveries of one endpoint.
+type WebhookDue struct {
+	EndpointID string
+	Max        int
+}
+
 // WebhookEndpointChange rewrites an endpoint if its stored version is still FromVersion.
 type WebhookEndpointChange struct {
 	Endpoint    WebhookEndpoint
+	FromVersion int64
+}
+
+// WebhookEndpointDeletion deletes an endpoint and its deliveries if the endpoint's stored
+// version is still FromVersion.
+type WebhookEndpointDeletion struct {
+	ID          string
 	FromVersion int64
 }
 
@@ -123,6 +157,7 @@ const (
 	AggregateWebhook         = "webhook"
 	EventWebhookCreated      = "webhook.endpoint_created"
 	EventWebhookUpdated      = "webhook.endpoint_updated"
+	EventWebhookDeleted      = "webhook.endpoint_deleted"
 	EventWebhookRedelivered  = "webhook.redelivered"
 	EventWebhookDeliveryDead = "webhook.delivery_dead"
 )

@@ -66,6 +66,9 @@ type Config struct {
 	// WebhookPoll is the longest the deliverer waits between passes. Tests compress both.
 	WebhookSchedule []time.Duration
 	WebhookPoll     time.Duration
+	// WebhookAllowPrivate lets webhook endpoints name, and deliveries dial, loopback and
+	// private addresses (refused by default), for receivers on the premises.
+	WebhookAllowPrivate bool
 	// Fulfilment, when set, starts a fulfilment saga for every order that becomes paid.
 	Fulfilment *engine.Fulfilment
 	// LeaseTTL and LeaseRetry tune the background lease on PostgreSQL (0: the defaults
@@ -256,7 +259,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	clock := ordercore.SystemClock{}
 	eng := engine.New(db, clock, engine.Config{BatchMax: cfg.BatchMax, BatchDelay: BatchDelay(cfg.BatchDelay), Logger: cfg.Logger,
 		PaymentSync: cfg.PaymentSync, PaymentSyncByChannel: cfg.PaymentSyncByChannel, RefundSync: cfg.RefundSync,
-		WebhookSchedule: cfg.WebhookSchedule, Fulfilment: cfg.Fulfilment})
+		WebhookSchedule: cfg.WebhookSchedule, WebhookAllowPrivate: cfg.WebhookAllowPrivate, Fulfilment: cfg.Fulfilment})
 	a := &App{cfg: cfg, lock: lock, DB: db, where: where, Engine: eng}
 	channels := map[string]ordercore.Channel{}
 	for _, ch := range cfg.Channels {
@@ -270,7 +273,8 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.Sagas = &saga.Coordinator{Claim: eng.ClaimSagasFor, Record: eng.RecordSaga, Wake: eng.WakeSagasAt, Logger: cfg.Logger}
 	a.Payments = &engine.Payments{Engine: eng, Reader: db, Clock: clock, Channels: channels, Interval: cfg.SyncInterval, Logger: cfg.Logger}
-	a.Webhooks = &events.Deliverer{Engine: eng, Reader: db, Clock: clock, Logger: cfg.Logger, Poll: cfg.WebhookPoll}
+	a.Webhooks = &events.Deliverer{Engine: eng, Reader: db, Clock: clock, Logger: cfg.Logger, Poll: cfg.WebhookPoll,
+		AllowPrivate: cfg.WebhookAllowPrivate}
 	api := httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments,
 		Payments: a.Payments, Version: cfg.Version, Role: a.Role, Sagas: a.Sagas})
 	a.server = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,

@@ -36,7 +36,7 @@ func TestWebhooksDeliveredByServe(t *testing.T) {
 	}))
 	defer rc.Close()
 	a, err := app.Open(context.Background(), app.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(),
-		WebhookSchedule: []time.Duration{0, 100 * time.Millisecond}, WebhookPoll: 20 * time.Millisecond})
+		WebhookSchedule: []time.Duration{0, 100 * time.Millisecond}, WebhookPoll: 20 * time.Millisecond, WebhookAllowPrivate: true})
 	if err != nil {
 		t.Fatal(err)
 	}

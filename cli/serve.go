@@ -37,6 +37,11 @@ database; when it dies another takes over within --lease-ttl plus a second, and 
 when it stops gracefully. GET /healthz names this instance's role: single (SQLite),
 leader or standby.
 
+Webhook deliveries go only to public addresses: an endpoint URL whose host is, or
+resolves at delivery time to, a loopback, private, link-local, unspecified or multicast
+address is refused (at creation for literal addresses and localhost, webhook_url_not_allowed;
+at dial time for names). --webhook-allow-private allows loopback and private receivers.
+
 Unless the GOGC environment variable is set, the Go garbage collector runs at
 GOGC=400: the live heap is small, and collecting it less often costs less CPU for
 some more memory (GOMEMLIMIT, if set, still bounds it).`,
@@ -93,6 +98,7 @@ some more memory (GOMEMLIMIT, if set, still bounds it).`,
 	f.DurationSliceVar(&cfg.PaymentSync, "payment-sync", limit.PaymentSyncSchedule, "when the payment sync queries an open attempt, each step after the last")
 	f.DurationSliceVar(&cfg.RefundSync, "refund-sync", limit.RefundSyncSchedule, "when a pending refund is sent (first step) and then queried")
 	f.DurationVar(&cfg.SyncInterval, "sync-interval", limit.PaymentSyncInterval, "longest wait between payment sync sweeps")
+	f.BoolVar(&cfg.WebhookAllowPrivate, "webhook-allow-private", false, "let webhook endpoints be loopback or private addresses (127.0.0.0/8, ::1, localhost, 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7), for receivers on the premises; link-local (169.254.169.254), unspecified and multicast addresses stay refused")
 	f.DurationSliceVar(&cfg.WebhookSchedule, "webhook-schedule", limit.WebhookSchedule, "when a webhook delivery is attempted: the first step after the event, each other after the previous attempt; dead after the last")
 	channels.register(f)
 	return c

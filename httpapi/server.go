@@ -173,6 +173,8 @@ func (s *Server) routes() {
 	huma.Register(s.api, get("list-webhook-endpoints", "/v1/webhook-endpoints", "List webhook endpoints, oldest first"), s.listWebhooks)
 	huma.Register(s.api, get("get-webhook-endpoint", "/v1/webhook-endpoints/{id}", "Read a webhook endpoint with its signing secret"), s.getWebhook)
 	huma.Register(s.api, post("update-webhook-endpoint", "/v1/webhook-endpoints/{id}", "Enable or disable a webhook endpoint, or change its URL or event types", http.StatusOK), s.updateWebhook)
+	huma.Register(s.api, huma.Operation{OperationID: "delete-webhook-endpoint", Method: http.MethodDelete, Path: "/v1/webhook-endpoints/{id}",
+		Summary: "Delete a webhook endpoint and its deliveries (pending ones are not sent; audited on its timeline)", DefaultStatus: http.StatusOK}, s.deleteWebhook)
 	huma.Register(s.api, get("list-webhook-deliveries", "/v1/webhook-endpoints/{id}/deliveries", "An endpoint's deliveries, newest first; status=dead is its dead-letter list"), s.listDeliveries)
 	huma.Register(s.api, post("redeliver-webhook", "/v1/webhook-deliveries/{id}/redeliver", "Operator: send a delivery again now, with a fresh retry schedule (audited)", http.StatusOK), s.redeliver)
 	s.mux.HandleFunc("/", s.noRoute)

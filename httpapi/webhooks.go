@@ -7,7 +7,6 @@ import (
 
 	"ordercore"
 	"ordercore/internal/engine"
-	"ordercore/internal/limit"
 )
 
 // WebhookEndpointView is an endpoint on the wire. Secret is shown when the endpoint is
@@ -38,7 +37,7 @@ type createWebhookInput struct {
 	IdemKey string `header:"Idempotency-Key" maxLength:"255" doc:"A retry with the same key returns the same endpoint (and secret)"`
 	Body    struct {
 		URL        string   `json:"url" minLength:"1" maxLength:"2048" doc:"Absolute http:// or https:// URL the events are POSTed to"`
-		EventTypes []string `json:"event_types" minItems:"1" maxItems:"32" doc:"Event types (order.paid), prefixes (order.*) or * for every event"`
+		EventTypes []string `json:"event_types" minItems:"1" maxItems:"32" doc:"Event types (order.paid), prefixes (order.*) or * for every event; each must match an event ordercore delivers (422 unknown_event_type lists them). Types are named as in the event feed, without the ordercore. of the CloudEvents type"`
 	}
 }
 
@@ -49,21 +48,13 @@ type webhookEndpointOutput struct {
 	Body     WebhookEndpointView
 }
 
-// createWebhook stores a new endpoint with a fresh secret. The bound on endpoints is read
-// from the read side, so two creates racing may both pass it; it is against accidents,
-// not an invariant (the deliverer pages through any number).
+// createWebhook stores a new endpoint with a fresh secret. The bound on endpoints is the
+// engine's (CreateWebhookEndpoint): checked after a keyed retry was matched, and exact.
 func (s *Server) createWebhook(ctx context.Context, in *createWebhookInput) (*webhookEndpointOutput, error) {
 	now := s.cfg.Clock.Now()
 	cmd := engine.CreateWebhookEndpoint{ID: ordercore.NewID(now), URL: in.Body.URL, EventTypes: in.Body.EventTypes, Secret: ordercore.NewWebhookSecret()}
 	if err := cmd.Validate(); err != nil {
 		return nil, problemOf(err)
-	}
-	existing, err := s.cfg.Reader.ListWebhookEndpoints(ctx, "", limit.WebhookEndpointsMax)
-	if err != nil {
-		return nil, problemOf(err)
-	}
-	if len(existing) >= limit.WebhookEndpointsMax {
-		return nil, problemOf(ordercore.Errorf(ordercore.ETooManyWebhooks, "at most %d webhook endpoints; disable or reuse one", limit.WebhookEndpointsMax))
 	}
 	status, out, replayed, err := submit[ordercore.WebhookEndpoint](ctx, s, cmd, "create-webhook-endpoint", in.IdemKey, in.Body, http.StatusCreated)
 	if err != nil {
@@ -119,7 +110,7 @@ type updateWebhookInput struct {
 	IdemKey string `header:"Idempotency-Key" maxLength:"255"`
 	Body    struct {
 		URL        *string  `json:"url,omitempty" maxLength:"2048" doc:"A new absolute http(s) URL"`
-		EventTypes []string `json:"event_types,omitempty" maxItems:"32" doc:"The new selection (replaces the old one)"`
+		EventTypes []string `json:"event_types,omitempty" maxItems:"32" doc:"The new selection (replaces the old one), checked as at creation"`
 		Enabled    *bool    `json:"enabled,omitempty" doc:"false: nothing is scheduled or sent until it is true again; then it catches up from where it stopped"`
 	}
 }
@@ -134,6 +125,22 @@ func (s *Server) updateWebhook(ctx context.Context, in *updateWebhookInput) (*we
 		return nil, err
 	}
 	return &webhookEndpointOutput{Status: status, Replayed: replayedHeader(replayed), Body: endpointView(out, true)}, nil
+}
+
+type deleteWebhookInput struct {
+	ID      string `path:"id" maxLength:"64"`
+	IdemKey string `header:"Idempotency-Key" maxLength:"255" doc:"A retry with the same key answers the same 200 instead of 404"`
+}
+
+// deleteWebhook deletes an endpoint and its deliveries; the answer is the endpoint as it
+// was, without its secret.
+func (s *Server) deleteWebhook(ctx context.Context, in *deleteWebhookInput) (*webhookEndpointOutput, error) {
+	cmd := engine.DeleteWebhookEndpoint{ID: in.ID}
+	status, out, replayed, err := submit[ordercore.WebhookEndpoint](ctx, s, cmd, "delete-webhook-endpoint "+in.ID, in.IdemKey, struct{}{}, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	return &webhookEndpointOutput{Status: status, Replayed: replayedHeader(replayed), Body: endpointView(out, false)}, nil
 }
 
 type listDeliveriesInput struct {

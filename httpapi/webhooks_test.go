@@ -15,6 +15,7 @@ import (
 	"ordercore"
 	"ordercore/httpapi"
 	"ordercore/internal/engine"
+	"ordercore/internal/limit"
 )
 
 type endpointsPage struct {
@@ -93,7 +94,7 @@ func TestWebhookEndpointsAPI(t *testing.T) {
 	if r := b.do(t, "POST", "/v1/webhook-endpoints", `{"url":"https://other.example/","event_types":["*"]}`, "Idempotency-Key", "hook-1"); r.status != 422 || r.code(t) != ordercore.EIdemKeyReused {
 		t.Errorf("the key with another body: %d %s", r.status, r.body)
 	}
-	other, _ := b.mustEndpoint(t, `{"url":"http://127.0.0.1:9000/in","event_types":["*"]}`)
+	other, _ := b.mustEndpoint(t, `{"url":"http://erp.example:9000/in","event_types":["*"]}`)
 	if other.Secret == ep.Secret || other.ID == ep.ID {
 		t.Error("two endpoints share an id or a secret")
 	}
@@ -228,6 +229,9 @@ func TestWebhookBadInputChangesNothing(t *testing.T) {
 		{"EmptyURL", "POST", endpoints, `{"url":"","event_types":["*"]}`, 422, ordercore.EInvalidWebhookURL},
 		{"NoEventTypes", "POST", endpoints, `{"url":"https://shop.example/","event_types":[]}`, 422, ordercore.EInvalidEventTypes},
 		{"BadEventType", "POST", endpoints, `{"url":"https://shop.example/","event_types":["Order Paid"]}`, 422, ordercore.EInvalidEventTypes},
+		{"UnknownEventType", "POST", endpoints, `{"url":"https://shop.example/","event_types":["order.payed"]}`, 422, ordercore.EUnknownEventType},
+		{"CloudEventsType", "POST", endpoints, `{"url":"https://shop.example/","event_types":["ordercore.order.placed"]}`, 422, ordercore.EUnknownEventType},
+		{"UpdateUnknownEventType", "POST", deliveries, `{"event_types":["order.*","orders.*"]}`, 422, ordercore.EUnknownEventType},
 		{"EventTypeTooLong", "POST", endpoints, `{"url":"https://shop.example/","event_types":["` + strings.Repeat("a", 65) + `"]}`, 422, ordercore.EInvalidEventTypes},
 		{"TooManyEventTypes", "POST", endpoints, `{"url":"https://shop.example/","event_types":[` + types40 + `]}`, 422, ordercore.EInvalidEventTypes},
 		{"EventTypesNotStrings", "POST", endpoints, `{"url":"https://shop.example/","event_types":[1]}`, 422, ordercore.EInvalidEventTypes},
@@ -280,6 +284,7 @@ func TestOpenAPIDocumentsWebhooks(t *testing.T) {
 		{"/v1/webhook-endpoints", "get", "list-webhook-endpoints", false},
 		{"/v1/webhook-endpoints/{id}", "get", "get-webhook-endpoint", false},
 		{"/v1/webhook-endpoints/{id}", "post", "update-webhook-endpoint", true},
+		{"/v1/webhook-endpoints/{id}", "delete", "delete-webhook-endpoint", true},
 		{"/v1/webhook-endpoints/{id}/deliveries", "get", "list-webhook-deliveries", false},
 		{"/v1/webhook-deliveries/{id}/redeliver", "post", "redeliver-webhook", true},
 	} {
@@ -296,4 +301,114 @@ func TestOpenAPIDocumentsWebhooks(t *testing.T) {
 			t.Errorf("%s %s documents Idempotency-Key: %v, want %v", op.method, op.path, hasKey, op.idem)
 		}
 	}
+}
+
+// TestWebhookURLPolicy: by default an endpoint may not name a loopback, private,
+// link-local, unspecified or multicast address, nor localhost, nor this API itself
+// (422 webhook_url_not_allowed, nothing stored), on creation or update; a port must be
+// 1..65535. --webhook-allow-private (engine.Config.WebhookAllowPrivate) lets loopback and
+// private receivers through, never link-local ones such as the metadata service.
+func TestWebhookURLPolicy(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	ep, _ := b.mustEndpoint(t, `{"url":"https://93.184.216.34:8443/hooks","event_types":["*"]}`)
+	refused := []string{
+		b.url + "/v1/orders/0190/cancel", // this API
+		"http://127.0.0.1:8080/", "http://127.1.2.3/", "http://[::1]/", "http://[::ffff:127.0.0.1]/",
+		"http://localhost:8080/", "http://LOCALHOST./", "http://api.localhost/",
+		"http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/",
+		"http://10.0.0.5/", "http://172.16.0.1/", "http://192.168.1.1/", "http://100.64.0.1/", "http://[fd00::1]/",
+		"http://0.0.0.0:8080/", "http://0.1.2.3/", "http://[::]/", "http://224.0.0.1/", "http://255.255.255.255/",
+	}
+	before := webhookDigest(t, b.path)
+	for _, u := range refused {
+		checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints", `{"url":"`+u+`","event_types":["*"]}`), 422, ordercore.EWebhookURLNotAllowed)
+		checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints/"+ep.ID, `{"url":"`+u+`"}`), 422, ordercore.EWebhookURLNotAllowed)
+	}
+	for _, u := range []string{"http://shop.example:99999/", "http://shop.example:0/"} {
+		checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints", `{"url":"`+u+`","event_types":["*"]}`), 422, ordercore.EInvalidWebhookURL)
+	}
+	if after := webhookDigest(t, b.path); after != before {
+		t.Error("refused endpoints changed the database")
+	}
+
+	onPrem := setup(t, engine.Config{WebhookAllowPrivate: true})
+	for _, u := range []string{"http://127.0.0.1:8080/in", "http://localhost:9000/in", "http://10.0.0.5/in", "http://[fd00::1]/in"} {
+		onPrem.mustEndpoint(t, `{"url":"`+u+`","event_types":["*"]}`)
+	}
+	for _, u := range []string{"http://169.254.169.254/", "http://0.0.0.0/", "http://224.0.0.1/"} {
+		checkProblem(t, onPrem.do(t, "POST", "/v1/webhook-endpoints", `{"url":"`+u+`","event_types":["*"]}`), 422, ordercore.EWebhookURLNotAllowed)
+	}
+}
+
+// TestWebhookEndpointCapAfterIdempotencyKey: the bound on endpoints is checked after the
+// Idempotency-Key: once it is reached, a keyed retry of an earlier creation still replays
+// its 201, and only a new creation is refused.
+func TestWebhookEndpointCapAfterIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	body := `{"url":"https://shop.example/hooks","event_types":["*"]}`
+	first, _ := b.mustEndpoint(t, body, "Idempotency-Key", "cap-1")
+	for range limit.WebhookEndpointsMax - 1 {
+		b.mustEndpoint(t, body)
+	}
+	checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints", body), 422, ordercore.ETooManyWebhooks)
+	replay, r := b.mustEndpoint(t, body, "Idempotency-Key", "cap-1")
+	if replay.ID != first.ID || r.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("keyed retry at the bound: %d %s, want the first endpoint replayed", r.status, r.body)
+	}
+	checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints", body, "Idempotency-Key", "cap-2"), 422, ordercore.ETooManyWebhooks)
+}
+
+// TestDeleteWebhookEndpoint: DELETE removes an endpoint and its deliveries (audited on
+// its timeline), a keyed retry replays the 200, and the place it held under the bound is
+// free again.
+func TestDeleteWebhookEndpoint(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	body := `{"url":"https://shop.example/hooks","event_types":["sku.created"]}`
+	ep, _ := b.mustEndpoint(t, body)
+	b.mustSKU(t, "a", "USD", 1)
+	ctx := context.Background()
+	evs, err := b.db.Events(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.eng.Submit(ctx, engine.ScheduleWebhooks{EndpointID: ep.ID, Through: evs[len(evs)-1].Seq, Events: evs}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ds, _ := b.db.ListWebhookDeliveries(ctx, ep.ID, "", "", 10); len(ds) != 1 {
+		t.Fatalf("deliveries before the delete: %v", ds)
+	}
+	path := "/v1/webhook-endpoints/" + ep.ID
+	r := b.do(t, "DELETE", path, "", "Idempotency-Key", "del-1")
+	var got httpapi.WebhookEndpointView
+	r.json(t, &got)
+	if r.status != 200 || got.ID != ep.ID || got.Secret != "" {
+		t.Errorf("delete: %d %s", r.status, r.body)
+	}
+	if r := b.do(t, "DELETE", path, "", "Idempotency-Key", "del-1"); r.status != 200 || r.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("keyed retry of the delete: %d %s", r.status, r.body)
+	}
+	checkProblem(t, b.do(t, "DELETE", path, ""), 404, ordercore.ENOTFOUND)
+	checkProblem(t, b.do(t, "GET", path, ""), 404, ordercore.ENOTFOUND)
+	checkProblem(t, b.do(t, "GET", path+"/deliveries", ""), 404, ordercore.ENOTFOUND)
+	if ds, _ := b.db.ListWebhookDeliveries(ctx, ep.ID, "", "", 10); len(ds) != 0 {
+		t.Errorf("deliveries after the delete: %v", ds)
+	}
+	timeline, _ := b.db.AggregateEvents(ctx, ep.ID, 10)
+	if n := len(timeline); n != 2 || timeline[1].Type != ordercore.EventWebhookDeleted {
+		t.Errorf("endpoint timeline %+v, want created then deleted", timeline)
+	}
+
+	for range limit.WebhookEndpointsMax {
+		b.mustEndpoint(t, body)
+	}
+	checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints", body), 422, ordercore.ETooManyWebhooks)
+	var page endpointsPage
+	b.do(t, "GET", "/v1/webhook-endpoints?limit=1", "").json(t, &page)
+	if r := b.do(t, "DELETE", "/v1/webhook-endpoints/"+page.Endpoints[0].ID, ""); r.status != 200 {
+		t.Fatalf("delete at the bound: %d %s", r.status, r.body)
+	}
+	b.mustEndpoint(t, body)
 }

@@ -2,7 +2,10 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,5 +115,53 @@ func TestInstancesShareOneSKU(t *testing.T) {
 	}
 	if len(seen) != stock {
 		t.Errorf("the feed, paged while writing, returned %d events, want %d", len(seen), stock)
+	}
+}
+
+// TestInstancesShareTheEndpointCount: two instances' transactions that each count the
+// webhook endpoints and create one while fewer than a bound exist never overshoot it:
+// WebhookEndpointCount makes one wait for the other's commit.
+func TestInstancesShareTheEndpointCount(t *testing.T) {
+	t.Parallel()
+	const bound, writers, tries = 30, 8, 6
+	db := newDB(t)
+	other, err := postgres.Open(context.Background(), testDSN(), postgres.Options{Schema: db.Schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	var n atomic.Int64
+	create := func(s *postgres.DB) error {
+		return s.Write(context.Background(), func(tx ordercore.WriteTx) error {
+			count, err := tx.WebhookEndpointCount(context.Background())
+			if err != nil || count >= bound {
+				return err
+			}
+			time.Sleep(time.Millisecond) // widen the window between the count and the insert
+			id := fmt.Sprintf("01900000-0000-7000-8000-%012d", n.Add(1))
+			return tx.Apply(context.Background(), &ordercore.Changeset{NewWebhookEndpoints: []ordercore.WebhookEndpoint{{ID: id,
+				URL: "https://hooks.example/" + id, EventTypes: []string{"*"}, Secret: strings.Repeat("a", 64), Enabled: true,
+				Version: 1, CreatedAt: at, UpdatedAt: at}}})
+		})
+	}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			s := db
+			if w%2 == 1 {
+				s = other
+			}
+			for range tries {
+				if err := create(s); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	es, err := db.ListWebhookEndpoints(context.Background(), "", 1000)
+	if err != nil || len(es) != bound {
+		t.Errorf("%d endpoints stored (%v), want exactly %d", len(es), err, bound)
 	}
 }

@@ -21,7 +21,8 @@ func TestCommitsWithApplyKnowsEveryField(t *testing.T) {
 		"RefundChanges": false, "MoneyLedger": false, "ChannelEvents": false, "NewReviews": false,
 		"ReviewChanges": false, "NewSagas": false, "SagaChanges": false, "NewWebhookEndpoints": false,
 		"WebhookEndpointChanges": false, "NewWebhookDeliveries": false, "WebhookDeliveryChanges": false,
-		"NewHolds": false, "HoldChanges": false, "NewBarriers": false, "IdemPruneBefore": false,
+		"DeletedWebhookEndpoints": false,
+		"NewHolds":                false, "HoldChanges": false, "NewBarriers": false, "IdemPruneBefore": false,
 		"IdemPruneMax": true, // on its own it writes nothing (IdemPruneBefore is zero)
 	}
 	typ := reflect.TypeFor[ordercore.Changeset]()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"ordercore"
 )
@@ -77,6 +78,24 @@ func (w *writeTx) WebhookDeliveries(ctx context.Context, ids []string) (map[stri
 	return out, err
 }
 
+// WebhookEndpointCount takes the schema's endpoint-count lock, then counts the endpoints:
+// the count is a statement of its own, so under READ COMMITTED it sees what a batch that
+// held the lock before committed.
+func (w *writeTx) WebhookEndpointCount(ctx context.Context) (int, error) {
+	if err := w.tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(w.db.Schema, "webhook endpoints")); err != nil {
+		return 0, fmt.Errorf("postgres: lock webhook endpoint count: %w", err)
+	}
+	rows, err := w.tx.Query(ctx, "SELECT count(*) FROM webhook_endpoints")
+	if err != nil {
+		return 0, fmt.Errorf("postgres: count webhook endpoints: %w", err)
+	}
+	n, err := pgx.CollectExactlyOneRow(rows, pgx.RowTo[int64])
+	if err != nil {
+		return 0, fmt.Errorf("postgres: count webhook endpoints: %w", err)
+	}
+	return int(n), nil
+}
+
 // queueWebhooks inserts new endpoints (one statement each: they are rare, and a TEXT[]
 // column does not unnest), applies version-guarded endpoint changes that never move a
 // cursor back nor rewrite a secret or a creation, inserts new deliveries in one
@@ -120,6 +139,12 @@ func queueWebhooks(b *pgx.Batch, c *ordercore.Changeset) {
 			[]any{d.ID, d.EndpointID, d.EventID, d.EventSeq, d.EventType, string(d.Status), int64(d.Attempts), nullMicros(d.NextAttemptAt),
 				int64(d.LastStatus), d.LastError, d.Version, micros(d.CreatedAt), micros(d.UpdatedAt), nullMicros(d.DeliveredAt), ch.FromVersion},
 			affected(1, "webhook delivery %s is no longer at version %d", d.ID, ch.FromVersion))
+	}
+	for _, del := range c.DeletedWebhookEndpoints {
+		queue(b, "delete webhook deliveries of "+del.ID, "DELETE FROM webhook_deliveries WHERE endpoint_id = $1", []any{del.ID},
+			func(pgconn.CommandTag) error { return nil })
+		queue(b, "delete webhook endpoint "+del.ID, "DELETE FROM webhook_endpoints WHERE id = $1 AND version = $2", []any{del.ID, del.FromVersion},
+			affected(1, "webhook endpoint %s is no longer at version %d", del.ID, del.FromVersion))
 	}
 }
 
@@ -167,14 +192,28 @@ func (db *DB) ListWebhookDeliveries(ctx context.Context, endpointID string, stat
 	return nonNil(collect(ctx, db.pool, "webhook deliveries", q, args, scanDelivery))
 }
 
-// DueWebhookDeliveries lists due deliveries of enabled endpoints over
-// webhook_deliveries_due, earliest first. It takes no locks: one instance (the lease
-// holder) delivers, and the claim through the committer is what keeps a delivery from
-// being sent twice at once.
-func (db *DB) DueWebhookDeliveries(ctx context.Context, now time.Time, limit int) ([]ordercore.WebhookDelivery, error) {
-	q := "SELECT " + qualified("d", deliveryCols) + ` FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-		WHERE d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= $1 AND e.enabled ORDER BY d.next_attempt_at, d.id LIMIT $2`
-	return nonNil(collect(ctx, db.pool, "due webhook deliveries", q, []any{micros(now), int64(limit)}, scanDelivery))
+// DueWebhookDeliveries lists the due deliveries of the endpoints of want in one
+// statement: for each endpoint asked for, in want's order, a lateral read of its earliest
+// due deliveries over webhook_deliveries_endpoint_due. It takes no locks: the claim
+// through the committer (version-guarded) is what keeps a delivery from being sent twice
+// at once, by this instance or another.
+func (db *DB) DueWebhookDeliveries(ctx context.Context, now time.Time, want []ordercore.WebhookDue) ([]ordercore.WebhookDelivery, error) {
+	ids, maxes := make([]string, 0, len(want)), make([]int64, 0, len(want))
+	for _, w := range want {
+		if w.Max > 0 {
+			ids, maxes = append(ids, w.EndpointID), append(maxes, int64(w.Max))
+		}
+	}
+	if len(ids) == 0 {
+		return []ordercore.WebhookDelivery{}, nil
+	}
+	q := "SELECT " + qualified("d", deliveryCols) + ` FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS w(endpoint_id, n, ord)
+		JOIN webhook_endpoints e ON e.id = w.endpoint_id COLLATE "C" AND e.enabled
+		CROSS JOIN LATERAL (SELECT ` + deliveryCols + ` FROM webhook_deliveries
+			WHERE endpoint_id = w.endpoint_id COLLATE "C" AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1
+			ORDER BY next_attempt_at, id LIMIT w.n) d
+		ORDER BY w.ord, d.next_attempt_at, d.id`
+	return nonNil(collect(ctx, db.pool, "due webhook deliveries", q, []any{micros(now), ids, maxes}, scanDelivery))
 }
 
 // dumpWebhooks adds the endpoints and deliveries to a snapshot, by id.

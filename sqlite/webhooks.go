@@ -30,6 +30,10 @@ var (
 	updateDelivery = `UPDATE webhook_deliveries SET status = ?6, attempts = ?7, next_attempt_at = ?8, last_status = ?9, last_error = ?10,
 		version = ?11, updated_at = ?13, delivered_at = ?14
 		WHERE id = ?1 AND endpoint_id = ?2 AND event_id = ?3 AND event_seq = ?4 AND event_type = ?5 AND created_at = ?12 AND version = ?15`
+	// A deleted endpoint takes its deliveries with it (they are deleted first: the foreign
+	// key); the endpoint's delete is guarded by its version.
+	deleteEndpointDeliveries = "DELETE FROM webhook_deliveries WHERE endpoint_id = ?"
+	deleteEndpoint           = "DELETE FROM webhook_endpoints WHERE id = ? AND version = ?"
 )
 
 func endpointsByID(in string) string {
@@ -43,7 +47,7 @@ func deliveriesByID(in string) string {
 // webhookStatements lists the webhook side's statements to prepare at Open: the writes,
 // and the batch loads for every padded IN-list size (inList).
 func webhookStatements() []string {
-	out := []string{updateEndpoint, updateDelivery}
+	out := []string{updateEndpoint, updateDelivery, deleteEndpointDeliveries, deleteEndpoint}
 	for _, in := range []insertSpec{insertEndpoints, insertDeliveries} {
 		for _, q := range in.texts {
 			out = append(out, q)
@@ -141,6 +145,15 @@ func (w *writeTx) WebhookDeliveries(ctx context.Context, ids []string) (map[stri
 	return out, err
 }
 
+// WebhookEndpointCount counts the endpoints (SQLite's single writer serialises).
+func (w *writeTx) WebhookEndpointCount(ctx context.Context) (int, error) {
+	var n int
+	if err := w.tx.QueryRowContext(ctx, "SELECT count(*) FROM webhook_endpoints").Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: count webhook endpoints: %w", err)
+	}
+	return n, nil
+}
+
 // webhooks writes a batch's new endpoints and deliveries (an id that exists, a second
 // delivery of an event to an endpoint or a delivery to no endpoint fails the insert, and
 // the batch) and their version-guarded changes.
@@ -175,13 +188,24 @@ func (w *writeTx) webhooks(ctx context.Context, c *ordercore.Changeset) error {
 	if err != nil {
 		return err
 	}
-	return w.execRows(ctx, updateDelivery, len(c.WebhookDeliveryChanges),
+	err = w.execRows(ctx, updateDelivery, len(c.WebhookDeliveryChanges),
 		func(i int) []any {
 			ch := c.WebhookDeliveryChanges[i]
 			return append(deliveryArgs(ch.Delivery), ch.FromVersion)
 		},
 		versionGuard("webhook delivery", func(i int) string { return c.WebhookDeliveryChanges[i].Delivery.ID },
 			func(i int) int64 { return c.WebhookDeliveryChanges[i].FromVersion }))
+	if err != nil {
+		return err
+	}
+	dels := c.DeletedWebhookEndpoints
+	err = w.execRows(ctx, deleteEndpointDeliveries, len(dels), func(i int) []any { return []any{dels[i].ID} },
+		func(int, int64) error { return nil })
+	if err != nil {
+		return err
+	}
+	return w.execRows(ctx, deleteEndpoint, len(dels), func(i int) []any { return []any{dels[i].ID, dels[i].FromVersion} },
+		versionGuard("webhook endpoint", func(i int) string { return dels[i].ID }, func(i int) int64 { return dels[i].FromVersion }))
 }
 
 // WebhookEndpoint reads one endpoint.
@@ -225,12 +249,27 @@ func (db *DB) ListWebhookDeliveries(ctx context.Context, endpointID string, stat
 	return queryRows(ctx, db.read, "webhook deliveries", q, scanDelivery, append(args, limit)...)
 }
 
-// DueWebhookDeliveries lists due deliveries of enabled endpoints over
-// webhook_deliveries_due, earliest first.
-func (db *DB) DueWebhookDeliveries(ctx context.Context, now time.Time, limit int) ([]ordercore.WebhookDelivery, error) {
-	q := "SELECT " + qualified("d", deliveryCols) + ` FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-		WHERE d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= ? AND e.enabled = 1 ORDER BY d.next_attempt_at, d.id LIMIT ?`
-	return queryRows(ctx, db.read, "due webhook deliveries", q, scanDelivery, micros(now), limit)
+// dueOfEndpoint reads one endpoint's due deliveries over webhook_deliveries_endpoint_due.
+var dueOfEndpoint = "SELECT " + qualified("d", deliveryCols) + ` FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+	WHERE d.endpoint_id = ? AND d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= ? AND e.enabled = 1
+	ORDER BY d.next_attempt_at, d.id LIMIT ?`
+
+// DueWebhookDeliveries lists the due deliveries of the endpoints of want, endpoint by
+// endpoint over webhook_deliveries_endpoint_due (reads are local, so one short query per
+// endpoint costs little; there are at most limit.WebhookEndpointsMax).
+func (db *DB) DueWebhookDeliveries(ctx context.Context, now time.Time, want []ordercore.WebhookDue) ([]ordercore.WebhookDelivery, error) {
+	out := []ordercore.WebhookDelivery{}
+	for _, w := range want {
+		if w.Max <= 0 {
+			continue
+		}
+		ds, err := queryRows(ctx, db.read, "due webhook deliveries", dueOfEndpoint, scanDelivery, w.EndpointID, micros(now), w.Max)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ds...)
+	}
+	return out, nil
 }
 
 // qualified prefixes each column of cols with table.

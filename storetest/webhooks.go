@@ -28,6 +28,7 @@ func webhookTests() []storeTest {
 		{"WebhookCheckConstraints", testWebhookChecks},
 		{"WebhookDue", testWebhookDue},
 		{"WebhookLists", testWebhookLists},
+		{"WebhookDelete", testWebhookDelete},
 	}
 }
 
@@ -306,11 +307,13 @@ func testWebhookChecks(t *testing.T, s Store) {
 	mustWrite(t, s, &ordercore.Changeset{WebhookDeliveryChanges: []ordercore.WebhookDeliveryChange{{Delivery: done, FromVersion: 1}}})
 }
 
-// testWebhookDue: the due list holds pending deliveries due at now, of enabled endpoints
-// only, earliest first (ties by id), at most limit.
+// testWebhookDue: the due list holds pending deliveries due at now, of the enabled
+// endpoints asked for only, each endpoint's earliest first (ties by id) and at most its
+// Max, endpoint after endpoint in the order asked; an endpoint with a backlog of earlier
+// deliveries does not crowd out another's.
 func testWebhookDue(t *testing.T, s Store) {
 	ctx := context.Background()
-	on, off := endpoint(1), endpoint(2)
+	on, off, busy := endpoint(1), endpoint(2), endpoint(3)
 	off.Enabled = false
 	now := t0.Add(time.Hour)
 	early := delivery(11, on.ID, 1, now.Add(-time.Hour))
@@ -321,9 +324,15 @@ func testWebhookDue(t *testing.T, s Store) {
 	ofDisabled := delivery(16, off.ID, 1, now.Add(-2*time.Hour))
 	dead := delivery(17, on.ID, 6, time.Time{})
 	dead.Status = ordercore.WebhookDead
-	mustWrite(t, s, &ordercore.Changeset{NewWebhookEndpoints: []ordercore.WebhookEndpoint{on, off},
-		NewWebhookDeliveries: []ordercore.WebhookDelivery{later, tieB, atNow, dead, ofDisabled, tieA, early}})
-	due, err := s.DueWebhookDeliveries(ctx, now, 10)
+	rows := []ordercore.WebhookDelivery{later, tieB, atNow, dead, ofDisabled, tieA, early}
+	var backlog []string // busy's deliveries, all due before any of on's
+	for n := range 20 {
+		d := delivery(30+n, busy.ID, int64(10+n), now.Add(-3*time.Hour+time.Duration(n)*time.Second))
+		rows, backlog = append(rows, d), append(backlog, d.ID)
+	}
+	mustWrite(t, s, &ordercore.Changeset{NewWebhookEndpoints: []ordercore.WebhookEndpoint{on, off, busy}, NewWebhookDeliveries: rows})
+	all := []ordercore.WebhookDue{{EndpointID: on.ID, Max: 10}, {EndpointID: off.ID, Max: 10}}
+	due, err := s.DueWebhookDeliveries(ctx, now, all)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,22 +342,31 @@ func testWebhookDue(t *testing.T, s Store) {
 	if diff := cmp.Diff(early, due[0]); diff != "" {
 		t.Errorf("a due delivery as read (-wrote +read):\n%s", diff)
 	}
-	if due, _ := s.DueWebhookDeliveries(ctx, now, 2); len(due) != 2 || due[1].ID != tieA.ID {
-		t.Errorf("limit 2: %v", deliveryIDs(due))
+	if due, _ := s.DueWebhookDeliveries(ctx, now, []ordercore.WebhookDue{{EndpointID: on.ID, Max: 2}}); len(due) != 2 || due[1].ID != tieA.ID {
+		t.Errorf("at most 2: %v", deliveryIDs(due))
+	}
+	// The busy endpoint's backlog is all earlier, and still the other endpoint gets its
+	// share; endpoints come in the order asked.
+	due, err = s.DueWebhookDeliveries(ctx, now, []ordercore.WebhookDue{{EndpointID: busy.ID, Max: 3}, {EndpointID: on.ID, Max: 1}, {EndpointID: id(99), Max: 5}})
+	if diff := cmp.Diff(append(backlog[:3:3], early.ID), deliveryIDs(due)); err != nil || diff != "" {
+		t.Errorf("a busy endpoint and another (-want +got):\n%s %v", diff, err)
+	}
+	if due, err := s.DueWebhookDeliveries(ctx, now, []ordercore.WebhookDue{{EndpointID: on.ID, Max: 0}}); err != nil || len(due) != 0 {
+		t.Errorf("at most 0: %v %v", deliveryIDs(due), err)
 	}
 	// Enabled again, its due deliveries are due again.
 	on2 := off
 	on2.Enabled, on2.Version = true, 2
 	mustWrite(t, s, &ordercore.Changeset{WebhookEndpointChanges: []ordercore.WebhookEndpointChange{{Endpoint: on2, FromVersion: 1}}})
-	if due, _ := s.DueWebhookDeliveries(ctx, now, 10); len(due) != 5 || due[0].ID != ofDisabled.ID {
-		t.Errorf("after enabling: %v, want the disabled endpoint's first", deliveryIDs(due))
+	if due, _ := s.DueWebhookDeliveries(ctx, now, all); len(due) != 5 || due[4].ID != ofDisabled.ID {
+		t.Errorf("after enabling: %v, want the formerly disabled endpoint's last", deliveryIDs(due))
 	}
-	if due, err := s.DueWebhookDeliveries(ctx, t0.Add(-3*time.Hour), 10); err != nil || len(due) != 0 {
+	if due, err := s.DueWebhookDeliveries(ctx, t0.Add(-4*time.Hour), all); err != nil || len(due) != 0 {
 		t.Errorf("nothing due before the earliest: %v %v", deliveryIDs(due), err)
 	}
 }
 
-// testWebhookLists: endpoints page oldest first; an endpoint's deliveries page newest
+// testWebhookLists: endpoints are counted, and page oldest first; an endpoint's deliveries page newest
 // first, all or of one status; a cursor that names no delivery of the endpoint is refused.
 func testWebhookLists(t *testing.T, s Store) {
 	ctx := context.Background()
@@ -366,6 +384,13 @@ func testWebhookLists(t *testing.T, s Store) {
 	}
 	ds = append(ds, delivery(200, es[1].ID, 1, t0))
 	mustWrite(t, s, &ordercore.Changeset{NewWebhookEndpoints: es, NewWebhookDeliveries: ds})
+	inTx(t, s, func(tx ordercore.WriteTx) error {
+		n, err := tx.WebhookEndpointCount(ctx)
+		if err == nil && n != len(es) {
+			t.Errorf("WebhookEndpointCount = %d, want %d", n, len(es))
+		}
+		return err
+	})
 
 	var gotE []string
 	after := ""
@@ -413,5 +438,40 @@ func testWebhookLists(t *testing.T, s Store) {
 		if _, err := s.ListWebhookDeliveries(ctx, es[0].ID, "", cursor, 3); ordercore.ErrorCode(err) != ordercore.EInvalidCursor {
 			t.Errorf("cursor %s: %v, want invalid_cursor", cursor, err)
 		}
+	}
+}
+
+// testWebhookDelete: deleting an endpoint removes it and every delivery of it, leaving
+// other endpoints' alone; a stale version refuses the batch and keeps everything.
+func testWebhookDelete(t *testing.T, s Store) {
+	ctx := context.Background()
+	gone, kept := endpoint(1), endpoint(2)
+	pending := delivery(11, gone.ID, 1, t0)
+	dead := delivery(12, gone.ID, 2, time.Time{})
+	dead.Status = ordercore.WebhookDead
+	other := delivery(13, kept.ID, 1, t0)
+	mustWrite(t, s, &ordercore.Changeset{NewWebhookEndpoints: []ordercore.WebhookEndpoint{gone, kept},
+		NewWebhookDeliveries: []ordercore.WebhookDelivery{pending, dead, other}})
+	err := s.Write(ctx, func(tx ordercore.WriteTx) error {
+		return tx.Apply(ctx, &ordercore.Changeset{DeletedWebhookEndpoints: []ordercore.WebhookEndpointDeletion{{ID: gone.ID, FromVersion: 2}}})
+	})
+	if err == nil {
+		t.Error("a delete at a stale version was applied")
+	}
+	if ds, _ := s.ListWebhookDeliveries(ctx, gone.ID, "", "", 10); len(ds) != 2 {
+		t.Errorf("after a refused delete: %d deliveries, want 2", len(ds))
+	}
+	mustWrite(t, s, &ordercore.Changeset{DeletedWebhookEndpoints: []ordercore.WebhookEndpointDeletion{{ID: gone.ID, FromVersion: 1}}})
+	if _, err := s.WebhookEndpoint(ctx, gone.ID); ordercore.ErrorCode(err) != ordercore.ENOTFOUND {
+		t.Errorf("deleted endpoint: %v, want not_found", err)
+	}
+	if ds, err := s.ListWebhookDeliveries(ctx, gone.ID, "", "", 10); err != nil || len(ds) != 0 {
+		t.Errorf("deleted endpoint's deliveries: %v %v, want none", deliveryIDs(ds), err)
+	}
+	if ds, _ := s.ListWebhookDeliveries(ctx, kept.ID, "", "", 10); len(ds) != 1 || ds[0].ID != other.ID {
+		t.Errorf("the other endpoint's deliveries: %v", deliveryIDs(ds))
+	}
+	if due, _ := s.DueWebhookDeliveries(ctx, t0, []ordercore.WebhookDue{{EndpointID: gone.ID, Max: 5}, {EndpointID: kept.ID, Max: 5}}); len(due) != 1 || due[0].ID != other.ID {
+		t.Errorf("due after the delete: %v", deliveryIDs(due))
 	}
 }

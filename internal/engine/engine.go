@@ -44,7 +44,10 @@ type Config struct {
 	// WebhookSchedule is when a webhook delivery is attempted (limit.WebhookSchedule
 	// when nil): step n is the wait before attempt n+1.
 	WebhookSchedule []time.Duration
-	Logger          *slog.Logger
+	// WebhookAllowPrivate lets webhook endpoints name loopback and private addresses
+	// (CheckWebhookTarget), for receivers on the premises and for tests.
+	WebhookAllowPrivate bool
+	Logger              *slog.Logger
 }
 
 func (c Config) withDefaults() Config {

@@ -3,9 +3,12 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"ordercore"
@@ -23,9 +26,10 @@ import (
 type webhookKeys struct {
 	endpoints  map[string]struct{}
 	deliveries map[string]struct{}
+	count      bool // the batch creates endpoints: count those stored
 }
 
-func (k *webhookKeys) wanted() bool { return len(k.endpoints)+len(k.deliveries) > 0 }
+func (k *webhookKeys) wanted() bool { return len(k.endpoints)+len(k.deliveries) > 0 || k.count }
 
 func (k *webhookKeys) endpoint(id string) {
 	if k.endpoints == nil {
@@ -45,6 +49,13 @@ type endpointState struct {
 	origVersion int64
 	cur         ordercore.WebhookEndpoint
 	isNew       bool
+	deleted     bool // by DeleteWebhookEndpoint: the rest of the batch sees no endpoint
+}
+
+// liveEndpoint is the batch's endpoint id, unless there is none or it was deleted.
+func (b *batch) liveEndpoint(id string) (*endpointState, bool) {
+	e, ok := b.webhookEndpoints[id]
+	return e, ok && !e.deleted
 }
 
 type deliveryState struct {
@@ -57,6 +68,7 @@ type deliveryState struct {
 type webhookState struct {
 	webhookEndpoints  map[string]*endpointState
 	webhookDeliveries map[string]*deliveryState
+	storedEndpoints   int // endpoints in the store when the batch began (counted if it creates one)
 }
 
 func (b *batch) loadWebhooks(ctx context.Context, tx ordercore.WriteTx, k *keySet) error {
@@ -79,12 +91,25 @@ func (b *batch) loadWebhooks(ctx context.Context, tx ordercore.WriteTx, k *keySe
 			b.webhookEndpoints[id] = &endpointState{origVersion: e.Version, cur: e}
 		}
 	}
+	if k.webhooks.count {
+		n, err := tx.WebhookEndpointCount(ctx)
+		if err != nil {
+			return fmt.Errorf("count webhook endpoints: %w", err)
+		}
+		b.storedEndpoints = n
+	}
 	return nil
 }
 
 func (b *batch) webhookChanges(cs *ordercore.Changeset) {
 	for _, id := range sortedKeys(b.webhookEndpoints) {
 		e := b.webhookEndpoints[id]
+		if e.deleted {
+			if !e.isNew {
+				cs.DeletedWebhookEndpoints = append(cs.DeletedWebhookEndpoints, ordercore.WebhookEndpointDeletion{ID: id, FromVersion: e.origVersion})
+			}
+			continue
+		}
 		if e.isNew {
 			cs.NewWebhookEndpoints = append(cs.NewWebhookEndpoints, e.cur)
 		} else if e.cur.Version != e.origVersion {
@@ -94,6 +119,9 @@ func (b *batch) webhookChanges(cs *ordercore.Changeset) {
 	}
 	for _, id := range sortedKeys(b.webhookDeliveries) {
 		d := b.webhookDeliveries[id]
+		if e, ok := b.webhookEndpoints[d.cur.EndpointID]; ok && e.deleted {
+			continue // deleted with its endpoint
+		}
 		if d.isNew {
 			cs.NewWebhookDeliveries = append(cs.NewWebhookDeliveries, d.cur)
 		} else if d.cur.Version != d.origVersion {
@@ -147,13 +175,81 @@ func ValidWebhookURL(raw string) error {
 	case u.Fragment != "" || u.RawFragment != "":
 		return ordercore.Errorf(ordercore.EInvalidWebhookURL, "url must not have a fragment")
 	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return ordercore.Errorf(ordercore.EInvalidWebhookURL, "url port %q is not 1..65535", p)
+		}
+	}
 	return nil
+}
+
+// WebhookAddrRefused says why deliveries may not go to the address ip, or "" if they
+// may. Loopback, link-local (169.254.169.254, the cloud metadata service, among them),
+// private (RFC 1918, 100.64.0.0/10, fc00::/7), unspecified (0.0.0.0/8, ::), broadcast and
+// multicast addresses are refused: an endpoint is a URL anyone who may call the API can
+// set, and must not make ordercore call into its own host or network. allowPrivate lets
+// loopback and private addresses through, for receivers on the premises; the others are
+// never a receiver.
+func WebhookAddrRefused(ip netip.Addr, allowPrivate bool) string {
+	ip = ip.Unmap().WithZone("")
+	switch {
+	case !ip.IsValid():
+		return "not an address"
+	case ip.IsUnspecified() || ip.Is4() && ip.As4()[0] == 0:
+		return "unspecified"
+	case ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast():
+		return "link-local"
+	case ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "multicast or broadcast"
+	case allowPrivate:
+		return ""
+	case ip.IsLoopback():
+		return "loopback"
+	case ip.IsPrivate() || sharedAddressSpace.Contains(ip):
+		return "private"
+	}
+	return ""
+}
+
+// sharedAddressSpace is RFC 6598's carrier-grade NAT range, private in all but name.
+var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
+
+// CheckWebhookTarget refuses, when the endpoint is created or changed, a URL whose host
+// is an address WebhookAddrRefused refuses or is localhost: names are resolved only when
+// a delivery dials, and are checked there (so a name that later resolves elsewhere is
+// caught too); this reports the plain cases at once.
+func CheckWebhookTarget(raw string, allowPrivate bool) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ordercore.Errorf(ordercore.EInvalidWebhookURL, "url %q does not parse", raw)
+	}
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	why := ""
+	if ip, err := netip.ParseAddr(host); err == nil {
+		why = WebhookAddrRefused(ip, allowPrivate)
+	} else if (host == "localhost" || strings.HasSuffix(host, ".localhost")) && !allowPrivate {
+		why = "loopback"
+	}
+	if why != "" {
+		return ordercore.Errorf(ordercore.EWebhookURLNotAllowed, "url host %s is %s; webhooks go only to public addresses%s", u.Hostname(), why, privateHint(allowPrivate, why))
+	}
+	return nil
+}
+
+func privateHint(allowPrivate bool, why string) string {
+	if allowPrivate || (why != "loopback" && why != "private") {
+		return ""
+	}
+	return " (serve --webhook-allow-private allows private and loopback receivers)"
 }
 
 // eventTypePattern is an event type ("order.paid"), a prefix of them ("order.*"), or "*".
 var eventTypePattern = regexp.MustCompile(`^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$`)
 
-// ValidEventTypes checks an endpoint's selection and returns it without repeats.
+// ValidEventTypes checks an endpoint's selection and returns it without repeats: each is
+// "*", a type of ordercore.WebhookEventTypes, or a prefix ("order.*") of at least one of
+// them; anything else could never match, and is refused (unknown_event_type, listing
+// what may be given).
 func ValidEventTypes(types []string) ([]string, error) {
 	if len(types) == 0 || len(types) > limit.WebhookEventTypesMax {
 		return nil, ordercore.Errorf(ordercore.EInvalidEventTypes, "event_types must name 1..%d types (\"*\" for all)", limit.WebhookEventTypesMax)
@@ -164,6 +260,14 @@ func ValidEventTypes(types []string) ([]string, error) {
 			return nil, ordercore.Errorf(ordercore.EInvalidEventTypes,
 				"event type %.80q is not a type (order.paid), a prefix (order.*) or * (at most %d bytes)", t, limit.WebhookEventTypeBytesMax)
 		}
+		if !knownEventType(t) {
+			hint := ""
+			if strings.HasPrefix(t, "ordercore.") {
+				hint = ` (name types without the "ordercore." of the CloudEvents type, e.g. ` + strings.TrimPrefix(t, "ordercore.") + ")"
+			}
+			return nil, ordercore.Errorf(ordercore.EUnknownEventType, "event type %.80q matches no event ordercore delivers%s; give * or one of %s, or a prefix of them: %s",
+				t, hint, strings.Join(ordercore.WebhookEventTypes(), ", "), strings.Join(eventTypePrefixes(), ", "))
+		}
 		if !slices.Contains(out, t) {
 			out = append(out, t)
 		}
@@ -171,9 +275,29 @@ func ValidEventTypes(types []string) ([]string, error) {
 	return out, nil
 }
 
+// knownEventType reports whether the selection t matches at least one event type
+// webhooks deliver.
+func knownEventType(t string) bool {
+	e := ordercore.WebhookEndpoint{EventTypes: []string{t}}
+	return slices.ContainsFunc(ordercore.WebhookEventTypes(), e.Matches)
+}
+
+// eventTypePrefixes lists the prefixes ("order.*") of the delivered event types.
+func eventTypePrefixes() []string {
+	var out []string
+	for _, t := range ordercore.WebhookEventTypes() {
+		if i := strings.Index(t, "."); i > 0 && !slices.Contains(out, t[:i]+".*") {
+			out = append(out, t[:i]+".*")
+		}
+	}
+	return out
+}
+
 var secretPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-// CreateWebhookEndpoint stores a new, enabled endpoint. The caller draws ID and Secret
+// CreateWebhookEndpoint stores a new, enabled endpoint, unless limit.WebhookEndpointsMax
+// are stored already (counted in the batch, after an Idempotency-Key was matched: a keyed
+// retry replays its endpoint however many there are now). The caller draws ID and Secret
 // (ordercore.NewID, ordercore.NewWebhookSecret), so that a keyed retry replays the first
 // endpoint. Result: ordercore.WebhookEndpoint, secret included.
 type CreateWebhookEndpoint struct {
@@ -183,7 +307,10 @@ type CreateWebhookEndpoint struct {
 	Secret     string
 }
 
-func (c CreateWebhookEndpoint) keys(k *keySet) { k.webhooks.endpoint(c.ID) }
+func (c CreateWebhookEndpoint) keys(k *keySet) {
+	k.webhooks.endpoint(c.ID)
+	k.webhooks.count = true
+}
 
 // Validate checks what needs no database.
 func (c CreateWebhookEndpoint) Validate() error {
@@ -202,8 +329,23 @@ func (c CreateWebhookEndpoint) execute(b *batch) (any, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	if err := CheckWebhookTarget(c.URL, b.cfg.WebhookAllowPrivate); err != nil {
+		return nil, err
+	}
 	if _, ok := b.webhookEndpoints[c.ID]; ok {
 		return nil, ordercore.Errorf(ordercore.ECONFLICT, "webhook endpoint %q exists", c.ID)
+	}
+	n := b.storedEndpoints
+	for _, e := range b.webhookEndpoints {
+		switch {
+		case e.isNew && !e.deleted:
+			n++ // created earlier in this batch
+		case !e.isNew && e.deleted:
+			n-- // deleted earlier in this batch
+		}
+	}
+	if n >= limit.WebhookEndpointsMax {
+		return nil, ordercore.Errorf(ordercore.ETooManyWebhooks, "at most %d webhook endpoints; disable or reuse one", limit.WebhookEndpointsMax)
 	}
 	types, _ := ValidEventTypes(c.EventTypes)
 	e := ordercore.WebhookEndpoint{ID: c.ID, URL: c.URL, EventTypes: types, Secret: c.Secret, Enabled: true,
@@ -246,7 +388,12 @@ func (c UpdateWebhookEndpoint) execute(b *batch) (any, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	e, ok := b.webhookEndpoints[c.ID]
+	if c.URL != nil {
+		if err := CheckWebhookTarget(*c.URL, b.cfg.WebhookAllowPrivate); err != nil {
+			return nil, err
+		}
+	}
+	e, ok := b.liveEndpoint(c.ID)
 	if !ok {
 		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "webhook endpoint %q not found", c.ID)
 	}
@@ -266,6 +413,27 @@ func (c UpdateWebhookEndpoint) execute(b *batch) (any, error) {
 	e.cur = next
 	e.touch(b.now)
 	b.endpointEvent(&e.cur, ordercore.EventWebhookUpdated)
+	return e.cur, nil
+}
+
+// DeleteWebhookEndpoint deletes an endpoint with all its deliveries, audited as a
+// webhook.endpoint_deleted event on its timeline (which stays). Its pending deliveries
+// are never sent; a call already in flight may still arrive, and its outcome is dropped.
+// It frees a place under limit.WebhookEndpointsMax. Result: ordercore.WebhookEndpoint, as
+// it was.
+type DeleteWebhookEndpoint struct {
+	ID string
+}
+
+func (c DeleteWebhookEndpoint) keys(k *keySet) { k.webhooks.endpoint(c.ID) }
+
+func (c DeleteWebhookEndpoint) execute(b *batch) (any, error) {
+	e, ok := b.liveEndpoint(c.ID)
+	if !ok {
+		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "webhook endpoint %q not found", c.ID)
+	}
+	e.deleted = true
+	b.endpointEvent(&e.cur, ordercore.EventWebhookDeleted)
 	return e.cur, nil
 }
 
@@ -296,7 +464,7 @@ func (c ScheduleWebhooks) execute(b *batch) (any, error) {
 	for _, ev := range c.Events {
 		limit.Assert(ev.Seq > c.After && ev.Seq <= c.Through, "event %d outside (%d, %d]", ev.Seq, c.After, c.Through)
 	}
-	e, ok := b.webhookEndpoints[c.EndpointID]
+	e, ok := b.liveEndpoint(c.EndpointID)
 	if !ok {
 		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "webhook endpoint %q not found", c.EndpointID)
 	}
@@ -394,6 +562,34 @@ func (c WebhookAttempted) execute(b *batch) (any, error) {
 		d.cur.Status, d.cur.NextAttemptAt = ordercore.WebhookDead, time.Time{}
 		b.deliveryEvent(&d.cur, ordercore.EventWebhookDeliveryDead, "", "")
 	}
+	d.touch(b.now)
+	return WebhookRecorded{Delivery: d.cur, Applied: true}, nil
+}
+
+// DeferWebhook puts off a delivery that was claimed but not sent, because the call was
+// not made (its host's circuit breaker is open), if the delivery is still at Version (the
+// claim's): it is due again after For, with Reason as its last error, and no attempt is
+// counted, so a host that is down does not use up the retry schedule of deliveries that
+// never reached it. Result: WebhookRecorded.
+type DeferWebhook struct {
+	DeliveryID string
+	Version    int64
+	For        time.Duration
+	Reason     string
+}
+
+func (c DeferWebhook) keys(k *keySet) { k.webhooks.delivery(c.DeliveryID) }
+
+func (c DeferWebhook) execute(b *batch) (any, error) {
+	limit.Assert(c.For > 0, "defer a webhook delivery for %s", c.For)
+	d, ok := b.webhookDeliveries[c.DeliveryID]
+	if !ok {
+		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "webhook delivery %q not found", c.DeliveryID)
+	}
+	if d.cur.Version != c.Version || d.cur.Status != ordercore.WebhookPending {
+		return WebhookRecorded{Delivery: d.cur}, nil
+	}
+	d.cur.NextAttemptAt, d.cur.LastError = b.now.Add(c.For), truncate(c.Reason, limit.WebhookErrorBytesMax)
 	d.touch(b.now)
 	return WebhookRecorded{Delivery: d.cur, Applied: true}, nil
 }

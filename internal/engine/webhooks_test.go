@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"ordercore"
 	"ordercore/internal/engine"
+	"ordercore/internal/limit"
 	"ordercore/sqlite"
 )
 
@@ -345,11 +347,22 @@ func TestWebhookEndpointValidation(t *testing.T) {
 		{"https://user:pw@x.example/", []string{"*"}, ordercore.EInvalidWebhookURL},
 		{"https:///nohost", []string{"*"}, ordercore.EInvalidWebhookURL},
 		{"https://x.example/#frag", []string{"*"}, ordercore.EInvalidWebhookURL},
+		{"https://x.example:99999/", []string{"*"}, ordercore.EInvalidWebhookURL},
+		{"http://127.0.0.1:8080/v1/orders", []string{"*"}, ordercore.EWebhookURLNotAllowed},
+		{"http://169.254.169.254/latest/meta-data/", []string{"*"}, ordercore.EWebhookURLNotAllowed},
+		{"http://[::1]/", []string{"*"}, ordercore.EWebhookURLNotAllowed},
+		{"http://localhost/", []string{"*"}, ordercore.EWebhookURLNotAllowed},
 		{"https://x.example/", nil, ordercore.EInvalidEventTypes},
 		{"https://x.example/", []string{"Order.Paid"}, ordercore.EInvalidEventTypes},
 		{"https://x.example/", []string{"order.*.paid"}, ordercore.EInvalidEventTypes},
 		{"https://x.example/", []string{"order*"}, ordercore.EInvalidEventTypes},
 		{"https://x.example/", []string{""}, ordercore.EInvalidEventTypes},
+		{"https://x.example/", []string{"order.payed"}, ordercore.EUnknownEventType},
+		{"https://x.example/", []string{"order.paid", "ordercore.order.placed"}, ordercore.EUnknownEventType},
+		{"https://x.example/", []string{"orders.*"}, ordercore.EUnknownEventType},
+		{"https://x.example/", []string{"order.placed.*"}, ordercore.EUnknownEventType},
+		{"https://x.example/", []string{"order.pending_payment"}, ordercore.EUnknownEventType},
+		{"https://x.example/", []string{"webhook.*"}, ordercore.EUnknownEventType},
 	} {
 		_, err := b.eng.Submit(context.Background(), engine.CreateWebhookEndpoint{ID: ordercore.NewID(time.Now()), URL: bad.url,
 			EventTypes: bad.types, Secret: ordercore.NewWebhookSecret()}, nil)
@@ -361,11 +374,21 @@ func TestWebhookEndpointValidation(t *testing.T) {
 	if !slices.Equal(ep.EventTypes, []string{"order.paid", "refund.*"}) {
 		t.Errorf("event types kept as %v, want repeats dropped", ep.EventTypes)
 	}
+	b.endpoint(t, "*", "stock.*", "saga.step", "order.fulfilment", "payment.amount_mismatch", "review.*", "sku.restocked")
+	_, err := b.eng.Submit(context.Background(), engine.UpdateWebhookEndpoint{ID: ep.ID, EventTypes: []string{"ordercore.order.paid"}}, nil)
+	if ordercore.ErrorCode(err) != ordercore.EUnknownEventType || !strings.Contains(ordercore.ErrorMessage(err), "order.paid") ||
+		!strings.Contains(ordercore.ErrorMessage(err), "order.*") {
+		t.Errorf("update to a CloudEvents type: %v, want unknown_event_type naming the known types and prefixes", err)
+	}
 	same := b.submit(t, engine.UpdateWebhookEndpoint{ID: ep.ID, EventTypes: []string{"order.paid", "refund.*"}}).(ordercore.WebhookEndpoint)
 	if same.Version != ep.Version {
 		t.Errorf("an update that changes nothing raised the version to %d", same.Version)
 	}
-	url := "http://10.0.0.1:8080/hook"
+	private := "http://10.0.0.1:8080/hook"
+	if _, err := b.eng.Submit(context.Background(), engine.UpdateWebhookEndpoint{ID: ep.ID, URL: &private}, nil); ordercore.ErrorCode(err) != ordercore.EWebhookURLNotAllowed {
+		t.Errorf("moving to a private address: %v", err)
+	}
+	url := "http://erp.example:8080/hook"
 	moved := b.submit(t, engine.UpdateWebhookEndpoint{ID: ep.ID, URL: &url}).(ordercore.WebhookEndpoint)
 	if moved.URL != url || moved.Version != ep.Version+1 || moved.Secret != ep.Secret {
 		t.Errorf("after moving: %+v", moved)
@@ -407,4 +430,38 @@ func typesOf(evs []ordercore.Event) []string {
 		out = append(out, e.Type)
 	}
 	return out
+}
+
+// TestWebhookEndpointBoundIsExact: creations submitted at once, more than the bound
+// allows, store exactly limit.WebhookEndpointsMax endpoints; the rest are refused with
+// too_many_webhook_endpoints, whichever batches they share.
+func TestWebhookEndpointBoundIsExact(t *testing.T) {
+	t.Parallel()
+	b := setupHooks(t)
+	const tries = limit.WebhookEndpointsMax + 20
+	var wg sync.WaitGroup
+	var ok, refused atomic.Int64
+	for range tries {
+		wg.Go(func() {
+			_, err := b.eng.Submit(context.Background(), engine.CreateWebhookEndpoint{ID: ordercore.NewID(time.Now()), URL: "https://hooks.example/in",
+				EventTypes: []string{"*"}, Secret: ordercore.NewWebhookSecret()}, nil)
+			switch ordercore.ErrorCode(err) {
+			case "":
+				ok.Add(1)
+			case ordercore.ETooManyWebhooks:
+				refused.Add(1)
+			default:
+				t.Errorf("create: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	stored, err := b.db.ListWebhookEndpoints(context.Background(), "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok.Load() != limit.WebhookEndpointsMax || refused.Load() != tries-limit.WebhookEndpointsMax || len(stored) != limit.WebhookEndpointsMax {
+		t.Errorf("%d created, %d refused, %d stored; want %d, %d, %d", ok.Load(), refused.Load(), len(stored),
+			limit.WebhookEndpointsMax, tries-limit.WebhookEndpointsMax, limit.WebhookEndpointsMax)
+	}
 }

@@ -11,9 +11,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"ordercore"
@@ -29,24 +32,34 @@ import (
 //     and submits ScheduleWebhooks, which records a delivery per matching event and moves
 //     the cursor in one transaction. Endpoints share one read of the feed from the lowest
 //     cursor, so in the steady state a pass is one read however many endpoints there are.
-//   - delivery: it reads due deliveries, claims those it can send now through the
-//     committer (ClaimWebhooks: a claimed delivery is not due again until the claim ends,
-//     so a second pass or a second instance never sends it meanwhile), POSTs each signed
+//   - delivery: it reads due deliveries endpoint by endpoint, each at most what its host
+//     has call slots for (so one endpoint's backlog never hides another's), claims those
+//     it can send now through the committer (ClaimWebhooks: a claimed delivery is not due
+//     again until the claim ends, so a second pass or a second instance never sends it
+//     meanwhile), POSTs each signed
 //     event (at most limit.WebhookCallsInFlightMax at once, limit.WebhookCallsPerHostMax to
 //     one host, a breaker per host) and records the outcome (WebhookAttempted), guarded by
 //     the claim's version.
 //
-// A host that hangs holds at most its own slots, and once its breaker opens its
-// deliveries fail at once (each an attempt on the schedule) instead of waiting for
-// timeouts, so deliveries to other hosts go on.
+// A host that hangs holds at most its own slots, and once its breaker opens (after
+// limit.WebhookBreakerFailures calls in a row got no answer; an HTTP answer, a 5xx too,
+// is the endpoint's failure, not the host's) its deliveries are put off at once until
+// after the breaker's probe, without using up their retry schedule, instead of waiting
+// for timeouts, so deliveries to other hosts go on.
 type Deliverer struct {
 	Engine *engine.Engine
 	Reader ordercore.Reader
 	Clock  ordercore.Clock
 	// Client sends the POSTs; nil builds one that follows no redirect (a 3xx is a failed
-	// attempt: a signed event is never forwarded to a host the endpoint does not name).
+	// attempt: a signed event is never forwarded to a host the endpoint does not name),
+	// uses no proxy, and dials only addresses engine.WebhookAddrRefused allows, checked on
+	// the address actually dialled, after resolution, so a name that resolves (or is
+	// rebound) to an internal address is refused too.
 	Client *http.Client
-	Logger *slog.Logger
+	// AllowPrivate lets the built Client dial loopback and private addresses (serve
+	// --webhook-allow-private), for receivers on the premises and for tests.
+	AllowPrivate bool
+	Logger       *slog.Logger
 	// Poll is the longest wait between passes (limit.WebhookPollInterval); Timeout bounds
 	// one POST (limit.WebhookTimeout). Tests shorten both.
 	Poll    time.Duration
@@ -58,6 +71,7 @@ type Deliverer struct {
 	breakers *guard.Breakers
 	mu       sync.Mutex
 	hosts    map[string]int // calls in flight per host
+	turn     int            // rotates the order in which endpoints are read and picked
 	wg       sync.WaitGroup
 }
 
@@ -77,9 +91,12 @@ func (d *Deliverer) init() {
 			d.Timeout = limit.WebhookTimeout
 		}
 		if d.Client == nil {
+			dialer := &net.Dialer{Timeout: d.Timeout, KeepAlive: 30 * time.Second, Control: d.checkDial}
 			d.Client = &http.Client{
-				Transport: &http.Transport{Proxy: http.ProxyFromEnvironment,
-					DialContext:         (&net.Dialer{Timeout: d.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+				// No proxy: a proxy would resolve and dial the target itself, out of reach of
+				// the address check.
+				Transport: &http.Transport{Proxy: nil,
+					DialContext:         dialer.DialContext,
 					MaxIdleConnsPerHost: limit.WebhookCallsPerHostMax, IdleConnTimeout: 90 * time.Second,
 					TLSHandshakeTimeout: d.Timeout, ResponseHeaderTimeout: d.Timeout},
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -212,6 +229,9 @@ func (d *Deliverer) schedulePage(ctx context.Context, endpoints []*ordercore.Web
 		}
 		wg.Go(func() {
 			res, err := d.Engine.Submit(ctx, engine.ScheduleWebhooks{EndpointID: e.ID, After: e.Cursor, Through: through, Events: light[first:]}, nil)
+			if ordercore.ErrorCode(err) == ordercore.ENOTFOUND {
+				return // deleted since it was listed
+			}
 			if err != nil {
 				errs[i] = fmt.Errorf("schedule webhooks of %s: %w", e.ID, err)
 				return
@@ -230,21 +250,33 @@ type target struct {
 	host     string
 }
 
-// Deliver runs one delivery pass: it claims the due deliveries it has slots for and
-// starts their POSTs, and reports whether more are due than it took.
+// Deliver runs one delivery pass: it reads the due deliveries of every enabled endpoint
+// whose host has a free call slot (each endpoint at most as many as its host and this
+// instance have slots for), picks among them endpoint by endpoint in turn, claims those
+// and starts their POSTs. An endpoint's backlog, however large and however early, is never
+// read past its host's slots, so it cannot keep another endpoint's deliveries from being
+// read or sent. It reports whether more may be due at once than it took.
 func (d *Deliverer) Deliver(ctx context.Context) (bool, error) {
 	d.init()
 	free := cap(d.sem) - len(d.sem)
 	if free == 0 {
 		return false, nil // a finishing call wakes the loop
 	}
-	due, err := d.Reader.DueWebhookDeliveries(ctx, d.Clock.Now(), limit.WebhookClaimBatchMax)
+	endpoints, err := d.deliveringEndpoints(ctx)
+	if err != nil || len(endpoints) == 0 {
+		return false, err
+	}
+	want := d.wants(endpoints, free)
+	if len(want) == 0 {
+		return false, nil // every host is at its limit: a finishing call wakes the loop
+	}
+	due, err := d.Reader.DueWebhookDeliveries(ctx, d.Clock.Now(), want)
 	if err != nil || len(due) == 0 {
 		return false, err
 	}
-	picked, err := d.pick(ctx, due, free)
-	if err != nil || len(picked) == 0 {
-		return false, err
+	picked, more := d.pick(due, want, endpoints, free)
+	if len(picked) == 0 {
+		return false, nil
 	}
 	read := make([]ordercore.WebhookDelivery, len(picked))
 	for i, t := range picked {
@@ -268,46 +300,123 @@ func (d *Deliverer) Deliver(ctx context.Context) (bool, error) {
 		t.delivery = c
 		d.wg.Go(func() { d.attempt(ctx, t) })
 	}
-	// More is due at once only if every due delivery read was taken: the others wait for
-	// a slot (a finishing call wakes the loop) or for the next poll.
-	return len(due) == limit.WebhookClaimBatchMax && len(picked) == len(due), nil
+	return more, nil
 }
 
-// pick chooses up to free of the due deliveries whose host has a slot, reserving the
-// slots: a host whose calls hang keeps at most limit.WebhookCallsPerHostMax, and the
-// others get theirs. A host whose breaker is open takes no real slot (its calls fail at
-// once), so it is not held back.
-func (d *Deliverer) pick(ctx context.Context, due []ordercore.WebhookDelivery, free int) ([]target, error) {
-	endpoints := map[string]*ordercore.WebhookEndpoint{}
-	for _, dl := range due {
-		if _, ok := endpoints[dl.EndpointID]; !ok {
-			e, err := d.Reader.WebhookEndpoint(ctx, dl.EndpointID)
-			if err != nil {
-				return nil, err
-			}
-			endpoints[dl.EndpointID] = &e
+// deliveringEndpoints reads the enabled endpoints, by id.
+func (d *Deliverer) deliveringEndpoints(ctx context.Context) (map[string]*ordercore.WebhookEndpoint, error) {
+	out := map[string]*ordercore.WebhookEndpoint{}
+	after := ""
+	for {
+		page, err := d.Reader.ListWebhookEndpoints(ctx, after, limit.PageSizeMax)
+		if err != nil {
+			return nil, err
 		}
+		for i := range page {
+			if page[i].Enabled {
+				out[page[i].ID] = &page[i]
+			}
+		}
+		if len(page) < limit.PageSizeMax {
+			return out, nil
+		}
+		after = page[len(page)-1].ID
 	}
-	var out []target
+}
+
+// wants says how many due deliveries to read of each endpoint: as many as its host has
+// call slots left, at most free; none for an endpoint whose host is at its limit. A host
+// whose breaker is open takes no real slot (its deliveries are put off without a call),
+// so it is not held back. The endpoints come in an order that turns from pass to pass, so
+// that when slots are short each endpoint gets its turn first.
+func (d *Deliverer) wants(endpoints map[string]*ordercore.WebhookEndpoint, free int) []ordercore.WebhookDue {
+	ids := make([]string, 0, len(endpoints))
+	for id := range endpoints {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, dl := range due {
-		if len(out) == free {
-			break
+	d.turn++
+	first := d.turn % len(ids)
+	ids = append(ids[first:], ids[:first]...)
+	var out []ordercore.WebhookDue
+	for _, id := range ids {
+		host := hostOf(endpoints[id].URL)
+		room := limit.WebhookCallsPerHostMax - d.hosts[host]
+		if d.breakers.Open(host) {
+			room = free
 		}
-		e := endpoints[dl.EndpointID]
-		if !e.Enabled {
-			continue
+		if n := min(room, free); n > 0 {
+			out = append(out, ordercore.WebhookDue{EndpointID: id, Max: n})
 		}
-		host := hostOf(e.URL)
-		if d.hosts[host] >= limit.WebhookCallsPerHostMax && !d.breakers.Open(host) {
-			continue
-		}
-		d.hosts[host]++
-		d.sem <- struct{}{} // never blocks: free slots were counted, and only this loop takes them
-		out = append(out, target{delivery: dl, endpoint: e, host: host})
 	}
-	return out, nil
+	return out
+}
+
+// pick chooses up to free of the due deliveries, one endpoint's at a time in the order
+// of want, round and round, skipping an endpoint once its host is at its slot limit, and
+// reserves the slots: a host whose calls hang keeps at most limit.WebhookCallsPerHostMax,
+// and the other hosts and endpoints get theirs. more reports that an endpoint had all it
+// was read for picked, so it may have more due now.
+func (d *Deliverer) pick(due []ordercore.WebhookDelivery, want []ordercore.WebhookDue, endpoints map[string]*ordercore.WebhookEndpoint, free int) (out []target, more bool) {
+	byEndpoint, read := map[string][]ordercore.WebhookDelivery{}, map[string]int{}
+	for _, dl := range due {
+		byEndpoint[dl.EndpointID] = append(byEndpoint[dl.EndpointID], dl)
+		read[dl.EndpointID]++
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for taken := true; taken && len(out) < free; {
+		taken = false
+		for _, w := range want {
+			queue := byEndpoint[w.EndpointID]
+			if len(out) == free || len(queue) == 0 {
+				continue
+			}
+			e := endpoints[w.EndpointID]
+			host := hostOf(e.URL)
+			if d.hosts[host] >= limit.WebhookCallsPerHostMax && !d.breakers.Open(host) {
+				delete(byEndpoint, w.EndpointID)
+				continue
+			}
+			d.hosts[host]++
+			d.sem <- struct{}{} // never blocks: free slots were counted, and only this loop takes them
+			out = append(out, target{delivery: queue[0], endpoint: e, host: host})
+			byEndpoint[w.EndpointID], taken = queue[1:], true
+			if len(queue) == 1 && read[w.EndpointID] == w.Max {
+				more = true
+			}
+		}
+	}
+	return out, more
+}
+
+// refusedAddr is a dial the address policy stopped: nothing was sent.
+type refusedAddr struct {
+	addr netip.Addr
+	why  string
+}
+
+func (e *refusedAddr) Error() string {
+	hint := ""
+	if e.why == "loopback" || e.why == "private" {
+		hint = " (serve --webhook-allow-private allows private and loopback receivers)"
+	}
+	return fmt.Sprintf("address not allowed: %s is %s; webhooks go only to public addresses%s", e.addr, e.why, hint)
+}
+
+// checkDial is the dialer's Control: it runs on the address about to be dialled (after
+// name resolution) and refuses those engine.WebhookAddrRefused refuses.
+func (d *Deliverer) checkDial(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return &refusedAddr{why: "not an address: " + address}
+	}
+	if why := engine.WebhookAddrRefused(ap.Addr(), d.AllowPrivate); why != "" {
+		return &refusedAddr{addr: ap.Addr(), why: why}
+	}
+	return nil
 }
 
 func hostOf(raw string) string {
@@ -337,12 +446,22 @@ func (d *Deliverer) release(ts []target) {
 	}
 }
 
-// attempt makes one POST and records it. A POST cut short by shutdown is not recorded
-// (the receiver may or may not have it); neither is an outcome that cannot be recorded.
-// Both are left to the claim's end, after which the delivery is sent again.
+// outcome is how a delivery's turn ended: a call's answer (ok for a 2xx, else status,
+// 0 for none, and why in msg), or, when deferFor is set, no call at all (msg says why).
+type outcome struct {
+	ok       bool
+	status   int
+	msg      string
+	deferFor time.Duration
+}
+
+// attempt makes one POST and records it, or records that it was put off. A POST cut
+// short by shutdown is not recorded (the receiver may or may not have it); neither is an
+// outcome that cannot be recorded. Both are left to the claim's end, after which the
+// delivery is sent again.
 func (d *Deliverer) attempt(ctx context.Context, t target) {
 	defer d.release([]target{t})
-	ok, status, msg, err := d.post(ctx, t)
+	out, err := d.post(ctx, t)
 	if ctx.Err() != nil {
 		return
 	}
@@ -354,38 +473,57 @@ func (d *Deliverer) attempt(ctx context.Context, t target) {
 	// after the workers): its receiver has answered, and sending it again is avoidable.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit.WebhookClaimMargin)
 	defer cancel()
-	_, err = d.Engine.Submit(rctx, engine.WebhookAttempted{DeliveryID: t.delivery.ID, Version: t.delivery.Version, OK: ok,
-		Status: status, Err: msg, Jitter: rand.Float64()}, nil)
-	if err != nil {
+	var cmd engine.Command = engine.WebhookAttempted{DeliveryID: t.delivery.ID, Version: t.delivery.Version, OK: out.ok,
+		Status: out.status, Err: out.msg, Jitter: rand.Float64()}
+	if out.deferFor > 0 {
+		cmd = engine.DeferWebhook{DeliveryID: t.delivery.ID, Version: t.delivery.Version, For: out.deferFor, Reason: out.msg}
+	}
+	if _, err = d.Engine.Submit(rctx, cmd, nil); ordercore.ErrorCode(err) == ordercore.ENOTFOUND {
+		d.Logger.Debug("webhook attempt dropped: its endpoint was deleted", "delivery", t.delivery.ID)
+	} else if err != nil {
 		d.Logger.Warn("webhook attempt not recorded; it is made again when its claim ends", "delivery", t.delivery.ID, "err", err)
 	}
 }
 
-// post sends the delivery's event and says how the receiver answered: ok for a 2xx, else
-// the status (0: no answer) and why. err is our own trouble (reading the event), which is
-// not the receiver's failure and is not recorded as an attempt.
-func (d *Deliverer) post(ctx context.Context, t target) (ok bool, status int, msg string, err error) {
+// post sends the delivery's event and says how the receiver answered. err is our own
+// trouble (reading the event), which is not the receiver's failure and is not recorded.
+//
+// The breaker is the host's, and only a failure to get an answer at all counts against
+// it (no connection, a reset, a timeout, an answer cut off): an HTTP answer, a 5xx
+// included, shows the host is up, and is that endpoint's failure alone, on its own retry
+// schedule, so a failing endpoint never shuts out a healthy one on the same host. While
+// the breaker is open the delivery is not sent and is put off until after its probe,
+// without counting an attempt.
+func (d *Deliverer) post(ctx context.Context, t target) (outcome, error) {
 	evs, err := d.Reader.Events(ctx, t.delivery.EventSeq-1, 1)
 	if err != nil {
-		return false, 0, "", fmt.Errorf("read event %d: %w", t.delivery.EventSeq, err)
+		return outcome{}, fmt.Errorf("read event %d: %w", t.delivery.EventSeq, err)
 	}
 	if len(evs) == 0 || evs[0].ID != t.delivery.EventID {
 		// Events are never deleted: this is a bug, but one delivery's, so it ends in the
 		// dead-letter list with its reason instead of crashing the instance.
 		d.Logger.Error("a webhook delivery's event is not in the feed", "delivery", t.delivery.ID, "event", t.delivery.EventID, "seq", t.delivery.EventSeq)
-		return false, 0, fmt.Sprintf("event %s (seq %d) is not in the event feed", t.delivery.EventID, t.delivery.EventSeq), nil
+		return outcome{msg: fmt.Sprintf("event %s (seq %d) is not in the event feed", t.delivery.EventID, t.delivery.EventSeq)}, nil
 	}
 	body, err := json.Marshal(evs[0].Envelope())
 	limit.Assert(err == nil, "marshal event %s: %v", evs[0].ID, err)
 	if !d.breakers.Allow(t.host) {
-		return false, 0, fmt.Sprintf("circuit open: %s failed %d times in a row; not called", t.host, limit.WebhookBreakerFailures), nil
+		// Open: until its probe is let through. Half-open: its probe is out, and its
+		// answer comes within a timeout.
+		wait := d.breakers.RemainingDelay(t.host)
+		if wait <= 0 {
+			wait = d.Timeout
+		}
+		wait += time.Duration(rand.Int64N(int64(time.Second))) // not all at the probe's instant
+		return outcome{deferFor: wait, msg: fmt.Sprintf("circuit open: %s failed to answer %d times in a row; not called, put off without counting an attempt",
+			t.host, limit.WebhookBreakerFailures)}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint.URL, bytes.NewReader(body))
 	if err != nil {
 		d.breakers.Record(t.host, true) // our request, not the host, is at fault
-		return false, 0, "bad request: " + err.Error(), nil
+		return outcome{msg: "bad request: " + err.Error()}, nil
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "ordercore-webhooks/1")
@@ -393,22 +531,24 @@ func (d *Deliverer) post(ctx context.Context, t target) (ok bool, status int, ms
 	req.Header.Set(webhook.HeaderDeliveryID, t.delivery.ID)
 	req.Header.Set(webhook.HeaderSignature, webhook.Sign(t.endpoint.Secret, d.Clock.Now(), body))
 	resp, err := d.Client.Do(req)
+	if refused := (*refusedAddr)(nil); errors.As(err, &refused) {
+		d.breakers.Record(t.host, true) // not called: the host is not at fault
+		return outcome{msg: refused.Error()}, nil
+	}
 	if err != nil {
 		d.breakers.Record(t.host, false)
 		if errors.Is(err, context.DeadlineExceeded) {
-			return false, 0, fmt.Sprintf("no answer within %s", d.Timeout), nil
+			return outcome{msg: fmt.Sprintf("no answer within %s", d.Timeout)}, nil
 		}
-		return false, 0, err.Error(), nil
+		return outcome{msg: err.Error()}, nil
 	}
 	answer, rerr := io.ReadAll(io.LimitReader(resp.Body, limit.WebhookResponseBytesMax))
 	resp.Body.Close()
-	// A host that answers, even with a 4xx, is up; a 5xx, a 429 or a body cut off is not.
-	down := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || rerr != nil
-	d.breakers.Record(t.host, !down)
+	d.breakers.Record(t.host, rerr == nil) // it answered; an answer cut off is a connection failure
 	if resp.StatusCode/100 == 2 {
-		return true, resp.StatusCode, "", nil
+		return outcome{ok: true, status: resp.StatusCode}, nil
 	}
-	return false, resp.StatusCode, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, short(string(answer))), nil
+	return outcome{status: resp.StatusCode, msg: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, short(string(answer)))}, nil
 }
 
 func short(s string) string {

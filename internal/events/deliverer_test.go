@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,12 +30,22 @@ type bundle struct {
 // the test ends.
 func setup(t *testing.T, timeout time.Duration, schedule ...time.Duration) *bundle {
 	t.Helper()
+	return setupPolicy(t, true, timeout, schedule...)
+}
+
+// setupPolicy is setup with the deliverer's address policy: allowPrivate false refuses
+// loopback receivers when they are dialled (the engine still lets them be created).
+func setupPolicy(t *testing.T, allowPrivate bool, timeout time.Duration, schedule ...time.Duration) *bundle {
+	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := engine.New(db, ordercore.SystemClock{}, engine.Config{WebhookSchedule: schedule})
-	d := &events.Deliverer{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}, Poll: 20 * time.Millisecond, Timeout: timeout}
+	// The receivers are local: private targets are allowed, for the engine and the
+	// deliverer alike (TestPrivateTargetsRefusedByDefault checks the default).
+	eng := engine.New(db, ordercore.SystemClock{}, engine.Config{WebhookSchedule: schedule, WebhookAllowPrivate: true})
+	d := &events.Deliverer{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}, Poll: 20 * time.Millisecond, Timeout: timeout,
+		AllowPrivate: allowPrivate}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
@@ -302,19 +314,233 @@ func TestDeadHostDoesNotStallOthers(t *testing.T) {
 	if p := healthy.problems(); len(p) > 0 {
 		t.Errorf("the healthy receiver refused requests: %v", p)
 	}
-	// Its calls time out, the breaker opens, and the rest fail at once: every delivery to
-	// the dead host is attempted within about one timeout, each rescheduled.
-	waitFor(t, 3*timeout, "every dead-host delivery attempted", func() bool {
+	// Its calls time out, the breaker opens, and the rest are put off at once until after
+	// its probe, without using up an attempt: every delivery to the dead host is settled
+	// within about two timeouts, one way or the other.
+	waitFor(t, 3*timeout, "every dead-host delivery attempted or put off", func() bool {
 		for _, d := range b.deliveries(t, dead.ID, "") {
-			if d.Attempts == 0 {
+			if d.Attempts == 0 && d.LastError == "" {
 				return false
 			}
 		}
 		return true
 	})
+	putOff := 0
 	for _, d := range b.deliveries(t, dead.ID, "") {
-		if d.Status != ordercore.WebhookPending || d.Attempts != 1 || d.NextAttemptAt.Before(time.Now().Add(50*time.Minute)) {
-			t.Errorf("dead-host delivery %+v, want pending, one attempt, the next in about an hour", d)
+		switch {
+		case d.Status != ordercore.WebhookPending:
+			t.Errorf("dead-host delivery %+v, want pending", d)
+		case d.Attempts == 1:
+			if d.NextAttemptAt.Before(time.Now().Add(50 * time.Minute)) {
+				t.Errorf("attempted dead-host delivery %+v, want the next attempt in about an hour", d)
+			}
+		case d.Attempts == 0 && strings.HasPrefix(d.LastError, "circuit open"):
+			putOff++
+			if wait := time.Until(d.NextAttemptAt); wait < 10*time.Second || wait > 32*time.Second {
+				t.Errorf("put-off dead-host delivery %+v, due in %s, want after the breaker's probe (at most 30s away)", d, wait)
+			}
+		default:
+			t.Errorf("dead-host delivery %+v, want one attempt, or none and put off by the breaker", d)
 		}
 	}
+	if putOff == 0 {
+		t.Error("no dead-host delivery was put off by the open breaker")
+	}
+}
+
+// sharedHost serves an endpoint that always answers 500 at /always500 and a checking
+// receiver at /good, on one host:port.
+func sharedHost(t *testing.T) (*httptest.Server, *receiver) {
+	rc := &receiver{answer: always(http.StatusOK), got: map[string][]time.Time{}, bodies: map[string]ordercore.CloudEvent{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/always500", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "broken", http.StatusInternalServerError) })
+	mux.HandleFunc("/good", rc.serve)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	rc.srv = srv
+	return srv, rc
+}
+
+// TestFailingEndpointDoesNotShutOutItsHost: an endpoint that answers 500 to everything
+// fails on its own schedule, every attempt a call; a healthy endpoint on the same
+// host:port gets every delivery, because answers, 5xx included, never open the host's
+// breaker.
+func TestFailingEndpointDoesNotShutOutItsHost(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2*time.Second, 0, 50*time.Millisecond, 50*time.Millisecond)
+	srv, rc := sharedHost(t)
+	bad := b.endpoint(t, srv.URL+"/always500", "order.*")
+	b.sku(t, "a")
+	b.orders(t, "a", 8)
+	waitFor(t, 10*time.Second, "the failing endpoint's 8 deliveries dead", func() bool { return len(b.deliveries(t, bad.ID, ordercore.WebhookDead)) == 8 })
+	good := b.endpoint(t, srv.URL+"/good", "order.*")
+	rc.mu.Lock()
+	rc.secret = good.Secret
+	rc.mu.Unlock()
+	b.orders(t, "a", 5)
+	waitFor(t, 10*time.Second, "the healthy endpoint's 5 deliveries", func() bool { return len(b.deliveries(t, good.ID, ordercore.WebhookDelivered)) == 5 })
+	waitFor(t, 10*time.Second, "the failing endpoint's 13 deliveries dead", func() bool { return len(b.deliveries(t, bad.ID, ordercore.WebhookDead)) == 13 })
+	for _, d := range b.deliveries(t, good.ID, "") {
+		if d.Attempts != 1 {
+			t.Errorf("healthy delivery %+v, want delivered at the first attempt", d)
+		}
+	}
+	for _, d := range b.deliveries(t, bad.ID, "") {
+		if d.Attempts != 3 || d.LastStatus != http.StatusInternalServerError {
+			t.Errorf("failing delivery %+v, want three attempts, each a call answered 500", d)
+		}
+	}
+	if p := rc.problems(); len(p) > 0 {
+		t.Errorf("the healthy receiver refused requests: %v", p)
+	}
+}
+
+// TestOpenBreakerDoesNotUseUpRetries: once calls to a host that refuses connections have
+// opened its breaker, later deliveries to it are not called and not counted as attempts:
+// they stay pending, put off until after the breaker's probe, their schedule intact.
+func TestOpenBreakerDoesNotUseUpRetries(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2*time.Second, 0, time.Hour)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every call is refused
+	ep := b.endpoint(t, "http://"+addr+"/in", "order.*")
+	b.sku(t, "a")
+	b.orders(t, "a", 5)
+	waitFor(t, 10*time.Second, "5 refused attempts", func() bool {
+		n := 0
+		for _, d := range b.deliveries(t, ep.ID, "") {
+			n += d.Attempts
+		}
+		return n == 5
+	})
+	b.orders(t, "a", 3)
+	waitFor(t, 10*time.Second, "8 deliveries settled", func() bool {
+		settled := 0
+		for _, d := range b.deliveries(t, ep.ID, "") {
+			if d.LastError != "" {
+				settled++
+			}
+		}
+		return settled == 8
+	})
+	putOff := 0
+	for _, d := range b.deliveries(t, ep.ID, "") {
+		if !strings.HasPrefix(d.LastError, "circuit open") {
+			continue
+		}
+		putOff++
+		if d.Attempts != 0 || d.Status != ordercore.WebhookPending || time.Until(d.NextAttemptAt) < 20*time.Second {
+			t.Errorf("delivery put off by the breaker %+v, want pending, no attempt, due after the probe (~30s)", d)
+		}
+	}
+	if putOff != 3 {
+		t.Errorf("%d deliveries put off by the open breaker, want the 3 made after it opened", putOff)
+	}
+}
+
+// TestSlowEndpointDoesNotStarveOthers: an endpoint that answers 2xx, but slowly, holds at
+// most its host's call slots, and a backlog of its deliveries, all due earlier and more
+// than one pass reads, does not keep another endpoint's delivery from going out at once.
+func TestSlowEndpointDoesNotStarveOthers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 5*time.Second, 0, time.Hour)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	fast := newReceiver(t, always(http.StatusOK))
+	busy := b.endpoint(t, slow.URL, "order.placed")
+	ok := b.endpoint(t, fast.srv.URL, "sku.restocked")
+	fast.mu.Lock()
+	fast.secret = ok.Secret
+	fast.mu.Unlock()
+	b.sku(t, "a")
+	b.orders(t, "a", 400)
+	waitFor(t, 10*time.Second, "the slow endpoint's 400 deliveries scheduled", func() bool { return len(b.deliveries(t, busy.ID, "")) == 400 })
+	b.submit(t, engine.Restock{SKU: "a", Quantity: 1})
+	started := time.Now()
+	waitFor(t, 3*time.Second, "the fast endpoint's delivery while the slow one has a backlog", func() bool {
+		return len(b.deliveries(t, ok.ID, ordercore.WebhookDelivered)) == 1
+	})
+	t.Logf("delivered %s after the restock", time.Since(started))
+	if n := len(b.deliveries(t, busy.ID, ordercore.WebhookPending)); n < 300 {
+		t.Errorf("the slow endpoint has %d deliveries pending, want its backlog still there (>= 300)", n)
+	}
+	if p := fast.problems(); len(p) > 0 {
+		t.Errorf("the fast receiver refused requests: %v", p)
+	}
+}
+
+// TestPrivateTargetsRefusedByDefault: by default the deliverer dials no loopback address,
+// whether the URL names it or a name resolves to it: each delivery fails without a byte
+// sent, its error saying why, and the receiver gets nothing.
+func TestPrivateTargetsRefusedByDefault(t *testing.T) {
+	t.Parallel()
+	b := setupPolicy(t, false, 2*time.Second, 0, time.Hour)
+	rc := newReceiver(t, always(http.StatusOK))
+	_, port, _ := net.SplitHostPort(rc.srv.Listener.Addr().String())
+	literal := b.endpoint(t, rc.srv.URL+"/in", "sku.*")
+	named := b.endpoint(t, "http://localhost:"+port+"/in", "sku.*")
+	b.sku(t, "a")
+	for _, ep := range []ordercore.WebhookEndpoint{literal, named} {
+		waitFor(t, 10*time.Second, "the delivery to "+ep.URL+" attempted", func() bool {
+			ds := b.deliveries(t, ep.ID, "")
+			return len(ds) == 1 && ds[0].Attempts == 1
+		})
+		d := b.deliveries(t, ep.ID, "")[0]
+		if d.LastStatus != 0 || !strings.HasPrefix(d.LastError, "address not allowed: ") || !strings.Contains(d.LastError, "is loopback") {
+			t.Errorf("delivery to %s: %+v, want refused by the address policy", ep.URL, d)
+		}
+	}
+	rc.mu.Lock()
+	n := len(rc.got) + len(rc.bad)
+	rc.mu.Unlock()
+	if n != 0 {
+		t.Errorf("the loopback receiver got %d requests, want none", n)
+	}
+}
+
+// TestDeletedEndpointGetsNothingMore: once an endpoint is deleted, none of its pending
+// deliveries and nothing after is sent to it, and the deliverer goes on for the others.
+func TestDeletedEndpointGetsNothingMore(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2*time.Second, 0, 300*time.Millisecond)
+	failing := newReceiver(t, always(http.StatusServiceUnavailable))
+	healthy := newReceiver(t, always(http.StatusOK))
+	gone := b.endpoint(t, failing.srv.URL, "order.*")
+	ok := b.endpoint(t, healthy.srv.URL, "order.*")
+	for rc, ep := range map[*receiver]ordercore.WebhookEndpoint{failing: gone, healthy: ok} {
+		rc.mu.Lock()
+		rc.secret = ep.Secret
+		rc.mu.Unlock()
+	}
+	b.sku(t, "a")
+	b.orders(t, "a", 3)
+	waitFor(t, 10*time.Second, "the first attempts", func() bool {
+		return len(b.deliveries(t, ok.ID, ordercore.WebhookDelivered)) == 3 && len(failing.arrivalsAll()) == 3
+	})
+	b.submit(t, engine.DeleteWebhookEndpoint{ID: gone.ID})
+	b.orders(t, "a", 2)
+	waitFor(t, 10*time.Second, "the healthy endpoint's later deliveries", func() bool { return len(b.deliveries(t, ok.ID, ordercore.WebhookDelivered)) == 5 })
+	time.Sleep(500 * time.Millisecond) // past the deleted endpoint's retry step
+	if n := len(failing.arrivalsAll()); n != 3 {
+		t.Errorf("the deleted endpoint got %d requests, want its 3 first attempts only", n)
+	}
+}
+
+func (r *receiver) arrivalsAll() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []time.Time
+	for _, at := range r.got {
+		out = append(out, at...)
+	}
+	return out
 }

@@ -108,6 +108,16 @@ func (b *Breakers) Record(key string, ok bool) {
 // Open reports whether key's breaker is open (for metrics and the console).
 func (b *Breakers) Open(key string) bool { return b.get(key).IsOpen() }
 
+// RemainingDelay is how long key's breaker stays open before it lets a probe through;
+// zero when it is not open.
+func (b *Breakers) RemainingDelay(key string) time.Duration {
+	cb := b.get(key)
+	if !cb.IsOpen() {
+		return 0
+	}
+	return max(cb.RemainingDelay(), 0)
+}
+
 // Closed reports whether key's breaker is closed (neither open nor letting a probe through).
 func (b *Breakers) Closed(key string) bool { return b.get(key).IsClosed() }
 

@@ -170,10 +170,9 @@ const (
 	// the pages one pass reads before it lets deliveries go out.
 	WebhookSchedulePageMax   = 500
 	WebhookScheduleRoundsMax = 20
-	// WebhookClaimBatchMax bounds the deliveries one claim takes; WebhookCallsInFlightMax
-	// the POSTs of one instance at once, WebhookCallsPerHostMax those to one host (a host
-	// that hangs holds at most that many slots, and the others keep theirs).
-	WebhookClaimBatchMax    = 200
+	// WebhookCallsInFlightMax bounds the POSTs of one instance at once (and so the
+	// deliveries one claim takes), WebhookCallsPerHostMax those to one host (a host that
+	// hangs holds at most that many slots, and the others keep theirs).
 	WebhookCallsInFlightMax = 64
 	WebhookCallsPerHostMax  = 16
 	// WebhookTimeout bounds one POST, from dialling to the end of the answer read; a

@@ -14,8 +14,9 @@ CREATE TABLE webhook_endpoints (
     updated_at  BIGINT NOT NULL
 );
 
--- A foreign key, unlike order_lines: deliveries are not the hot path, and endpoints are
--- never deleted, so the check is one primary-key probe per scheduled delivery.
+-- A foreign key, unlike order_lines: deliveries are not the hot path, so the check is one
+-- primary-key probe per scheduled delivery. A deleted endpoint's deliveries are deleted
+-- first, in the same transaction.
 CREATE TABLE webhook_deliveries (
     id              TEXT COLLATE "C" PRIMARY KEY,
     endpoint_id     TEXT COLLATE "C" NOT NULL REFERENCES webhook_endpoints (id),

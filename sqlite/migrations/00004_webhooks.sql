@@ -15,8 +15,9 @@ CREATE TABLE webhook_endpoints (
     updated_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- A foreign key, unlike order_lines: deliveries are not the hot path, and endpoints are
--- never deleted, so the check is one primary-key probe per scheduled delivery.
+-- A foreign key, unlike order_lines: deliveries are not the hot path, so the check is one
+-- primary-key probe per scheduled delivery. A deleted endpoint's deliveries are deleted
+-- first, in the same transaction.
 CREATE TABLE webhook_deliveries (
     id              TEXT PRIMARY KEY,
     endpoint_id     TEXT NOT NULL REFERENCES webhook_endpoints (id),
