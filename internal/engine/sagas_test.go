@@ -82,7 +82,7 @@ func TestClaimHoldsASagaForItsStepTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := v.(ordercore.Saga)
+	got := v.(engine.SagaActed).Saga
 	if want := b.clock.Now().Add(saga.Hold(&got)); got.NextRunAt.Before(want) {
 		t.Fatalf("submitted TCC held until %v, want at least %v", got.NextRunAt, want)
 	}
