@@ -31,18 +31,26 @@ func (c *manualClock) set(t time.Time) {
 	c.mu.Unlock()
 }
 
-// TestIdempotencyKeysKeptThenPruned: a stored response replays for as long as it is kept
-// (well past 24 hours), and once pruned the same key runs the request anew.
-func TestIdempotencyKeysKeptThenPruned(t *testing.T) {
-	t.Parallel()
+// clockedEngine is an engine on a fresh SQLite database whose clock the test sets,
+// starting at t0.
+func clockedEngine(t *testing.T, t0 time.Time) (*sqlite.DB, *manualClock, *engine.Engine) {
+	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "o.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := &manualClock{now: t0}
 	eng := engine.New(db, clock, engine.Config{})
-	defer func() { eng.Close(); db.Close() }()
+	t.Cleanup(func() { eng.Close(); db.Close() })
+	return db, clock, eng
+}
+
+// TestIdempotencyKeysKeptThenPruned: a stored response replays for as long as it is kept
+// (well past 24 hours), and once pruned the same key runs the request anew.
+func TestIdempotencyKeysKeptThenPruned(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	db, clock, eng := clockedEngine(t, t0)
 	mustSKU(t, eng, "a", 10)
 	place := func() engine.Result {
 		t.Helper()
@@ -82,14 +90,8 @@ func TestIdempotencyKeysKeptThenPruned(t *testing.T) {
 // left, not one command per interval.
 func TestPrunerKeepsUp(t *testing.T) {
 	t.Parallel()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "o.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := &manualClock{now: t0}
-	eng := engine.New(db, clock, engine.Config{})
-	defer func() { eng.Close(); db.Close() }()
+	db, clock, eng := clockedEngine(t, t0)
 	mustSKU(t, eng, "a", 10_000)
 	const keys = 2*limit.IdemPruneMax + limit.IdemPruneMax/2
 	var wg sync.WaitGroup

@@ -166,6 +166,22 @@ func (d *Deliverer) Schedule(ctx context.Context) (bool, error) {
 // enabledEndpoints lists the enabled endpoints, each positioned: an endpoint not scheduled
 // yet starts at its own creation event (it gets what happens after it was created).
 func (d *Deliverer) enabledEndpoints(ctx context.Context) ([]*ordercore.WebhookEndpoint, error) {
+	out, err := d.readEnabled(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range out {
+		if e.Cursor == 0 {
+			if err := d.position(ctx, e); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// readEnabled reads every enabled endpoint, page by page, in id order.
+func (d *Deliverer) readEnabled(ctx context.Context) ([]*ordercore.WebhookEndpoint, error) {
 	var out []*ordercore.WebhookEndpoint
 	after := ""
 	for {
@@ -174,16 +190,9 @@ func (d *Deliverer) enabledEndpoints(ctx context.Context) ([]*ordercore.WebhookE
 			return nil, err
 		}
 		for i := range page {
-			e := &page[i]
-			if !e.Enabled {
-				continue
+			if page[i].Enabled {
+				out = append(out, &page[i])
 			}
-			if e.Cursor == 0 {
-				if err := d.position(ctx, e); err != nil {
-					return nil, err
-				}
-			}
-			out = append(out, e)
 		}
 		if len(page) < limit.PageSizeMax {
 			return out, nil
@@ -305,23 +314,15 @@ func (d *Deliverer) Deliver(ctx context.Context) (bool, error) {
 
 // deliveringEndpoints reads the enabled endpoints, by id.
 func (d *Deliverer) deliveringEndpoints(ctx context.Context) (map[string]*ordercore.WebhookEndpoint, error) {
-	out := map[string]*ordercore.WebhookEndpoint{}
-	after := ""
-	for {
-		page, err := d.Reader.ListWebhookEndpoints(ctx, after, limit.PageSizeMax)
-		if err != nil {
-			return nil, err
-		}
-		for i := range page {
-			if page[i].Enabled {
-				out[page[i].ID] = &page[i]
-			}
-		}
-		if len(page) < limit.PageSizeMax {
-			return out, nil
-		}
-		after = page[len(page)-1].ID
+	es, err := d.readEnabled(ctx)
+	if err != nil {
+		return nil, err
 	}
+	out := make(map[string]*ordercore.WebhookEndpoint, len(es))
+	for _, e := range es {
+		out[e.ID] = e
+	}
+	return out, nil
 }
 
 // wants says how many due deliveries to read of each endpoint: as many as its host has
