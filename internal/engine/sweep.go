@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"ordercore"
@@ -106,6 +107,11 @@ func (p *Pruner) Prune(ctx context.Context) (int, error) {
 		oldest, ok, err := p.Reader.OldestIdempotencyKey(ctx)
 		if err != nil || !ok || !oldest.Before(before) {
 			return n, err
+		}
+		if n == limit.IdemPrunePassMax {
+			// Bounded, so that a store whose prunes delete nothing cannot keep a pass
+			// going: the next interval goes on.
+			return n, fmt.Errorf("idempotency prune: keys older than %s left after %d commands", before.Format(time.RFC3339), n)
 		}
 	}
 }

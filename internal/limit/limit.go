@@ -84,6 +84,7 @@ const (
 	IdemKeyTTL = 48 * time.Hour
 	// IdemPruneMax bounds the records one prune deletes; IdemPruneInterval spaces prunes.
 	IdemPruneMax      = 1000
+	IdemPrunePassMax  = 10_000 // prune commands in one pass: 10 million keys a minute
 	IdemPruneInterval = 1 * time.Minute
 
 	// RequestBodyBytesMax bounds a request body.
