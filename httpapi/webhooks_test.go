@@ -150,13 +150,7 @@ func TestWebhookDeliveriesAPI(t *testing.T) {
 		b.mustSKU(t, id, "USD", 1)
 	}
 	ctx := context.Background()
-	evs, err := b.db.Events(ctx, 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.eng.Submit(ctx, engine.ScheduleWebhooks{EndpointID: ep.ID, Through: evs[len(evs)-1].Seq, Events: evs}, nil); err != nil {
-		t.Fatal(err)
-	}
+	b.scheduleAll(t, ep.ID)
 	list := func(query string) deliveriesPage {
 		t.Helper()
 		r := b.do(t, "GET", "/v1/webhook-endpoints/"+ep.ID+"/deliveries"+query, "")
@@ -370,13 +364,7 @@ func TestDeleteWebhookEndpoint(t *testing.T) {
 	ep, _ := b.mustEndpoint(t, body)
 	b.mustSKU(t, "a", "USD", 1)
 	ctx := context.Background()
-	evs, err := b.db.Events(ctx, 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.eng.Submit(ctx, engine.ScheduleWebhooks{EndpointID: ep.ID, Through: evs[len(evs)-1].Seq, Events: evs}, nil); err != nil {
-		t.Fatal(err)
-	}
+	b.scheduleAll(t, ep.ID)
 	if ds, _ := b.db.ListWebhookDeliveries(ctx, ep.ID, "", "", 10); len(ds) != 1 {
 		t.Fatalf("deliveries before the delete: %v", ds)
 	}
@@ -411,4 +399,18 @@ func TestDeleteWebhookEndpoint(t *testing.T) {
 		t.Fatalf("delete at the bound: %d %s", r.status, r.body)
 	}
 	b.mustEndpoint(t, body)
+}
+
+// scheduleAll records the endpoint's deliveries of every event so far, as the deliverer's
+// scheduling pass would.
+func (b *bundle) scheduleAll(t *testing.T, endpointID string) {
+	t.Helper()
+	ctx := context.Background()
+	evs, err := b.db.Events(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.eng.Submit(ctx, engine.ScheduleWebhooks{EndpointID: endpointID, Through: evs[len(evs)-1].Seq, Events: evs}, nil); err != nil {
+		t.Fatal(err)
+	}
 }
