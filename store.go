@@ -207,6 +207,11 @@ type Reader interface {
 	DueRefunds(ctx context.Context, now time.Time, limit int) ([]Refund, error)
 	// OpenPayments lists the open attempts (created, pending, unknown) of the orders.
 	OpenPayments(ctx context.Context, orderIDs []string) ([]Payment, error)
+	// MoneyMovements lists the money ledger's captures and refund commits (the money a
+	// channel took or paid back, as ordercore recorded it) whose At is in [from, to), of
+	// payments made at channel, in Seq order, after the entry afterSeq (0 for the first
+	// page), at most limit. Daily statement reconciliation reads a day's with it.
+	MoneyMovements(ctx context.Context, channel string, from, to time.Time, afterSeq int64, limit int) ([]MoneyEntry, error)
 	// Reviews lists review items with the status (all when empty), newest first, after
 	// the item afterID.
 	Reviews(ctx context.Context, status ReviewStatus, afterID string, limit int) ([]ReviewItem, error)

@@ -59,12 +59,26 @@ func scanReview(rows pgx.Rows) (ordercore.ReviewItem, error) {
 	return r, err
 }
 
+const moneyCols = "seq, payment_id, order_id, refund_id, movement, amount, currency, at"
+
+func scanMoney(rows pgx.Rows) (ordercore.MoneyEntry, error) {
+	var e ordercore.MoneyEntry
+	var at int64
+	err := rows.Scan(&e.Seq, &e.PaymentID, &e.OrderID, &e.RefundID, &e.Movement, &e.Amount, &e.Currency, &at)
+	e.At = fromMicros(at)
+	return e, err
+}
+
 func queryPayments(ctx context.Context, q querier, query string, args ...any) ([]ordercore.Payment, error) {
 	return collect(ctx, q, "payments", query, args, scanPayment)
 }
 
 func queryRefunds(ctx context.Context, q querier, query string, args ...any) ([]ordercore.Refund, error) {
 	return collect(ctx, q, "refunds", query, args, scanRefund)
+}
+
+func queryMoney(ctx context.Context, q querier, query string, args ...any) ([]ordercore.MoneyEntry, error) {
+	return collect(ctx, q, "money ledger", query, args, scanMoney)
 }
 
 func queryReviews(ctx context.Context, q querier, query string, args ...any) ([]ordercore.ReviewItem, error) {
@@ -324,6 +338,15 @@ func (db *DB) OpenPayments(ctx context.Context, orderIDs []string) ([]ordercore.
 	return queryPayments(ctx, db.pool, "SELECT "+paymentCols+" FROM payments WHERE order_id = ANY($1) AND status IN ('created', 'pending', 'unknown')", orderIDs)
 }
 
+// MoneyMovements lists a channel's captures and refund commits of [from, to) over the
+// money_ledger_at index.
+func (db *DB) MoneyMovements(ctx context.Context, channel string, from, to time.Time, afterSeq int64, limit int) ([]ordercore.MoneyEntry, error) {
+	return queryMoney(ctx, db.pool, `SELECT m.seq, m.payment_id, m.order_id, m.refund_id, m.movement, m.amount, m.currency, m.at
+		FROM money_ledger m JOIN payments p ON p.id = m.payment_id
+		WHERE m.at >= $1 AND m.at < $2 AND m.seq > $3 AND m.movement IN ('capture', 'refund_commit') AND p.channel = $4
+		ORDER BY m.seq LIMIT $5`, micros(from), micros(to), afterSeq, channel, limit)
+}
+
 // Reviews lists review items newest first.
 func (db *DB) Reviews(ctx context.Context, status ordercore.ReviewStatus, afterID string, limit int) ([]ordercore.ReviewItem, error) {
 	return queryReviews(ctx, db.pool, "SELECT "+reviewCols+" FROM review_items WHERE ($1 = '' OR status = $1) AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
@@ -354,14 +377,6 @@ func dumpPayments(ctx context.Context, tx pgx.Tx, snap *ordercore.Snapshot) erro
 	if snap.Reviews, err = queryReviews(ctx, tx, "SELECT "+reviewCols+" FROM review_items ORDER BY id"); err != nil {
 		return err
 	}
-	snap.MoneyLedger, err = collect(ctx, tx, "money ledger",
-		"SELECT seq, payment_id, order_id, refund_id, movement, amount, currency, at FROM money_ledger ORDER BY seq", nil,
-		func(rows pgx.Rows) (ordercore.MoneyEntry, error) {
-			var e ordercore.MoneyEntry
-			var at int64
-			err := rows.Scan(&e.Seq, &e.PaymentID, &e.OrderID, &e.RefundID, &e.Movement, &e.Amount, &e.Currency, &at)
-			e.At = fromMicros(at)
-			return e, err
-		})
+	snap.MoneyLedger, err = queryMoney(ctx, tx, "SELECT "+moneyCols+" FROM money_ledger ORDER BY seq")
 	return err
 }

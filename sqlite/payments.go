@@ -137,6 +137,28 @@ func queryReviews(ctx context.Context, q querier, query string, args ...any) ([]
 	return out, rows.Err()
 }
 
+const moneyCols = "seq, payment_id, order_id, refund_id, movement, amount, currency, at"
+
+// queryMoney reads money ledger entries; query selects moneyCols from money_ledger.
+func queryMoney(ctx context.Context, q querier, query string, args ...any) ([]ordercore.MoneyEntry, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: query money ledger: %w", err)
+	}
+	defer rows.Close()
+	var out []ordercore.MoneyEntry
+	for rows.Next() {
+		var e ordercore.MoneyEntry
+		var at int64
+		if err := rows.Scan(&e.Seq, &e.PaymentID, &e.OrderID, &e.RefundID, &e.Movement, &e.Amount, &e.Currency, &at); err != nil {
+			return nil, fmt.Errorf("sqlite: scan money ledger: %w", err)
+		}
+		e.At = fromMicros(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
 // byIDsOrOrders runs query (which ends in "WHERE ") once for the ids and once for the
 // orders, in chunks; fn receives each chunk's rows.
 func byIDsOrOrders(ids, orderIDs []string, fn func(where string, args []any) error) error {
@@ -360,6 +382,16 @@ func (db *DB) OpenPayments(ctx context.Context, orderIDs []string) ([]ordercore.
 	return out, err
 }
 
+// MoneyMovements lists a channel's captures and refund commits of [from, to) over the
+// money_ledger_at index.
+func (db *DB) MoneyMovements(ctx context.Context, channel string, from, to time.Time, afterSeq int64, limit int) ([]ordercore.MoneyEntry, error) {
+	q := `SELECT m.seq, m.payment_id, m.order_id, m.refund_id, m.movement, m.amount, m.currency, m.at
+		FROM money_ledger m JOIN payments p ON p.id = m.payment_id
+		WHERE m.at >= ? AND m.at < ? AND m.seq > ? AND m.movement IN ('capture', 'refund_commit') AND p.channel = ?
+		ORDER BY m.seq LIMIT ?`
+	return queryMoney(ctx, db.read, q, micros(from), micros(to), afterSeq, channel, limit)
+}
+
 // Reviews lists review items newest first.
 func (db *DB) Reviews(ctx context.Context, status ordercore.ReviewStatus, afterID string, limit int) ([]ordercore.ReviewItem, error) {
 	q := "SELECT " + reviewCols + " FROM review_items WHERE (? = '' OR status = ?) AND (? = '' OR id < ?) ORDER BY id DESC LIMIT ?"
@@ -390,19 +422,6 @@ func dumpPayments(ctx context.Context, tx *sql.Tx, snap *ordercore.Snapshot) err
 	if snap.Reviews, err = queryReviews(ctx, tx, "SELECT "+reviewCols+" FROM review_items ORDER BY id"); err != nil {
 		return err
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT seq, payment_id, order_id, refund_id, movement, amount, currency, at FROM money_ledger ORDER BY seq")
-	if err != nil {
-		return fmt.Errorf("sqlite: query money ledger: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var e ordercore.MoneyEntry
-		var at int64
-		if err := rows.Scan(&e.Seq, &e.PaymentID, &e.OrderID, &e.RefundID, &e.Movement, &e.Amount, &e.Currency, &at); err != nil {
-			return fmt.Errorf("sqlite: scan money ledger: %w", err)
-		}
-		e.At = fromMicros(at)
-		snap.MoneyLedger = append(snap.MoneyLedger, e)
-	}
-	return rows.Err()
+	snap.MoneyLedger, err = queryMoney(ctx, tx, "SELECT "+moneyCols+" FROM money_ledger ORDER BY seq")
+	return err
 }

@@ -33,6 +33,7 @@ func paymentTests() []storeTest {
 		{"PaymentSyncQueues", testPaymentQueues},
 		{"ReviewQueue", testReviewQueue},
 		{"PaymentCloseThenOpenInOneBatch", testCloseThenOpen},
+		{"MoneyMovements", testMoneyMovements},
 	}
 	for _, g := range paymentGuards() {
 		tests = append(tests, storeTest{"PaymentGuard" + g.name, g.run})
@@ -484,6 +485,153 @@ func testCloseThenOpen(t *testing.T, s Store) {
 	}
 	if diff := cmp.Diff([]ordercore.Payment{next}, open); diff != "" {
 		t.Errorf("open attempts (-want +got):\n%s", diff)
+	}
+}
+
+// testMoneyMovements: statement reconciliation reads one channel's captures and refund
+// commits of a window [from, to), in ledger order, page by page; holds, releases, other
+// channels' money and money outside the window are not in it.
+func testMoneyMovements(t *testing.T, s Store) {
+	ctx := context.Background()
+	from := time.Date(2030, 3, 4, 0, 0, 0, 0, time.UTC)
+	to := from.Add(24 * time.Hour)
+	at := func(e ordercore.MoneyEntry, when time.Time) ordercore.MoneyEntry { e.At = when; return e }
+
+	before := capturedPayment(101, id(1)) // captured the instant before the window
+	first := capturedPayment(102, id(2))  // captured at its first instant
+	last := capturedPayment(103, id(3))   // captured at its last instant
+	last.Amount = ordercore.Money{Amount: 1000, Currency: "EUR"}
+	after := capturedPayment(104, id(4)) // captured at to, the first instant after it
+	other := capturedPayment(105, id(5))
+	other.Channel = "stripe"
+	committed := refund(201, before, 300) // committed in the window
+	released := refund(202, before, 200)  // held and released in the window
+	lateCommit := refund(203, first, 400) // committed in the window, written after later money
+	afterCommit := refund(204, after, 100)
+	otherCommit := refund(205, other, 500)
+
+	// Three batches, so that the ledger's order (Seq) is not the order of At.
+	batches := [][]ordercore.MoneyEntry{
+		{
+			at(money(before, "", ordercore.MoneyCapture, 1000), from.Add(-time.Microsecond)),
+			at(money(first, "", ordercore.MoneyCapture, 1000), from),
+			at(money(other, "", ordercore.MoneyCapture, 1000), from.Add(time.Hour)),
+		},
+		{
+			at(money(before, committed.ID, ordercore.MoneyRefundHold, 300), from.Add(2*time.Hour)),
+			at(money(before, committed.ID, ordercore.MoneyRefundCommit, 300), from.Add(3*time.Hour)),
+			at(money(before, released.ID, ordercore.MoneyRefundHold, 200), from.Add(4*time.Hour)),
+			at(money(before, released.ID, ordercore.MoneyRefundRelease, 200), from.Add(5*time.Hour)),
+			at(money(other, otherCommit.ID, ordercore.MoneyRefundHold, 500), from.Add(2*time.Hour)),
+			at(money(other, otherCommit.ID, ordercore.MoneyRefundCommit, 500), from.Add(6*time.Hour)),
+		},
+		{
+			at(money(last, "", ordercore.MoneyCapture, 1000), to.Add(-time.Microsecond)),
+			at(money(after, "", ordercore.MoneyCapture, 1000), to),
+			at(money(first, lateCommit.ID, ordercore.MoneyRefundHold, 400), from.Add(30*time.Minute)),
+			at(money(first, lateCommit.ID, ordercore.MoneyRefundCommit, 400), from.Add(time.Hour)),
+			at(money(after, afterCommit.ID, ordercore.MoneyRefundHold, 100), to),
+			at(money(after, afterCommit.ID, ordercore.MoneyRefundCommit, 100), to.Add(time.Hour)),
+		},
+	}
+	mustWrite(t, s, &ordercore.Changeset{
+		NewPayments: []ordercore.Payment{before, first, last, after, other},
+		NewRefunds:  []ordercore.Refund{committed, released, lateCommit, afterCommit, otherCommit},
+		MoneyLedger: batches[0],
+	})
+	mustWrite(t, s, &ordercore.Changeset{MoneyLedger: batches[1]})
+	mustWrite(t, s, &ordercore.Changeset{MoneyLedger: batches[2]})
+
+	// The store numbers entries; take each one's Seq from the dump.
+	type entryKey struct {
+		payment, refund string
+		movement        ordercore.MoneyMovement
+	}
+	seqs := map[entryKey]int64{}
+	for _, e := range dump(t, s).MoneyLedger {
+		seqs[entryKey{e.PaymentID, e.RefundID, e.Movement}] = e.Seq
+	}
+	numbered := func(e ordercore.MoneyEntry) ordercore.MoneyEntry {
+		seq, ok := seqs[entryKey{e.PaymentID, e.RefundID, e.Movement}]
+		if !ok {
+			t.Fatalf("entry %+v is not in the dump", e)
+		}
+		e.Seq = seq
+		return e
+	}
+	var all []ordercore.MoneyEntry
+	for _, b := range batches {
+		for _, e := range b {
+			all = append(all, numbered(e))
+		}
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i].Seq <= all[i-1].Seq {
+			t.Fatalf("the ledger does not number entries in the order written: %+v", all)
+		}
+	}
+	// all, by index: 0 before's capture, 1 first's, 2 other's; 3-4 committed's hold and
+	// commit, 5-6 released's hold and release, 7-8 otherCommit's; 9 last's capture,
+	// 10 after's; 11-12 lateCommit's hold and commit; 13-14 afterCommit's.
+	pick := func(is ...int) []ordercore.MoneyEntry {
+		out := []ordercore.MoneyEntry{}
+		for _, i := range is {
+			out = append(out, all[i])
+		}
+		return out
+	}
+
+	read := func(channel string, from, to time.Time, afterSeq int64, limit int) []ordercore.MoneyEntry {
+		t.Helper()
+		got, err := s.MoneyMovements(ctx, channel, from, to, afterSeq, limit)
+		if err != nil {
+			t.Fatalf("MoneyMovements(%q, %v, %v, %d, %d): %v", channel, from, to, afterSeq, limit, err)
+		}
+		if len(got) > limit {
+			t.Fatalf("MoneyMovements(%q, %v, %v, %d, %d) returned %d entries", channel, from, to, afterSeq, limit, len(got))
+		}
+		return got
+	}
+	for _, tc := range []struct {
+		what     string
+		channel  string
+		from, to time.Time
+		afterSeq int64
+		want     []ordercore.MoneyEntry
+	}{
+		{"a day of sim", "sim", from, to, 0, pick(1, 4, 9, 12)},
+		{"a day of stripe", "stripe", from, to, 0, pick(2, 8)},
+		{"sim from the commit at 03:00 to the capture at the day's last instant, exclusive", "sim", from.Add(3 * time.Hour), to.Add(-time.Microsecond), 0, pick(4)},
+		{"sim from the day's last instant", "sim", to.Add(-time.Microsecond), to.Add(2 * time.Hour), 0, pick(9, 10, 14)},
+		{"sim after the first capture", "sim", from, to, all[1].Seq, pick(4, 9, 12)},
+		{"sim after an entry not in the result (a hold)", "sim", from, to, all[5].Seq, pick(9, 12)},
+		{"sim after its last entry", "sim", from, to, all[12].Seq, nil},
+		{"an empty window", "sim", from.Add(time.Hour), from.Add(time.Hour), 0, nil},
+		{"a window without money", "sim", to.Add(2 * time.Hour), to.Add(48 * time.Hour), 0, nil},
+		{"a window before any money", "sim", from.Add(-48 * time.Hour), from.Add(-time.Microsecond), 0, nil},
+		{"a channel without money", "alipay", from, to, 0, nil},
+	} {
+		if diff := cmp.Diff(tc.want, read(tc.channel, tc.from, tc.to, tc.afterSeq, 100), equateEmpty); diff != "" {
+			t.Errorf("MoneyMovements, %s (-want +got):\n%s", tc.what, diff)
+		}
+	}
+
+	// Paging: every page size reads every entry of the window exactly once, in Seq order.
+	want := pick(1, 4, 9, 12)
+	for limit := 1; limit <= len(want)+1; limit++ {
+		var got []ordercore.MoneyEntry
+		afterSeq := int64(0)
+		for range len(want) + 2 {
+			page := read("sim", from, to, afterSeq, limit)
+			got = append(got, page...)
+			if len(page) < limit {
+				break
+			}
+			afterSeq = page[len(page)-1].Seq
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("MoneyMovements in pages of %d (-want +got):\n%s", limit, diff)
+		}
 	}
 }
 
