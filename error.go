@@ -48,6 +48,8 @@ const (
 	ENotPaid            = "order_not_paid"         // 409: refund of an order with no capture
 	ENothingToPay       = "nothing_to_pay"         // 422: a channel payment of an order that costs nothing
 	EReviewResolved     = "review_item_resolved"   // 409
+	// 422: reconciliation of a channel that publishes no daily statement
+	ENoStatements = "statements_unsupported"
 
 	// Sagas and TCC.
 	ESagaExists = "saga_exists" // 409: a saga with this gid was submitted already

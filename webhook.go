@@ -69,7 +69,8 @@ func WebhookEventTypes() []string {
 		EventRefundRequested, EventRefundSucceeded, EventRefundFailed, EventRefundAbnormal,
 		EventReviewOpened, EventReviewResolved,
 		EventStockHeld, EventHoldCommitted, EventHoldReleased,
-		EventSagaSubmitted, EventSagaStep, EventSagaStatus, EventSagaOperator, EventSagaBranchAdded, EventSagaNotify)
+		EventSagaSubmitted, EventSagaStep, EventSagaStatus, EventSagaOperator, EventSagaBranchAdded, EventSagaNotify,
+		EventReconciliationCompleted)
 }
 
 // Delivers reports whether an event may go to endpoints at all: the webhook aggregate's

@@ -28,6 +28,7 @@ import (
 	"ordercore/internal/events"
 	"ordercore/internal/lease"
 	"ordercore/internal/limit"
+	"ordercore/internal/recon"
 	"ordercore/internal/saga"
 	"ordercore/natsbus"
 	"ordercore/postgres"
@@ -62,6 +63,9 @@ type Config struct {
 	PaymentSyncByChannel map[string][]time.Duration
 	RefundSync           []time.Duration
 	SyncInterval         time.Duration
+	// ReconHour is the UTC hour from which the statement of the day before is
+	// reconciled (limit.ReconHourDefault when zero; negative: from midnight).
+	ReconHour int
 	// WebhookSchedule overrides the webhook retry schedule (limit.WebhookSchedule);
 	// WebhookPoll is the longest the deliverer waits between passes. Tests compress both.
 	WebhookSchedule []time.Duration
@@ -85,6 +89,8 @@ type App struct {
 	DB       Store
 	Engine   *engine.Engine
 	Payments *engine.Payments
+	// Recon reconciles the channels' daily statements (internal/recon).
+	Recon    *recon.Reconciler
 	Sagas    *saga.Coordinator
 	Webhooks *events.Deliverer
 	where    string // the database, for the log (a file, or a URL without its password)
@@ -273,10 +279,11 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.Sagas = &saga.Coordinator{Claim: eng.ClaimSagasFor, Record: eng.RecordSaga, Wake: eng.WakeSagasAt, Logger: cfg.Logger}
 	a.Payments = &engine.Payments{Engine: eng, Reader: db, Clock: clock, Channels: channels, Interval: cfg.SyncInterval, Logger: cfg.Logger}
+	a.Recon = &recon.Reconciler{Engine: eng, Reader: db, Clock: clock, Channels: channels, Hour: cfg.ReconHour, Logger: cfg.Logger}
 	a.Webhooks = &events.Deliverer{Engine: eng, Reader: db, Clock: clock, Logger: cfg.Logger, Poll: cfg.WebhookPoll,
 		AllowPrivate: cfg.WebhookAllowPrivate}
 	api := httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments,
-		Payments: a.Payments, Version: cfg.Version, Role: a.Role, Sagas: a.Sagas})
+		Payments: a.Payments, Version: cfg.Version, Role: a.Role, Sagas: a.Sagas, Recon: a.Recon})
 	a.server = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
 	if a.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
@@ -313,6 +320,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		&engine.Expirer{Engine: eng, Reader: db, Clock: clock, Payments: a.Payments, OnErr: logErr("expiry sweep")},
 		&engine.Pruner{Engine: eng, Reader: db, Clock: clock, OnErr: logErr("idempotency prune")},
 		a.Payments,
+		a.Recon,    // daily statements, once per channel and day
 		a.Webhooks, // driven from the events table; on the lease holder only
 	}
 	background := func(ctx context.Context) {

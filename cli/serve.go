@@ -22,20 +22,28 @@ func serveCmd() *cobra.Command {
 	var channels channelFlags
 	var syncFor []string
 	var fulfilment string
+	var reconHour int
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the HTTP API and the background workers",
 		Long: `Run the HTTP API (OpenAPI document at /openapi.json), the order expiry sweeper, the
-payment sync (queries open payment attempts, sends and queries refunds) and the
-idempotency-key pruner, on the SQLite file DATA/ordercore.db (created if missing).
+payment sync (queries open payment attempts, sends and queries refunds), the daily
+statement reconciliation and the idempotency-key pruner, on the SQLite file DATA/ordercore.db (created if missing).
 SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2xx.
 
 Scaled out: with --db postgres://... any number of instances share one database, and
-all of them serve the API. The background work (expiry sweep, payment sync, pruning and
-the event relay) runs on one instance at a time, the holder of a lease row in the
+all of them serve the API. The background work (expiry sweep, payment sync, reconciliation,
+pruning and the event relay) runs on one instance at a time, the holder of a lease row in the
 database; when it dies another takes over within --lease-ttl plus a second, and at once
 when it stops gracefully. GET /healthz names this instance's role: single (SQLite),
 leader or standby.
+
+Daily statement reconciliation: from --recon-hour (UTC) on, the statement of the day
+before is fetched from every channel that publishes one, matched both ways with what
+ordercore recorded, what ordercore missed is applied (a lost notification), and every
+other difference opens a review item. Days of the last week not reconciled yet (the
+node was down, the channel was late) are caught up; POST /v1/reconciliations runs a day
+on demand.
 
 Webhook deliveries go only to public addresses: an endpoint URL whose host is, or
 resolves at delivery time to, a loopback, private, link-local, unspecified or multicast
@@ -57,6 +65,13 @@ some more memory (GOMEMLIMIT, if set, still bounds it).`,
 			}
 			if cfg.BatchDelay == 0 {
 				cfg.BatchDelay = -1 // asked for none (0 to app.Config is its default)
+			}
+			if reconHour < 0 || reconHour > 23 {
+				return fmt.Errorf("--recon-hour %d: want an hour of the day, 0 to 23 (UTC)", reconHour)
+			}
+			cfg.ReconHour = reconHour
+			if reconHour == 0 {
+				cfg.ReconHour = -1 // midnight (0 to app.Config is its default)
 			}
 			if cfg.PaymentSyncByChannel, err = parseSyncFor(syncFor); err != nil {
 				return err
@@ -98,6 +113,7 @@ some more memory (GOMEMLIMIT, if set, still bounds it).`,
 	f.DurationSliceVar(&cfg.PaymentSync, "payment-sync", limit.PaymentSyncSchedule, "when the payment sync queries an open attempt, each step after the last")
 	f.DurationSliceVar(&cfg.RefundSync, "refund-sync", limit.RefundSyncSchedule, "when a pending refund is sent (first step) and then queried")
 	f.DurationVar(&cfg.SyncInterval, "sync-interval", limit.PaymentSyncInterval, "longest wait between payment sync sweeps")
+	f.IntVar(&reconHour, "recon-hour", limit.ReconHourDefault, "UTC hour (0-23) from which the day before's channel statements are reconciled")
 	f.BoolVar(&cfg.WebhookAllowPrivate, "webhook-allow-private", false, "let webhook endpoints be loopback or private addresses (127.0.0.0/8, ::1, localhost, 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7), for receivers on the premises; link-local (169.254.169.254), unspecified and multicast addresses stay refused")
 	f.DurationSliceVar(&cfg.WebhookSchedule, "webhook-schedule", limit.WebhookSchedule, "when a webhook delivery is attempted: the first step after the event, each other after the previous attempt; dead after the last")
 	channels.register(f)

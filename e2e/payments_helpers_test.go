@@ -93,10 +93,17 @@ type payEnv struct {
 // (app.Open, the code `ordercore serve` runs, on another), wired over HTTP.
 func startPayEnv(t *testing.T, seed int64) *payEnv {
 	t.Helper()
+	return startPayEnvWith(t, seed, payFaults, nil)
+}
+
+// startPayEnvWith is startPayEnv with paysim's faults, and with edit (when not nil)
+// changing ordercore's configuration before it starts (its Channels hold the sim adapter).
+func startPayEnvWith(t *testing.T, seed int64, faults paysim.Faults, edit func(*app.Config)) *payEnv {
+	t.Helper()
 	srv, err := paysim.New(paysim.Config{
 		Merchants: map[string]paysim.Merchant{payMerchant: {APIKey: payAPIKey, Secret: paySecret}},
 		Seed:      seed,
-		Faults:    payFaults,
+		Faults:    faults,
 		TimeScale: payTimeScale,
 		Clock:     func() time.Time { return time.Now().Add(-payClockSkew) },
 	})
@@ -117,7 +124,7 @@ func startPayEnv(t *testing.T, seed int64) *payEnv {
 	}
 	logs := &tailBuffer{max: stderrTailBytes}
 	dir := t.TempDir()
-	a, err := app.Open(context.Background(), app.Config{
+	cfg := app.Config{
 		Addr:         "127.0.0.1:0",
 		DataDir:      dir,
 		Channels:     []ordercore.Channel{ch},
@@ -126,7 +133,11 @@ func startPayEnv(t *testing.T, seed int64) *payEnv {
 		SyncInterval: paySyncInterval,
 		Logger:       slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Version:      "e2e",
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	a, err := app.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start ordercore: %v", err)
 	}

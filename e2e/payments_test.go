@@ -451,7 +451,9 @@ func (w *payWorkload) refund(orderID string, amount int64, n int) {
 //     by GET /v1/channels) and changed nothing (a tampered copy carries another amount,
 //     which (1) would show captured);
 //  5. `ordercore verify` (internal/verify.Check) finds no violation in the database;
-//  6. paysim's daily statement lists exactly ordercore's succeeded payments and refunds.
+//  6. paysim's daily statement lists exactly ordercore's succeeded payments and refunds;
+//  7. ordercore's own reconciliation of those statements (POST /v1/reconciliations)
+//     agrees: every row matched, nothing to repair, no orphan and no discrepancy.
 //
 // The seed fixes paysim's fault decisions and the shoppers' scripts; the interleaving is
 // up to the scheduler. Rerun with ORDERCORE_PAYMENTS_SEED=<seed>.
@@ -490,6 +492,7 @@ func TestPaymentsAgainstPaysim(t *testing.T) {
 	c.checkOrders()
 	c.checkNotifications()
 	c.checkStatement(started)
+	c.checkReconciliation(started)
 	c.showEvidence()
 	c.summary(w, len(plans))
 
@@ -628,7 +631,7 @@ type payCheck struct {
 	notes      map[string]string // payment id -> what its success did (paid, revived, late, duplicate, mismatch)
 
 	plans    map[string]*payPlan // the shopper's script, by order
-	problems map[string]int      // by assertion, "(1)" to "(6)"
+	problems map[string]int      // by assertion, "(1)" to "(7)"
 	suspects []suspect           // payments whose evidence is printed
 }
 
@@ -939,6 +942,22 @@ func (c *payCheck) checkStatement(started time.Time) {
 			o, p := refundOrder(id)
 			c.problem(o, p, "(6) the statement lists refund %s of %s that ordercore has not recorded as succeeded", id, g.amount)
 		}
+	}
+}
+
+// checkReconciliation is (7): once everything has settled, ordercore's reconciliation of
+// each day the run spans finds what (6) found: nothing missed, nothing different. A
+// reconciler that reported false discrepancies, or "repaired" what was already right,
+// fails here.
+func (c *payCheck) checkReconciliation(started time.Time) {
+	for day := started.Add(-time.Minute).UTC().Truncate(24 * time.Hour); !day.After(time.Now().UTC()); day = day.AddDate(0, 0, 1) {
+		rep := c.env.api.reconcile(c.t, payChannel, day.Format(time.DateOnly))
+		if rep.Repaired != 0 || rep.Orphans != 0 || len(rep.Discrepancies) != 0 || rep.Matched != rep.Rows {
+			c.t.Errorf("(7) reconciliation of %s: %d rows, %d matched, %d repaired, %d orphans, discrepancies %+v; want every row matched",
+				rep.Day, rep.Rows, rep.Matched, rep.Repaired, rep.Orphans, rep.Discrepancies)
+		}
+		c.t.Logf("(7) reconciliation of %s: %d rows (%d payments, %d refunds) matched, %d confirmed at the channel",
+			rep.Day, rep.Matched, rep.Payments, rep.Refunds, rep.Confirmed)
 	}
 }
 

@@ -49,6 +49,9 @@ type Config struct {
 	// Sagas runs sagas submitted here at once. Without it, submitted sagas wait for a
 	// claim.
 	Sagas SagaStarter
+	// Recon runs and reads daily statement reconciliations; nil answers
+	// unknown_channel.
+	Recon Reconciler
 	// Role, when set, names what this instance does besides serving the API ("single",
 	// "leader" or "standby"); /healthz reports it.
 	Role func() string
@@ -159,6 +162,8 @@ func (s *Server) routes() {
 	huma.Register(s.api, post("resolve-review-item", "/v1/review-items/{id}/resolve", "Resolve a review item (audited)", http.StatusOK), s.resolveReview)
 	huma.Register(s.api, get("list-channels", "/v1/channels", "Configured payment channels and their notification counts"), s.listChannels)
 	s.mux.HandleFunc("POST /v1/channels/{channel}/notify", s.notify)
+	huma.Register(s.api, post("run-reconciliation", "/v1/reconciliations", "Reconcile a channel's daily statement now (safe to repeat)", http.StatusCreated), s.runRecon)
+	huma.Register(s.api, get("get-reconciliation", "/v1/reconciliations/{channel}/{day}", "The latest reconciliation of a channel's day"), s.getRecon)
 	huma.Register(s.api, get("list-events", "/v1/events", "The event feed, in commit order"), s.listEvents)
 	huma.Register(s.api, post("submit-saga", "/v1/sagas", "Submit a saga or TCC transaction of HTTP or in-process steps", http.StatusCreated), s.submitSaga)
 	huma.Register(s.api, get("list-saga-locals", "/v1/sagas/locals", "In-process operations saga steps may call"), s.listLocals)

@@ -43,6 +43,7 @@ type Channel struct {
 }
 
 var _ ordercore.Channel = (*Channel)(nil)
+var _ ordercore.StatementSource = (*Channel)(nil)
 
 // New checks cfg and returns the adapter.
 func New(cfg Config) (*Channel, error) {
@@ -163,6 +164,25 @@ func (c *Channel) Statement(ctx context.Context, day time.Time) (Statement, erro
 		return Statement{}, fmt.Errorf("sim: statement %s: %w", d, err)
 	}
 	return ParseStatement(body)
+}
+
+// DailyStatement is Statement in ordercore's terms (ordercore.StatementSource): the
+// statement of the UTC day of day, checked complete against its summary.
+func (c *Channel) DailyStatement(ctx context.Context, day time.Time) (ordercore.Statement, error) {
+	st, err := c.Statement(ctx, day)
+	if err != nil {
+		return ordercore.Statement{}, err
+	}
+	out := ordercore.Statement{Day: day.UTC().Truncate(24 * time.Hour), Rows: make([]ordercore.StatementRow, len(st.Rows))}
+	for i, r := range st.Rows {
+		typ := ordercore.StatementPayment
+		if r.Type == RowRefund {
+			typ = ordercore.StatementRefund
+		}
+		out.Rows[i] = ordercore.StatementRow{Type: typ, OutTradeNo: r.OutTradeNo, OutRefundNo: r.OutRefundNo, TxnID: r.TxnID,
+			RefundID: r.RefundID, Amount: r.Amount, Time: r.Time}
+	}
+	return out, nil
 }
 
 // ParseNotification verifies the signature over the raw bytes, then the merchant, and

@@ -852,6 +852,12 @@ func (b *batch) settledOutside(item ordercore.ReviewItem) {
 // (it is released from the old refund first). The new refund restocks the old one's
 // lines that no other refund has restocked or may still restock since.
 func (b *batch) retry(item ordercore.ReviewItem) error {
+	if strings.HasPrefix(item.Kind, "recon_") {
+		// The channel and ordercore disagree about money already moved: sending a refund
+		// or a query again cannot settle it, and re-issuing a refund the channel paid
+		// out would pay it twice.
+		return ordercore.Errorf(ordercore.ECONFLICT, "review item %s is a reconciliation discrepancy: settle it with the channel, then dismiss it", item.ID)
+	}
 	if item.RefundID != "" {
 		r, ok := b.refunds[item.RefundID]
 		switch {

@@ -111,6 +111,22 @@ const (
 	PaymentSyncConcurrency = 16
 	// PaymentSyncInterval is the longest a sync sweeper sleeps between sweeps.
 	PaymentSyncInterval = 1 * time.Second
+	// ReconDiscrepanciesMax bounds the discrepancies one reconciliation records (each a
+	// review item, in one transaction); the rest are counted, and found again by the next
+	// run of the day once these are settled.
+	ReconDiscrepanciesMax = 500
+	// ReconLookupConcurrency bounds the reads and channel queries of a reconciliation in
+	// flight at once.
+	ReconLookupConcurrency = 16
+	// ReconDaysBack is how many ended days the daily reconciler looks back for a day not
+	// reconciled yet (a channel down for a day, a node off over a weekend).
+	ReconDaysBack = 7
+	// ReconRetry is how long the daily reconciler waits after a failed run (a statement
+	// not ready, a channel down) before trying the day again.
+	ReconRetry = 10 * time.Minute
+	// ReconHourDefault is the UTC hour after which the daily reconciler fetches the
+	// statement of the day before: channels publish T+1 statements by about 09:00-10:00.
+	ReconHourDefault = 10
 	// ReasonBytesMax bounds a refund reason or a review note.
 	ReasonBytesMax = 500
 	// NotificationBytesMax bounds a channel notification's body.

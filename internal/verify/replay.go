@@ -87,6 +87,8 @@ func (c *checker) eventReplay() {
 			continue // webhook endpoints' audit: deliveries move no stock and no money
 		case ordercore.AggregateSaga:
 			continue // the sagas' audit: a saga's effects are its participants' own events
+		case ordercore.AggregateReconciliation:
+			continue // reconciliations' reports: what they repaired is on the orders' timelines
 		case ordercore.AggregateHold:
 			r.holdEvent(e) // stock reserved for an outside TCC branch (holds.go)
 		default:

@@ -1,0 +1,88 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"ordercore"
+	"ordercore/internal/recon"
+)
+
+// Reconciler runs and reads daily statement reconciliations (internal/recon).
+type Reconciler interface {
+	Reconcile(ctx context.Context, channel string, day time.Time) (ordercore.Reconciliation, error)
+	Last(ctx context.Context, channel string, day time.Time) (ordercore.Reconciliation, bool, error)
+}
+
+type reconOutput struct {
+	Status int
+	Body   ordercore.Reconciliation
+}
+
+type runReconInput struct {
+	Body struct {
+		Channel string `json:"channel" minLength:"1" maxLength:"64" doc:"A configured channel that publishes daily statements"`
+		Day     string `json:"day" format:"date" doc:"The UTC day (YYYY-MM-DD) whose statement to reconcile; today's is partial"`
+	}
+}
+
+// runRecon reconciles a channel's day now. It needs no Idempotency-Key: running a day
+// again repairs nothing twice and opens no second review item for the same discrepancy.
+func (s *Server) runRecon(ctx context.Context, in *runReconInput) (*reconOutput, error) {
+	day, err := reconDay(in.Body.Day, s.cfg.Clock.Now())
+	if err != nil {
+		return nil, problemOf(err)
+	}
+	if s.cfg.Recon == nil {
+		return nil, problemOf(ordercore.Errorf(ordercore.EUnknownChannel, "no payment channel is configured"))
+	}
+	rep, err := s.cfg.Recon.Reconcile(ctx, in.Body.Channel, day)
+	switch {
+	case errors.Is(err, recon.ErrUnknownChannel):
+		return nil, problemOf(ordercore.Errorf(ordercore.EUnknownChannel, "no payment channel %q is configured", in.Body.Channel))
+	case errors.Is(err, recon.ErrNoStatements):
+		return nil, problemOf(ordercore.Errorf(ordercore.ENoStatements, "channel %q publishes no daily statement to reconcile", in.Body.Channel))
+	case errors.Is(err, recon.ErrChannel):
+		// The statement's download, or a query of the channel, failed: nothing was
+		// recorded for the day; try again later.
+		return nil, problemOf(ordercore.Errorf(ordercore.EChannelUnavailable, "reconciliation of %s at %s did not finish: %v",
+			in.Body.Day, in.Body.Channel, err))
+	case err != nil:
+		return nil, problemOf(err)
+	}
+	return &reconOutput{Status: http.StatusCreated, Body: rep}, nil
+}
+
+type getReconInput struct {
+	Channel string `path:"channel" maxLength:"64"`
+	Day     string `path:"day" maxLength:"10" doc:"YYYY-MM-DD"`
+}
+
+func (s *Server) getRecon(ctx context.Context, in *getReconInput) (*reconOutput, error) {
+	day, err := time.Parse(time.DateOnly, in.Day)
+	if err != nil || s.cfg.Recon == nil {
+		return nil, problemOf(ordercore.Errorf(ordercore.ENOTFOUND, "no reconciliation of %q at %q", in.Day, in.Channel))
+	}
+	rep, found, err := s.cfg.Recon.Last(ctx, in.Channel, day)
+	if err != nil {
+		return nil, problemOf(err)
+	}
+	if !found {
+		return nil, problemOf(ordercore.Errorf(ordercore.ENOTFOUND, "no reconciliation of %s at %q has been recorded", in.Day, in.Channel))
+	}
+	return &reconOutput{Status: http.StatusOK, Body: rep}, nil
+}
+
+// reconDay parses a day to reconcile: a date that has begun by now (UTC).
+func reconDay(s string, now time.Time) (time.Time, error) {
+	day, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, ordercore.Errorf(ordercore.EINVALID, "day must be a date, YYYY-MM-DD")
+	}
+	if day.After(now.UTC()) {
+		return time.Time{}, ordercore.Errorf(ordercore.EINVALID, "day %s has not begun (UTC): there is no statement of it", s)
+	}
+	return day, nil
+}

@@ -1,0 +1,495 @@
+package recon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"ordercore"
+	"ordercore/internal/engine"
+	"ordercore/internal/limit"
+)
+
+// Reader is what the reconciler reads of the store (ordercore.Reader has it all).
+type Reader interface {
+	Payment(ctx context.Context, id string) (ordercore.Payment, error)
+	OrderPayments(ctx context.Context, orderID string) ([]ordercore.Payment, []ordercore.Refund, error)
+	MoneyMovements(ctx context.Context, channel string, from, to time.Time, afterSeq int64, limit int) ([]ordercore.MoneyEntry, error)
+	AggregateEvents(ctx context.Context, aggregateID string, limit int) ([]ordercore.Event, error)
+	Reviews(ctx context.Context, status ordercore.ReviewStatus, afterID string, limit int) ([]ordercore.ReviewItem, error)
+}
+
+// Reconciler reconciles channels' daily statements with ordercore's records: Reconcile
+// does one channel's day on demand; Run does every channel's ended days, once each, on the
+// background node.
+type Reconciler struct {
+	Engine   *engine.Engine
+	Reader   Reader
+	Clock    ordercore.Clock
+	Channels map[string]ordercore.Channel
+	// Hour is the UTC hour from which the statement of the day before is fetched
+	// (limit.ReconHourDefault when zero; negative: at midnight).
+	Hour   int
+	Logger *slog.Logger
+
+	mu      sync.Mutex
+	failed  map[string]time.Time   // day id -> when it last failed
+	running map[string]*sync.Mutex // day id -> held while a run of the day is in progress
+}
+
+// Errors of Reconcile that callers tell apart.
+var (
+	ErrUnknownChannel = errors.New("recon: no such channel")
+	ErrNoStatements   = errors.New("recon: the channel publishes no daily statement")
+	// ErrChannel wraps a failure of the channel (the statement's download, a query):
+	// nothing was recorded for the day, and it is tried again later.
+	ErrChannel = errors.New("recon: the channel failed")
+)
+
+func (r *Reconciler) logger() *slog.Logger {
+	if r.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Logger
+}
+
+// Day truncates t to its UTC day.
+func Day(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
+
+// Reconcile reconciles the channel's statement of day (a UTC day) with ordercore's
+// records, both ways, and records the report (engine.RecordReconciliation):
+//
+//  1. every row is matched to the payment or refund it names (Match);
+//  2. money ordercore has not recorded as moved is applied, through the same path as
+//     the channel's notifications (engine.ChannelPayment and ChannelRefund, source
+//     "statement"): a lost notification is repaired here; a trade or refund ordercore
+//     does not know opens an orphan review item;
+//  3. money ordercore recorded on the day that no row lists is asked about at the
+//     channel: dated on another day, it is confirmed; otherwise it is a discrepancy;
+//  4. every discrepancy is a review item, unless an open item of an earlier run of the
+//     same day holds it already.
+//
+// Running a day again is safe: what was repaired matches, and what still differs is
+// reported again without a second review item.
+func (r *Reconciler) Reconcile(ctx context.Context, channel string, day time.Time) (ordercore.Reconciliation, error) {
+	day = Day(day)
+	ch, ok := r.Channels[channel]
+	if !ok {
+		return ordercore.Reconciliation{}, fmt.Errorf("%w: %q", ErrUnknownChannel, channel)
+	}
+	src, ok := ch.(ordercore.StatementSource)
+	if !ok {
+		return ordercore.Reconciliation{}, fmt.Errorf("%w: %q", ErrNoStatements, channel)
+	}
+	// Runs of one day take turns: each reads the open review items before recording, so
+	// two at once could both open an item for the same discrepancy.
+	unlock := r.lockDay(ordercore.ReconciliationID(channel, day))
+	defer unlock()
+	rep := ordercore.Reconciliation{Channel: channel, Day: day.Format(time.DateOnly), Started: r.Clock.Now(),
+		Paid: []ordercore.Money{}, Refunded: []ordercore.Money{}}
+	st, err := src.DailyStatement(ctx, day)
+	if err != nil {
+		return rep, fmt.Errorf("%w: statement of %s at %s: %w", ErrChannel, rep.Day, channel, err)
+	}
+	open, err := r.openReviews(ctx)
+	if err != nil {
+		return rep, err
+	}
+	local, err := r.readLocal(ctx, channel, day, st)
+	if err != nil {
+		return rep, err
+	}
+	first := Match(channel, st, local, false)
+	applied, orphans, err := r.apply(ctx, channel, first, open)
+	if err != nil {
+		return rep, err
+	}
+	plan := first
+	if applied > 0 || slices.ContainsFunc(first.Rows, func(v RowVerdict) bool { return v.Verdict == Apply }) {
+		// What was applied is read back and matched once more: a row the engine could
+		// not record is then a discrepancy, not applied twice.
+		if local, err = r.readLocal(ctx, channel, day, st); err != nil {
+			return rep, err
+		}
+		plan = Match(channel, st, local, true)
+	}
+	rep.Rows, rep.Orphans = len(st.Rows), orphans
+	for i, v := range plan.Rows {
+		if v.Row.Type == ordercore.StatementRefund {
+			rep.Refunds++
+		} else {
+			rep.Payments++
+		}
+		switch {
+		case v.Verdict == Matched && first.Rows[i].Verdict == Apply:
+			rep.Repaired++
+		case v.Verdict == Matched:
+			rep.Matched++
+		case v.Verdict == Differs:
+			rep.Discrepancies = append(rep.Discrepancies, *v.Discrepancy)
+		}
+	}
+	unlisted, confirmed, err := r.unlisted(ctx, ch, local, plan.Unlisted)
+	if err != nil {
+		return rep, err
+	}
+	rep.Confirmed = confirmed
+	rep.Discrepancies = append(rep.Discrepancies, unlisted...)
+	rep.Paid, rep.Refunded = totals(st.Rows)
+	if len(rep.Discrepancies) > limit.ReconDiscrepanciesMax {
+		r.logger().Warn("reconciliation found more discrepancies than one run records", "channel", channel, "day", rep.Day,
+			"found", len(rep.Discrepancies), "recorded", limit.ReconDiscrepanciesMax)
+		rep.Discrepancies = rep.Discrepancies[:limit.ReconDiscrepanciesMax]
+	}
+	for i := range rep.Discrepancies {
+		d := &rep.Discrepancies[i]
+		d.ReviewID = open[reviewKey{d.Kind, d.PaymentID, d.RefundID}]
+	}
+	res, err := r.Engine.Submit(ctx, engine.RecordReconciliation{Report: rep}, nil)
+	if err != nil {
+		return rep, err
+	}
+	return res.Value.(ordercore.Reconciliation), nil
+}
+
+// Last returns the latest recorded reconciliation of the channel's day, if any.
+func (r *Reconciler) Last(ctx context.Context, channel string, day time.Time) (ordercore.Reconciliation, bool, error) {
+	evs, err := r.Reader.AggregateEvents(ctx, ordercore.ReconciliationID(channel, day), limit.PageSizeMax)
+	if err != nil {
+		return ordercore.Reconciliation{}, false, err
+	}
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Type != ordercore.EventReconciliationCompleted {
+			continue
+		}
+		var rep ordercore.Reconciliation
+		if err := json.Unmarshal(evs[i].Data, &rep); err != nil {
+			return ordercore.Reconciliation{}, false, fmt.Errorf("reconciliation %s/%s: %w", channel, day.Format(time.DateOnly), err)
+		}
+		return rep, true, nil
+	}
+	return ordercore.Reconciliation{}, false, nil
+}
+
+type reviewKey struct{ kind, payment, refund string }
+
+// openReviews maps the open review items by what they are about, so that a discrepancy
+// (or an orphan) reported again does not open a second item.
+func (r *Reconciler) openReviews(ctx context.Context) (map[reviewKey]string, error) {
+	out := map[reviewKey]string{}
+	after := ""
+	for {
+		page, err := r.Reader.Reviews(ctx, ordercore.ReviewOpen, after, limit.PageSizeMax)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range page {
+			out[reviewKey{it.Kind, it.PaymentID, it.RefundID}] = it.ID
+		}
+		if len(page) < limit.PageSizeMax {
+			return out, nil
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
+// readLocal reads what ordercore recorded about the statement's rows, and the money it
+// recorded as moved at the channel during the day.
+func (r *Reconciler) readLocal(ctx context.Context, channel string, day time.Time, st ordercore.Statement) (Local, error) {
+	local := Local{Payments: map[string]ordercore.Payment{}, Refunds: map[string]ordercore.Refund{}}
+	for after := int64(0); ; {
+		page, err := r.Reader.MoneyMovements(ctx, channel, day, day.AddDate(0, 0, 1), after, limit.PageSizeMax)
+		if err != nil {
+			return Local{}, err
+		}
+		local.Moved = append(local.Moved, page...)
+		if len(page) < limit.PageSizeMax {
+			break
+		}
+		after = page[len(page)-1].Seq
+	}
+	ids := map[string]bool{}
+	for _, row := range st.Rows {
+		ids[row.OutTradeNo] = true
+	}
+	for _, m := range local.Moved {
+		ids[m.PaymentID] = true
+	}
+	var mu sync.Mutex
+	err := each(ctx, sortedKeys(ids), func(ctx context.Context, id string) error {
+		p, err := r.Reader.Payment(ctx, id)
+		if ordercore.ErrorCode(err) == ordercore.ENOTFOUND {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		_, refunds, err := r.Reader.OrderPayments(ctx, p.OrderID)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		local.Payments[p.ID] = p
+		for _, rf := range refunds {
+			if rf.PaymentID == p.ID {
+				local.Refunds[rf.ID] = rf
+			}
+		}
+		return nil
+	})
+	return local, err
+}
+
+// apply applies the rows ordercore has not recorded (Apply) and those of trades and
+// refunds it does not know (Unknown, unless an open orphan item holds them already). It
+// returns how many the engine applied, and how many rows are orphans (opened now, or
+// held by an open item of an earlier run).
+func (r *Reconciler) apply(ctx context.Context, channel string, plan Plan, open map[reviewKey]string) (applied, orphans int, err error) {
+	var todo []ordercore.StatementRow
+	for _, v := range plan.Rows {
+		switch v.Verdict {
+		case Apply:
+			todo = append(todo, v.Row)
+		case Unknown:
+			key := reviewKey{ordercore.ReviewOrphan, v.Row.OutTradeNo, ""}
+			if v.Row.Type == ordercore.StatementRefund {
+				key = reviewKey{ordercore.ReviewOrphan, "", v.Row.OutRefundNo}
+			}
+			if open[key] == "" {
+				todo = append(todo, v.Row)
+			} else {
+				orphans++ // reported by an earlier run, still open
+			}
+		}
+	}
+	var mu sync.Mutex
+	err = each(ctx, todo, func(ctx context.Context, row ordercore.StatementRow) error {
+		var cmd engine.Command
+		if row.Type == ordercore.StatementRefund {
+			cmd = engine.ChannelRefund{Channel: channel, Source: "statement", Refund: ordercore.ChannelRefund{OutTradeNo: row.OutTradeNo,
+				OutRefundNo: row.OutRefundNo, RefundID: row.RefundID, Status: ordercore.RefundSucceeded, Amount: row.Amount}}
+		} else {
+			cmd = engine.ChannelPayment{Channel: channel, Source: "statement", Payment: ordercore.ChannelPayment{OutTradeNo: row.OutTradeNo,
+				TxnID: row.TxnID, Status: ordercore.PaymentSucceeded, Amount: row.Amount, PaidAt: row.Time}}
+		}
+		res, err := r.Engine.Submit(ctx, cmd, nil)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch res.Value {
+		case engine.OutcomeApplied:
+			applied++
+		case engine.OutcomeOrphan:
+			orphans++
+		}
+		return nil
+	})
+	return applied, orphans, err
+}
+
+// unlisted asks the channel about the money ordercore recorded on the day that no row
+// lists. A query that gets no definite answer fails the run, to be tried again.
+func (r *Reconciler) unlisted(ctx context.Context, ch ordercore.Channel, local Local, moved []ordercore.MoneyEntry) ([]ordercore.Discrepancy, int, error) {
+	var mu sync.Mutex
+	var out []ordercore.Discrepancy
+	confirmed := 0
+	err := each(ctx, moved, func(ctx context.Context, m ordercore.MoneyEntry) error {
+		var (
+			cp  *ordercore.ChannelPayment
+			cr  *ordercore.ChannelRefund
+			err error
+		)
+		if m.Movement == ordercore.MoneyCapture {
+			var got ordercore.ChannelPayment
+			if got, err = ch.QueryPayment(ctx, m.PaymentID); err == nil {
+				cp = &got
+			}
+		} else {
+			var got ordercore.ChannelRefund
+			if got, err = ch.QueryRefund(ctx, m.PaymentID, m.RefundID); err == nil {
+				cr = &got
+			}
+		}
+		if err != nil && !errors.Is(err, ordercore.ErrTradeNotFound) {
+			return fmt.Errorf("%w: query %s at %s: %w", ErrChannel, m.PaymentID, ch.Name(), err)
+		}
+		d := UnlistedVerdict(m, local.Payments[m.PaymentID], cp, cr, err)
+		mu.Lock()
+		defer mu.Unlock()
+		if d == nil {
+			confirmed++
+		} else {
+			out = append(out, *d)
+		}
+		return nil
+	})
+	slices.SortFunc(out, func(a, b ordercore.Discrepancy) int {
+		if a.PaymentID != b.PaymentID {
+			return compare(a.PaymentID, b.PaymentID)
+		}
+		return compare(a.RefundID, b.RefundID)
+	})
+	return out, confirmed, err
+}
+
+// Run reconciles, once each, the ended days of every channel that publishes statements,
+// until ctx ends: the day before from Hour (UTC) on, and days back to limit.ReconDaysBack
+// that no run has recorded yet. A failed day is tried again after limit.ReconRetry.
+func (r *Reconciler) Run(ctx context.Context) {
+	for {
+		r.RunDue(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Minute):
+		}
+	}
+}
+
+// RunDue runs the reconciliations that are due now (Run's one pass) and returns how many
+// it recorded.
+func (r *Reconciler) RunDue(ctx context.Context) int {
+	now := r.Clock.Now().UTC()
+	hour := r.Hour
+	if hour == 0 {
+		hour = limit.ReconHourDefault
+	}
+	last := Day(now).AddDate(0, 0, -1) // the day before today
+	if now.Hour() < hour {
+		last = last.AddDate(0, 0, -1)
+	}
+	done := 0
+	for _, name := range sortedKeys(r.Channels) {
+		if _, ok := r.Channels[name].(ordercore.StatementSource); !ok {
+			continue
+		}
+		for day := last.AddDate(0, 0, 1-limit.ReconDaysBack); !day.After(last); day = day.AddDate(0, 0, 1) {
+			if ctx.Err() != nil {
+				return done
+			}
+			id := ordercore.ReconciliationID(name, day)
+			if r.recentlyFailed(id, now) {
+				continue
+			}
+			if _, found, err := r.Last(ctx, name, day); err != nil || found {
+				continue
+			}
+			if _, err := r.Reconcile(ctx, name, day); err != nil {
+				r.markFailed(id, now)
+				r.logger().Warn("reconciliation failed; it is tried again later", "channel", name, "day", day.Format(time.DateOnly),
+					"retry_in", limit.ReconRetry, "err", err)
+				continue
+			}
+			done++
+		}
+	}
+	return done
+}
+
+func (r *Reconciler) lockDay(id string) func() {
+	r.mu.Lock()
+	if r.running == nil {
+		r.running = map[string]*sync.Mutex{}
+	}
+	m, ok := r.running[id]
+	if !ok {
+		m = &sync.Mutex{}
+		r.running[id] = m
+	}
+	r.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+func (r *Reconciler) recentlyFailed(id string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, ok := r.failed[id]
+	return ok && now.Sub(at) < limit.ReconRetry
+}
+
+func (r *Reconciler) markFailed(id string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failed == nil {
+		r.failed = map[string]time.Time{}
+	}
+	r.failed[id] = now
+}
+
+// each calls fn for every item, at most limit.ReconLookupConcurrency at a time, and
+// returns the first error.
+func each[T any](ctx context.Context, items []T, fn func(context.Context, T) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, limit.ReconLookupConcurrency)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for _, it := range items {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(ctx, it); err != nil {
+				once.Do(func() { first = err; cancel() })
+			}
+		})
+	}
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return first
+}
+
+// totals sums the statement's payments and refunds by currency, sorted by currency.
+func totals(rows []ordercore.StatementRow) (paid, refunded []ordercore.Money) {
+	sum := func(typ string) []ordercore.Money {
+		by := map[ordercore.Currency]int64{}
+		for _, row := range rows {
+			if row.Type == typ {
+				by[row.Amount.Currency] += row.Amount.Amount
+			}
+		}
+		out := []ordercore.Money{}
+		for _, c := range sortedKeys(by) {
+			out = append(out, ordercore.Money{Amount: by[c], Currency: c})
+		}
+		return out
+	}
+	return sum(ordercore.StatementPayment), sum(ordercore.StatementRefund)
+}
+
+func sortedKeys[K ~string, V any](m map[K]V) []K {
+	out := make([]K, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func compare(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

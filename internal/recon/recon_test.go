@@ -1,0 +1,229 @@
+package recon
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"ordercore"
+	"ordercore/internal/engine"
+	"ordercore/internal/limit"
+	"ordercore/sqlite"
+)
+
+func usd(n int64) ordercore.Money { return ordercore.Money{Amount: n, Currency: "USD"} }
+
+// TestMatch covers every verdict of a row and both ways of the match.
+func TestMatch(t *testing.T) {
+	paid := ordercore.Payment{ID: "p-paid", OrderID: "o1", Channel: "sim", Status: ordercore.PaymentSucceeded, Amount: usd(1000), Captured: 1000}
+	open := ordercore.Payment{ID: "p-open", OrderID: "o2", Channel: "sim", Status: ordercore.PaymentPending, Amount: usd(500)}
+	other := ordercore.Payment{ID: "p-other", OrderID: "o3", Channel: "stripe", Status: ordercore.PaymentSucceeded, Amount: usd(700), Captured: 700}
+	unlisted := ordercore.Payment{ID: "p-unlisted", OrderID: "o4", Channel: "sim", Status: ordercore.PaymentSucceeded, Amount: usd(300), Captured: 300}
+	refunds := map[string]ordercore.Refund{
+		"r-ok":      {ID: "r-ok", OrderID: "o1", PaymentID: "p-paid", Status: ordercore.RefundSucceeded, Amount: usd(100)},
+		"r-pending": {ID: "r-pending", OrderID: "o1", PaymentID: "p-paid", Status: ordercore.RefundPending, Amount: usd(200)},
+		"r-failed":  {ID: "r-failed", OrderID: "o1", PaymentID: "p-paid", Status: ordercore.RefundFailed, Amount: usd(50)},
+		"r-other":   {ID: "r-other", OrderID: "o3", PaymentID: "p-other", Status: ordercore.RefundPending, Amount: usd(70)},
+	}
+	local := Local{Payments: map[string]ordercore.Payment{paid.ID: paid, open.ID: open, other.ID: other, unlisted.ID: unlisted}, Refunds: refunds,
+		Moved: []ordercore.MoneyEntry{
+			{Seq: 1, PaymentID: "p-paid", Movement: ordercore.MoneyCapture, Amount: 1000, Currency: "USD"},
+			{Seq: 2, PaymentID: "p-unlisted", Movement: ordercore.MoneyCapture, Amount: 300, Currency: "USD"},
+			{Seq: 3, PaymentID: "p-paid", RefundID: "r-ok", Movement: ordercore.MoneyRefundCommit, Amount: 100, Currency: "USD"},
+			{Seq: 4, PaymentID: "p-paid", RefundID: "r-gone", Movement: ordercore.MoneyRefundCommit, Amount: 10, Currency: "USD"},
+		}}
+	pay := func(no string, m ordercore.Money) ordercore.StatementRow {
+		return ordercore.StatementRow{Type: ordercore.StatementPayment, OutTradeNo: no, Amount: m}
+	}
+	refund := func(no, rno string, m ordercore.Money) ordercore.StatementRow {
+		return ordercore.StatementRow{Type: ordercore.StatementRefund, OutTradeNo: no, OutRefundNo: rno, Amount: m}
+	}
+	rows := []struct {
+		row     ordercore.StatementRow
+		want    Verdict
+		final   Verdict // the verdict once Apply rows were applied and still are not recorded
+		kind    string
+		comment string
+	}{
+		{pay("p-paid", usd(1000)), Matched, Matched, "", "recorded as the channel says"},
+		{pay("p-paid", usd(1001)), Differs, Differs, ordercore.ReviewReconAmount, "the channel took another amount"},
+		{pay("p-paid", ordercore.Money{Amount: 1000, Currency: "EUR"}), Differs, Differs, ordercore.ReviewReconAmount, "another currency"},
+		{pay("p-open", usd(500)), Apply, Differs, ordercore.ReviewReconUnrecorded, "a notification was lost"},
+		{pay("p-nobody", usd(5)), Unknown, Unknown, "", "a trade ordercore never opened"},
+		{pay("p-other", usd(700)), Unknown, Unknown, "", "another channel's trade number"},
+		{refund("p-paid", "r-ok", usd(100)), Matched, Matched, "", "refund recorded as paid out"},
+		{refund("p-paid", "r-ok", usd(90)), Differs, Differs, ordercore.ReviewReconAmount, "refund of another amount"},
+		{refund("p-paid", "r-pending", usd(200)), Apply, Differs, ordercore.ReviewReconUnrecorded, "refund's notification lost"},
+		{refund("p-paid", "r-failed", usd(50)), Differs, Differs, ordercore.ReviewReconRefundStatus, "paid out a refund ordercore holds failed"},
+		{refund("p-paid", "r-nobody", usd(5)), Unknown, Unknown, "", "a refund made outside ordercore"},
+		{refund("p-other", "r-other", usd(70)), Unknown, Unknown, "", "another channel's refund"},
+	}
+	var st ordercore.Statement
+	for _, r := range rows {
+		st.Rows = append(st.Rows, r.row)
+	}
+	for _, final := range []bool{false, true} {
+		plan := Match("sim", st, local, final)
+		for i, r := range rows {
+			got := plan.Rows[i]
+			want := r.want
+			if final {
+				want = r.final
+			}
+			if got.Verdict != want {
+				t.Errorf("final=%v, %s: verdict %d, want %d", final, r.comment, got.Verdict, want)
+			}
+			if want == Differs && (got.Discrepancy == nil || got.Discrepancy.Kind != r.kind || got.Discrepancy.Detail == "") {
+				t.Errorf("final=%v, %s: discrepancy %+v, want kind %s with a detail", final, r.comment, got.Discrepancy, r.kind)
+			}
+			if want != Differs && got.Discrepancy != nil {
+				t.Errorf("final=%v, %s: a discrepancy %+v with verdict %d", final, r.comment, got.Discrepancy, got.Verdict)
+			}
+		}
+		var un []int64
+		for _, m := range plan.Unlisted {
+			un = append(un, m.Seq)
+		}
+		if !slices.Equal(un, []int64{2, 4}) {
+			t.Errorf("final=%v: unlisted movements %v, want seq 2 (capture of p-unlisted) and 4 (refund r-gone)", final, un)
+		}
+	}
+}
+
+// TestUnlistedVerdict: money ordercore recorded that no row of the day lists is a
+// discrepancy unless the channel's query confirms it.
+func TestUnlistedVerdict(t *testing.T) {
+	p := ordercore.Payment{ID: "p1", Captured: 300, Amount: usd(300)}
+	capture := ordercore.MoneyEntry{PaymentID: "p1", Movement: ordercore.MoneyCapture, Amount: 300, Currency: "USD"}
+	commit := ordercore.MoneyEntry{PaymentID: "p1", RefundID: "r1", Movement: ordercore.MoneyRefundCommit, Amount: 100, Currency: "USD"}
+	for _, c := range []struct {
+		name string
+		m    ordercore.MoneyEntry
+		cp   *ordercore.ChannelPayment
+		cr   *ordercore.ChannelRefund
+		err  error
+		ok   bool
+	}{
+		{"PaidOnAnotherDay", capture, &ordercore.ChannelPayment{Status: ordercore.PaymentSucceeded, Amount: usd(300)}, nil, nil, true},
+		{"ChannelSaysPending", capture, &ordercore.ChannelPayment{Status: ordercore.PaymentPending, Amount: usd(300)}, nil, nil, false},
+		{"ChannelTookOtherAmount", capture, &ordercore.ChannelPayment{Status: ordercore.PaymentSucceeded, Amount: usd(200)}, nil, nil, false},
+		{"TradeNotFound", capture, nil, nil, ordercore.ErrTradeNotFound, false},
+		{"RefundPaidOnAnotherDay", commit, nil, &ordercore.ChannelRefund{Status: ordercore.RefundSucceeded, Amount: usd(100)}, nil, true},
+		{"RefundSettledOutside", commit, nil, &ordercore.ChannelRefund{Status: ordercore.RefundAbnormal, Amount: usd(100)}, nil, true},
+		{"RefundPendingAtChannel", commit, nil, &ordercore.ChannelRefund{Status: ordercore.RefundPending, Amount: usd(100)}, nil, false},
+		{"RefundNotFound", commit, nil, nil, ordercore.ErrTradeNotFound, false},
+	} {
+		d := UnlistedVerdict(c.m, p, c.cp, c.cr, c.err)
+		if (d == nil) != c.ok {
+			t.Errorf("%s: discrepancy %+v, want confirmed=%v", c.name, d, c.ok)
+		}
+		if d != nil && (d.Kind != ordercore.ReviewReconMissing || d.Detail == "" || d.Recorded == nil || d.Recorded.Amount != c.m.Amount) {
+			t.Errorf("%s: %+v", c.name, d)
+		}
+	}
+}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
+
+// statements is a channel that publishes empty statements, or fails while down; it
+// records the days asked for.
+type statements struct {
+	mu   sync.Mutex
+	down bool
+	days []string
+}
+
+func (s *statements) Name() string { return "bill" }
+func (s *statements) DailyStatement(_ context.Context, day time.Time) (ordercore.Statement, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.days = append(s.days, day.Format(time.DateOnly))
+	if s.down {
+		return ordercore.Statement{}, ordercore.ErrStatementNotReady
+	}
+	return ordercore.Statement{Day: day}, nil
+}
+func (s *statements) asked() []string { s.mu.Lock(); defer s.mu.Unlock(); return slices.Clone(s.days) }
+func (s *statements) reset(down bool) { s.mu.Lock(); s.days, s.down = nil, down; s.mu.Unlock() }
+
+func (*statements) CreatePayment(context.Context, ordercore.PaymentRequest) (ordercore.PaymentInstructions, error) {
+	return ordercore.PaymentInstructions{}, errors.New("not used")
+}
+func (*statements) QueryPayment(context.Context, string) (ordercore.ChannelPayment, error) {
+	return ordercore.ChannelPayment{}, ordercore.ErrTradeNotFound
+}
+func (*statements) ClosePayment(context.Context, string) error { return nil }
+func (*statements) Refund(context.Context, ordercore.RefundRequest) (ordercore.ChannelRefund, error) {
+	return ordercore.ChannelRefund{}, errors.New("not used")
+}
+func (*statements) QueryRefund(context.Context, string, string) (ordercore.ChannelRefund, error) {
+	return ordercore.ChannelRefund{}, ordercore.ErrTradeNotFound
+}
+func (*statements) ParseNotification(http.Header, []byte, time.Time) (ordercore.Notification, error) {
+	return ordercore.Notification{}, errors.New("not used")
+}
+func (*statements) Ack(http.ResponseWriter) {}
+
+// TestRunDue: the daily reconciler takes the day before from its hour on, catches up the
+// week before it, records each day once, and tries a failed day again only after
+// limit.ReconRetry.
+func TestRunDue(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	clk := &clock{now: time.Date(2026, 1, 10, 9, 30, 0, 0, time.UTC)}
+	eng := engine.New(db, clk, engine.Config{})
+	defer eng.Close()
+	ch := &statements{}
+	r := &Reconciler{Engine: eng, Reader: db, Clock: clk, Channels: map[string]ordercore.Channel{"bill": ch}, Hour: 10}
+
+	days := func(from, to int) []string {
+		var out []string
+		for d := from; d <= to; d++ {
+			out = append(out, time.Date(2026, 1, d, 0, 0, 0, 0, time.UTC).Format(time.DateOnly))
+		}
+		return out
+	}
+	if n := r.RunDue(ctx); n != limit.ReconDaysBack || !slices.Equal(ch.asked(), days(2, 8)) {
+		t.Fatalf("at 09:30 on the 10th: %d recorded, asked for %v; want the 7 days up to the 8th (the 9th's statement is due at 10:00)", n, ch.asked())
+	}
+	ch.reset(true)
+	clk.set(time.Date(2026, 1, 10, 10, 0, 0, 0, time.UTC))
+	if n := r.RunDue(ctx); n != 0 || !slices.Equal(ch.asked(), days(9, 9)) {
+		t.Fatalf("at 10:00 with the channel down: %d recorded, asked for %v; want only the 9th asked, nothing recorded", n, ch.asked())
+	}
+	ch.reset(false)
+	clk.set(time.Date(2026, 1, 10, 10, 1, 0, 0, time.UTC))
+	if n := r.RunDue(ctx); n != 0 || len(ch.asked()) != 0 {
+		t.Fatalf("a minute after the failure: %d recorded, asked for %v; want nothing before %s", n, ch.asked(), limit.ReconRetry)
+	}
+	clk.set(time.Date(2026, 1, 10, 10, 0, 0, 0, time.UTC).Add(limit.ReconRetry))
+	if n := r.RunDue(ctx); n != 1 || !slices.Equal(ch.asked(), days(9, 9)) {
+		t.Fatalf("after the retry wait: %d recorded, asked for %v; want the 9th", n, ch.asked())
+	}
+	rep, found, err := r.Last(ctx, "bill", time.Date(2026, 1, 9, 0, 0, 0, 0, time.UTC))
+	if err != nil || !found || rep.Day != "2026-01-09" || rep.Rows != 0 || rep.Discrepancies == nil {
+		t.Fatalf("Last of the 9th: %+v %v %v", rep, found, err)
+	}
+	ch.reset(false)
+	if n := r.RunDue(ctx); n != 0 || len(ch.asked()) != 0 {
+		t.Fatalf("once every day is recorded: %d recorded, asked for %v; want nothing", n, ch.asked())
+	}
+	if _, err := r.Reconcile(ctx, "nope", clk.Now()); !errors.Is(err, ErrUnknownChannel) {
+		t.Errorf("unknown channel: %v", err)
+	}
+}

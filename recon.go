@@ -1,0 +1,120 @@
+package ordercore
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Statement row types: money a channel took, and money it paid back.
+const (
+	StatementPayment = "payment"
+	StatementRefund  = "refund"
+)
+
+// StatementRow is one money movement on a channel's daily statement: a payment the
+// channel took (OutTradeNo, what the shopper paid) or a refund it paid out (OutTradeNo and
+// OutRefundNo, the refund's amount).
+type StatementRow struct {
+	Type        string    `json:"type"`
+	OutTradeNo  string    `json:"out_trade_no"`
+	OutRefundNo string    `json:"out_refund_no,omitempty"`
+	TxnID       string    `json:"txn_id,omitempty"`
+	RefundID    string    `json:"refund_id,omitempty"`
+	Amount      Money     `json:"amount"`
+	Time        time.Time `json:"time"`
+}
+
+// Statement is a channel's statement of one UTC day, downloaded and checked complete by
+// its adapter (a summary's counts and totals, or a checksum, as the channel provides).
+type Statement struct {
+	Day  time.Time
+	Rows []StatementRow
+}
+
+// StatementSource is a Channel that publishes a daily statement of the money it moved,
+// in the manner of Alipay's and WeChat Pay's T+1 bills: daily reconciliation reads it.
+type StatementSource interface {
+	// DailyStatement downloads, checks and parses the statement of the UTC day that
+	// starts at day. A statement the channel has not published yet is
+	// ErrStatementNotReady; a download that fails its check is an error, never a partial
+	// statement.
+	DailyStatement(ctx context.Context, day time.Time) (Statement, error)
+}
+
+// ErrStatementNotReady says a channel has not published a day's statement yet.
+var ErrStatementNotReady = errors.New("channel: statement not ready")
+
+// Discrepancy kinds found by reconciliation, each also a review item's kind. A channel's
+// money on a trade or refund ordercore does not know opens an orphan_notification item
+// (ReviewOrphan), as a notification of it would.
+const (
+	// ReviewReconAmount: the statement's amount for a payment or refund differs from what
+	// ordercore recorded as taken or paid back.
+	ReviewReconAmount = "recon_amount_mismatch"
+	// ReviewReconMissing: ordercore recorded money taken or paid back that the channel's
+	// statement does not list and its query does not confirm.
+	ReviewReconMissing = "recon_missing_at_channel"
+	// ReviewReconRefundStatus: the channel paid out a refund ordercore holds as failed.
+	ReviewReconRefundStatus = "recon_refund_status"
+	// ReviewReconUnrecorded: the statement lists money the channel moved that ordercore
+	// could not record even when told (its records had moved on in a way the channel's
+	// report cannot follow).
+	ReviewReconUnrecorded = "recon_not_recorded"
+)
+
+// Discrepancy is one difference between a statement and ordercore's records that
+// reconciliation could not repair: it goes to the review queue (ReviewID).
+type Discrepancy struct {
+	Kind      string `json:"kind"`
+	OrderID   string `json:"order_id,omitempty"`
+	PaymentID string `json:"payment_id,omitempty"`
+	RefundID  string `json:"refund_id,omitempty"`
+	// Channel is what the channel says moved (absent when it lists nothing); Recorded is
+	// what ordercore recorded.
+	Channel  *Money `json:"channel,omitempty"`
+	Recorded *Money `json:"recorded,omitempty"`
+	Detail   string `json:"detail"`
+	// ReviewID is the review item that holds it; Reopened says an open item of an earlier
+	// run of the same day already held it, so none was opened again.
+	ReviewID string `json:"review_id,omitempty"`
+	Reopened bool   `json:"existing_review,omitempty"`
+}
+
+// Reconciliation is the report of one reconciliation of a channel's day, the data of its
+// reconciliation.completed event (aggregate "reconciliation", id ReconciliationID).
+type Reconciliation struct {
+	Channel string `json:"channel"`
+	Day     string `json:"day"` // YYYY-MM-DD, UTC
+	// Rows is the statement's rows: Payments and Refunds of them.
+	Rows     int `json:"rows"`
+	Payments int `json:"payments"`
+	Refunds  int `json:"refunds"`
+	// Matched rows agreed with ordercore's records as they were.
+	Matched int `json:"matched"`
+	// Repaired rows told ordercore what it had missed (a lost notification, a query not
+	// yet made): they were applied through the same path as the channel's notifications.
+	Repaired int `json:"repaired"`
+	// Confirmed is money ordercore recorded on the day that the statement does not list,
+	// and the channel's query confirmed (a payment the channel dates on another day).
+	Confirmed int `json:"confirmed"`
+	// Orphans are rows of trades or refunds ordercore does not know, each an
+	// orphan_notification review item.
+	Orphans       int           `json:"orphans"`
+	Discrepancies []Discrepancy `json:"discrepancies"`
+	// Paid and Refunded are the statement's totals by currency.
+	Paid     []Money   `json:"paid"`
+	Refunded []Money   `json:"refunded"`
+	Started  time.Time `json:"started"`
+}
+
+// Aggregate and event of reconciliations.
+const (
+	AggregateReconciliation      = "reconciliation"
+	EventReconciliationCompleted = "reconciliation.completed"
+)
+
+// ReconciliationID is the aggregate id of a channel's day: "sim/2026-01-02".
+func ReconciliationID(channel string, day time.Time) string {
+	return channel + "/" + day.UTC().Format(time.DateOnly)
+}
