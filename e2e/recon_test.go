@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -10,12 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"ordercore"
 	"ordercore/app"
 	"ordercore/channel/sim"
 	"ordercore/internal/verify"
 	"ordercore/paysim"
-	"ordercore/sqlite"
 )
 
 // Daily statement reconciliation against a real paysim, over ordercore's real HTTP API.
@@ -134,9 +137,39 @@ func createReconSKU(t *testing.T, e *payEnv, id string) {
 // payment sync is an hour away, so ordercore never hears of the payments and the refund
 // the channel made. The day's statement tells it: the orders become paid, the refund
 // paid back, through the same path as a notification; a second run finds everything
-// matched and repairs nothing; bad requests change nothing.
+// matched and repairs nothing; bad requests change nothing. On both stores.
 func TestReconciliationRepairsLostNotifications(t *testing.T) {
+	t.Run("SQLite", func(t *testing.T) { testReconRepairs(t, "") })
+	t.Run("PostgreSQL", func(t *testing.T) {
+		dsn := testPG()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		pg, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			unavailable(t, "PostgreSQL at %s (ORDERCORE_TEST_PG): %v", dsn, err)
+		}
+		var b [5]byte
+		rand.Read(b[:])
+		schema := "recon_" + hex.EncodeToString(b[:])
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := pg.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
+				t.Errorf("drop schema %s: %v", schema, err)
+			}
+			pg.Close(ctx)
+		})
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		testReconRepairs(t, dsn+sep+"schema="+schema)
+	})
+}
+
+func testReconRepairs(t *testing.T, dbURL string) {
 	e := startPayEnvWith(t, 1, paysim.Faults{DropRate: 1}, func(c *app.Config) {
+		c.DB = dbURL
 		c.PaymentSync = []time.Duration{time.Hour}
 		c.RefundSync = []time.Duration{0, time.Hour} // sent at once, asked about in an hour
 	})
@@ -243,7 +276,7 @@ func TestReconciliationRepairsLostNotifications(t *testing.T) {
 	if err := e.stopApp(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sqlite.Open(t.Context(), app.DBPath(e.dataDir), sqlite.Options{})
+	db, _, err := app.OpenStore(t.Context(), dbURL, e.dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}

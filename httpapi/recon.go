@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"ordercore"
+	"ordercore/internal/limit"
 	"ordercore/internal/recon"
 )
 
@@ -38,6 +39,8 @@ func (s *Server) runRecon(ctx context.Context, in *runReconInput) (*reconOutput,
 	if s.cfg.Recon == nil {
 		return nil, problemOf(ordercore.Errorf(ordercore.EUnknownChannel, "no payment channel is configured"))
 	}
+	ctx, cancel := context.WithTimeout(ctx, limit.ReconRunMax)
+	defer cancel()
 	rep, err := s.cfg.Recon.Reconcile(ctx, in.Body.Channel, day)
 	switch {
 	case errors.Is(err, recon.ErrUnknownChannel):
@@ -49,6 +52,9 @@ func (s *Server) runRecon(ctx context.Context, in *runReconInput) (*reconOutput,
 		// recorded for the day; try again later.
 		return nil, problemOf(ordercore.Errorf(ordercore.EChannelUnavailable, "reconciliation of %s at %s did not finish: %v",
 			in.Body.Day, in.Body.Channel, err))
+	case errors.Is(err, context.DeadlineExceeded):
+		return nil, problemOf(ordercore.Errorf(ordercore.EUnavailable, "reconciliation of %s at %s did not finish within %s: what it applied stands; run it again",
+			in.Body.Day, in.Body.Channel, limit.ReconRunMax))
 	case err != nil:
 		return nil, problemOf(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"ordercore"
 	"ordercore/httpapi"
 	"ordercore/internal/engine"
+	"ordercore/internal/saga"
 	"ordercore/sqlite"
 )
 
@@ -213,6 +214,47 @@ func TestDTMWaitResultAnswersPastTheWriteTimeout(t *testing.T) {
 	text, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(string(text), "FAILURE") {
 		t.Fatalf("wait_result of a transaction rolling back: %d %s, want 409 FAILURE", resp.StatusCode, text)
+	}
+}
+
+// TestWaitSecondsAnswersPastTheWriteTimeout: POST /v1/sagas?wait_seconds= answers when
+// the saga ends, even after the server's WriteTimeout: its participant takes longer than
+// that to answer.
+func TestWaitSecondsAnswersPastTheWriteTimeout(t *testing.T) {
+	t.Parallel()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.New(db, ordercore.SystemClock{}, engine.Config{})
+	coord := &saga.Coordinator{Claim: eng.ClaimSagasFor, Record: eng.RecordSaga, Wake: eng.WakeSagasAt, Poll: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { coord.Run(ctx); close(stopped) }()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(1500 * time.Millisecond) // past the API's WriteTimeout
+	}))
+	srv := httptest.NewUnstartedServer(httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}, Sagas: coord}))
+	srv.Config.WriteTimeout = time.Second
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		slow.Close()
+		cancel()
+		<-stopped
+		eng.Close()
+		db.Close()
+	})
+
+	body := strings.ReplaceAll(sagaBody("ws-1", ""), "http://p.test", slow.URL)
+	resp, err := http.Post(srv.URL+"/v1/sagas?wait_seconds=20", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	defer resp.Body.Close()
+	var sg struct{ Status string }
+	if err := json.NewDecoder(resp.Body).Decode(&sg); err != nil || resp.StatusCode != http.StatusOK || sg.Status != string(ordercore.SagaCompleted) {
+		t.Fatalf("wait_seconds for a saga whose step outlasts the WriteTimeout: %d %+v %v, want 200 completed", resp.StatusCode, sg, err)
 	}
 }
 

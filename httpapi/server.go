@@ -89,11 +89,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problemOf(ordercore.Errorf(ordercore.EInvalidIdemKey, "Idempotency-Key must be sent once, with a value")))
 		return
 	}
-	if r.Method == http.MethodPost && r.URL.Path == "/v1/sagas" {
-		if n, err := strconv.Atoi(r.URL.Query().Get("wait_seconds")); err == nil && n > 0 && n <= waitSecondsMax {
-			extendWriteDeadline(w, time.Duration(n)*time.Second)
-		}
-	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -120,12 +115,22 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 const waitSecondsMax = 60
 
 // extendWriteDeadline lets a request that waits for a saga (wait_seconds, DTM's
-// wait_result) answer after its wait. The server's WriteTimeout stays short for every other
+// wait_result), or for a reconciliation, answer after its wait. The server's WriteTimeout stays short for every other
 // request, so a slow reader still cannot hold a connection long; only these requests,
 // whose wait the API bounds, get their own deadline: the wait and a margin for the last
 // read and the answer. Without it the connection was cut at WriteTimeout, with no answer.
 func extendWriteDeadline(w http.ResponseWriter, wait time.Duration) {
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + writeMargin)) // not every writer supports it
+}
+
+// sagaWaitDeadline gives a submit that waits for its saga (wait_seconds, within the
+// schema's bound) the write deadline of its wait.
+func sagaWaitDeadline(ctx huma.Context, next func(huma.Context)) {
+	if n, err := strconv.Atoi(ctx.Query("wait_seconds")); err == nil && n > 0 && n <= waitSecondsMax {
+		_, w := humago.Unwrap(ctx)
+		extendWriteDeadline(w, time.Duration(n)*time.Second)
+	}
+	next(ctx)
 }
 
 // writeMargin is added to a wait for the answer that follows it.
@@ -162,10 +167,18 @@ func (s *Server) routes() {
 	huma.Register(s.api, post("resolve-review-item", "/v1/review-items/{id}/resolve", "Resolve a review item (audited)", http.StatusOK), s.resolveReview)
 	huma.Register(s.api, get("list-channels", "/v1/channels", "Configured payment channels and their notification counts"), s.listChannels)
 	s.mux.HandleFunc("POST /v1/channels/{channel}/notify", s.notify)
-	huma.Register(s.api, post("run-reconciliation", "/v1/reconciliations", "Reconcile a channel's daily statement now (safe to repeat)", http.StatusCreated), s.runRecon)
+	runRecon := post("run-reconciliation", "/v1/reconciliations", "Reconcile a channel's daily statement now (safe to repeat)", http.StatusCreated)
+	runRecon.Middlewares = huma.Middlewares{func(ctx huma.Context, next func(huma.Context)) {
+		_, w := humago.Unwrap(ctx)
+		extendWriteDeadline(w, limit.ReconRunMax) // a day of many payments takes a while
+		next(ctx)
+	}}
+	huma.Register(s.api, runRecon, s.runRecon)
 	huma.Register(s.api, get("get-reconciliation", "/v1/reconciliations/{channel}/{day}", "The latest reconciliation of a channel's day"), s.getRecon)
 	huma.Register(s.api, get("list-events", "/v1/events", "The event feed, in commit order"), s.listEvents)
-	huma.Register(s.api, post("submit-saga", "/v1/sagas", "Submit a saga or TCC transaction of HTTP or in-process steps", http.StatusCreated), s.submitSaga)
+	submitSaga := post("submit-saga", "/v1/sagas", "Submit a saga or TCC transaction of HTTP or in-process steps", http.StatusCreated)
+	submitSaga.Middlewares = huma.Middlewares{sagaWaitDeadline}
+	huma.Register(s.api, submitSaga, s.submitSaga)
 	huma.Register(s.api, get("list-saga-locals", "/v1/sagas/locals", "In-process operations saga steps may call"), s.listLocals)
 	huma.Register(s.api, get("get-saga", "/v1/sagas/{gid}", "Read a saga with its steps and event timeline"), s.getSaga)
 	huma.Register(s.api, get("list-sagas", "/v1/sagas", "List sagas, newest first, with counts per status"), s.listSagas)

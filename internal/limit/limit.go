@@ -124,6 +124,10 @@ const (
 	// ReconRetry is how long the daily reconciler waits after a failed run (a statement
 	// not ready, a channel down) before trying the day again.
 	ReconRetry = 10 * time.Minute
+	// ReconRunMax bounds one reconciliation asked for over the API (the statement's
+	// download, the reads, the channel queries and the record); its answer may take as
+	// long, past the server's write timeout.
+	ReconRunMax = 5 * time.Minute
 	// ReconHourDefault is the UTC hour after which the daily reconciler fetches the
 	// statement of the day before: channels publish T+1 statements by about 09:00-10:00.
 	ReconHourDefault = 10
