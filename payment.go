@@ -132,11 +132,11 @@ type PaymentInstructions struct {
 
 // ChannelPayment is a channel's statement about a trade, from a query or a notification.
 type ChannelPayment struct {
-	OutTradeNo string
-	TxnID      string        // the channel's transaction id, when it has one
-	Status     PaymentStatus // pending, succeeded, failed or closed
-	Amount     Money         // the amount the channel says was (or is to be) paid
-	PaidAt     time.Time
+	OutTradeNo string        `json:"out_trade_no"`
+	TxnID      string        `json:"txn_id,omitempty"` // the channel's transaction id, when it has one
+	Status     PaymentStatus `json:"status"`           // pending, succeeded, failed or closed
+	Amount     Money         `json:"amount"`           // the amount the channel says was (or is to be) paid
+	PaidAt     time.Time     `json:"paid_at,omitzero"`
 }
 
 // RefundRequest asks a channel to pay money back.
@@ -151,11 +151,11 @@ type RefundRequest struct {
 
 // ChannelRefund is a channel's statement about a refund.
 type ChannelRefund struct {
-	OutTradeNo  string
-	OutRefundNo string
-	RefundID    string
-	Status      RefundStatus
-	Amount      Money
+	OutTradeNo  string       `json:"out_trade_no"`
+	OutRefundNo string       `json:"out_refund_no"`
+	RefundID    string       `json:"refund_id,omitempty"`
+	Status      RefundStatus `json:"status"`
+	Amount      Money        `json:"amount"`
 }
 
 // Notification is an authenticated asynchronous notification: at most one of Payment and

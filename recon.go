@@ -75,10 +75,12 @@ type Discrepancy struct {
 	Channel  *Money `json:"channel,omitempty"`
 	Recorded *Money `json:"recorded,omitempty"`
 	Detail   string `json:"detail"`
-	// ReviewID is the review item that holds it; Reopened says an open item of an earlier
-	// run of the same day already held it, so none was opened again.
-	ReviewID string `json:"review_id,omitempty"`
-	Reopened bool   `json:"existing_review,omitempty"`
+	// ReviewID is the review item that holds it. Existing says an item of an earlier run
+	// held it already, so none was opened again; ReviewStatus is that item's status (an
+	// operator who settled it with the channel resolved it: it is not opened again).
+	ReviewID     string       `json:"review_id,omitempty"`
+	Existing     bool         `json:"existing_review,omitempty"`
+	ReviewStatus ReviewStatus `json:"review_status,omitempty"`
 }
 
 // Reconciliation is the report of one reconciliation of a channel's day, the data of its
@@ -100,8 +102,14 @@ type Reconciliation struct {
 	Confirmed int `json:"confirmed"`
 	// Orphans are rows of trades or refunds ordercore does not know, each an
 	// orphan_notification review item.
-	Orphans       int           `json:"orphans"`
-	Discrepancies []Discrepancy `json:"discrepancies"`
+	Orphans int `json:"orphans"`
+	// Discrepancies lists at most limit.ReconDiscrepanciesMax of the DiscrepanciesFound;
+	// every one found has its review item.
+	Discrepancies      []Discrepancy `json:"discrepancies"`
+	DiscrepanciesFound int           `json:"discrepancies_found"`
+	// Partial says the run began before the day ended: the statement may not hold the
+	// whole day yet, and the daily reconciler runs the day again once it has ended.
+	Partial bool `json:"partial"`
 	// Paid and Refunded are the statement's totals by currency.
 	Paid     []Money   `json:"paid"`
 	Refunded []Money   `json:"refunded"`

@@ -38,6 +38,7 @@ type wireDiscrepancy struct {
 	Detail    string     `json:"detail"`
 	ReviewID  string     `json:"review_id"`
 	Existing  bool       `json:"existing_review"`
+	Status    string     `json:"review_status"`
 }
 
 type wireRecon struct {
@@ -51,6 +52,8 @@ type wireRecon struct {
 	Confirmed     int               `json:"confirmed"`
 	Orphans       int               `json:"orphans"`
 	Discrepancies []wireDiscrepancy `json:"discrepancies"`
+	Found         int               `json:"discrepancies_found"`
+	Partial       bool              `json:"partial"`
 	Paid          []wireMoney       `json:"paid"`
 	Refunded      []wireMoney       `json:"refunded"`
 }
@@ -187,6 +190,9 @@ func testReconRepairs(t *testing.T, dbURL string) {
 	}
 
 	rep := e.api.reconcile(t, payChannel, day)
+	if !rep.Partial {
+		t.Errorf("a run of today (%s) is not marked partial: %+v", day, rep)
+	}
 	if rep.Payments != 3 || rep.Repaired != 3 || rep.Matched != 0 || rep.Orphans != 0 || len(rep.Discrepancies) != 0 {
 		t.Fatalf("first run: %+v, want 3 payment rows, 3 repaired, no discrepancy", rep)
 	}
@@ -262,14 +268,21 @@ func testReconRepairs(t *testing.T, dbURL string) {
 		{"NotADate", reconReq{Channel: payChannel, Day: "2026-13-01"}, http.StatusUnprocessableEntity, ordercore.EINVALID},
 		{"UnknownChannel", reconReq{Channel: "nope", Day: day}, http.StatusNotFound, ordercore.EUnknownChannel},
 		{"UnknownField", map[string]string{"channel": payChannel, "day": day, "force": "yes"}, http.StatusUnprocessableEntity, ordercore.EUnknownField},
+		{"TooLongAgo", reconReq{Channel: payChannel, Day: "1900-01-02"}, http.StatusUnprocessableEntity, ordercore.EINVALID},
 	} {
 		r, err := e.api.do(http.MethodPost, "/v1/reconciliations", c.body, "")
 		if err != nil || r.status != c.status || r.problem().Code != c.code {
 			t.Errorf("%s: %v %s, want %d %s", c.name, err, r, c.status, c.code)
 		}
 	}
-	if r, _ := e.api.do(http.MethodGet, "/v1/reconciliations/"+payChannel+"/"+tomorrow, nil, ""); r.status != http.StatusNotFound {
-		t.Errorf("GET a day never reconciled: %s, want 404", r)
+	for path, want := range map[string]string{
+		"/v1/reconciliations/" + payChannel + "/" + tomorrow: ordercore.ENOTFOUND,
+		"/v1/reconciliations/" + payChannel + "/2026-13-01":  ordercore.EINVALID,
+		"/v1/reconciliations/nope/" + day:                    ordercore.EUnknownChannel,
+	} {
+		if r, _ := e.api.do(http.MethodGet, path, nil, ""); r.problem().Code != want {
+			t.Errorf("GET %s: %s, want %s", path, r, want)
+		}
 	}
 
 	// ordercore verify on what the server leaves behind.
@@ -396,11 +409,11 @@ func TestReconciliationReportsWhatItCannotRepair(t *testing.T) {
 	}
 
 	again := e.api.reconcile(t, payChannel, day)
-	if len(again.Discrepancies) != 2 || again.Orphans != 1 {
+	if len(again.Discrepancies) != 2 || again.Found != 2 || again.Orphans != 1 {
 		t.Fatalf("second run: %+v", again)
 	}
 	for _, d := range again.Discrepancies {
-		if d.ReviewID != kinds[d.Kind].ReviewID || !d.Existing {
+		if d.ReviewID != kinds[d.Kind].ReviewID || !d.Existing || d.Status != "open" {
 			t.Errorf("second run's %s: review %s (existing %v), want the first run's %s", d.Kind, d.ReviewID, d.Existing, kinds[d.Kind].ReviewID)
 		}
 	}
@@ -423,6 +436,23 @@ func TestReconciliationReportsWhatItCannotRepair(t *testing.T) {
 	}
 	if s := e.orderStatus(t, orders[0]); s != "paid" {
 		t.Errorf("order %s is %s after its discrepancy was reported and dismissed, want paid (reconciliation changes no money it cannot prove)", orders[0], s)
+	}
+	// Settled and dismissed, the difference is still on the channel's statement: a third
+	// run reports it under the resolved item and opens no new one.
+	third := e.api.reconcile(t, payChannel, day)
+	for _, d := range third.Discrepancies {
+		if d.Kind == ordercore.ReviewReconAmount && (d.ReviewID != amount.ReviewID || d.Status != "resolved") {
+			t.Errorf("third run's amount mismatch: review %s (%s), want the dismissed %s", d.ReviewID, d.Status, amount.ReviewID)
+		}
+	}
+	open3, err := e.api.openReviews()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want[ordercore.ReviewReconAmount] = 0
+	delete(want, ordercore.ReviewReconAmount)
+	if got := countKinds(open3); !mapsEqual(got, want) {
+		t.Errorf("after a run following a dismissal, open review items by kind %v, want %v", got, want)
 	}
 }
 

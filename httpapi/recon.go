@@ -48,10 +48,10 @@ func (s *Server) runRecon(ctx context.Context, in *runReconInput) (*reconOutput,
 	case errors.Is(err, recon.ErrNoStatements):
 		return nil, problemOf(ordercore.Errorf(ordercore.ENoStatements, "channel %q publishes no daily statement to reconcile", in.Body.Channel))
 	case errors.Is(err, recon.ErrChannel):
-		// The statement's download, or a query of the channel, failed: nothing was
-		// recorded for the day; try again later.
-		return nil, problemOf(ordercore.Errorf(ordercore.EChannelUnavailable, "reconciliation of %s at %s did not finish: %v",
-			in.Body.Day, in.Body.Channel, err))
+		// The statement's download, or a query of the channel, failed: no report was
+		// recorded for the day; what the run applied stands.
+		return nil, problemOf(ordercore.Errorf(ordercore.EChannelUnavailable, "reconciliation of %s at %s did not finish: the channel did not answer (the statement's download, or a query after its retries); what it applied stands; try again",
+			in.Body.Day, in.Body.Channel))
 	case errors.Is(err, context.DeadlineExceeded):
 		return nil, problemOf(ordercore.Errorf(ordercore.EUnavailable, "reconciliation of %s at %s did not finish within %s: what it applied stands; run it again",
 			in.Body.Day, in.Body.Channel, limit.ReconRunMax))
@@ -68,8 +68,11 @@ type getReconInput struct {
 
 func (s *Server) getRecon(ctx context.Context, in *getReconInput) (*reconOutput, error) {
 	day, err := time.Parse(time.DateOnly, in.Day)
-	if err != nil || s.cfg.Recon == nil {
-		return nil, problemOf(ordercore.Errorf(ordercore.ENOTFOUND, "no reconciliation of %q at %q", in.Day, in.Channel))
+	if err != nil {
+		return nil, problemOf(ordercore.Errorf(ordercore.EINVALID, "day must be a date, YYYY-MM-DD"))
+	}
+	if s.cfg.Recon == nil || s.cfg.Payments == nil || s.cfg.Payments.Channels[in.Channel] == nil {
+		return nil, problemOf(ordercore.Errorf(ordercore.EUnknownChannel, "no payment channel %q is configured", in.Channel))
 	}
 	rep, found, err := s.cfg.Recon.Last(ctx, in.Channel, day)
 	if err != nil {
@@ -89,6 +92,9 @@ func reconDay(s string, now time.Time) (time.Time, error) {
 	}
 	if day.After(now.UTC()) {
 		return time.Time{}, ordercore.Errorf(ordercore.EINVALID, "day %s has not begun (UTC): there is no statement of it", s)
+	}
+	if day.Before(now.UTC().AddDate(0, 0, -limit.ReconDaysMax)) {
+		return time.Time{}, ordercore.Errorf(ordercore.EINVALID, "day %s is more than %d days ago: channels keep no statement that old", s, limit.ReconDaysMax)
 	}
 	return day, nil
 }

@@ -87,3 +87,13 @@ func (db *DB) Events(ctx context.Context, after int64, limit int) ([]ordercore.E
 func (db *DB) AggregateEvents(ctx context.Context, id string, limit int) ([]ordercore.Event, error) {
 	return queryEvents(ctx, db.pool, "WHERE aggregate_id = $1 ORDER BY seq LIMIT $2", id, limit)
 }
+
+// LastAggregateEvent reads the latest event of a type on an aggregate, backwards over
+// the events_aggregate index.
+func (db *DB) LastAggregateEvent(ctx context.Context, id, typ string) (ordercore.Event, bool, error) {
+	evs, err := queryEvents(ctx, db.pool, "WHERE aggregate_id = $1 AND type = $2 ORDER BY seq DESC LIMIT 1", id, typ)
+	if err != nil || len(evs) == 0 {
+		return ordercore.Event{}, false, err
+	}
+	return evs[0], true, nil
+}

@@ -78,6 +78,16 @@ func (db *DB) AggregateEvents(ctx context.Context, id string, limit int) ([]orde
 	return queryEvents(ctx, db.read, "WHERE aggregate_id = ? ORDER BY seq LIMIT ?", id, limit)
 }
 
+// LastAggregateEvent reads the latest event of a type on an aggregate, backwards over
+// the events_aggregate index.
+func (db *DB) LastAggregateEvent(ctx context.Context, id, typ string) (ordercore.Event, bool, error) {
+	evs, err := queryEvents(ctx, db.read, "WHERE aggregate_id = ? AND type = ? ORDER BY seq DESC LIMIT 1", id, typ)
+	if err != nil || len(evs) == 0 {
+		return ordercore.Event{}, false, err
+	}
+	return evs[0], true, nil
+}
+
 // notAwaitingSync leaves out orders whose payment attempt is unknown: its close at the
 // channel did not get an answer, and the payment sync resolves it on its schedule. Without
 // it, a channel that is down would have the expiry sweeper retry the same orders without

@@ -418,6 +418,16 @@ func testEventFeed(t *testing.T, s Store) {
 			t.Fatalf("timeline out of order or mixed: %+v", tl)
 		}
 	}
+	last, found, err := s.LastAggregateEvent(context.Background(), id(1), tl[0].Type)
+	if err != nil || !found || last.Seq != tl[len(tl)-1].Seq || last.ID != tl[len(tl)-1].ID {
+		t.Fatalf("LastAggregateEvent of %s: %+v %v %v, want the timeline's last %+v", id(1), last, found, err, tl[len(tl)-1])
+	}
+	if _, found, err := s.LastAggregateEvent(context.Background(), id(1), "no.such_type"); err != nil || found {
+		t.Fatalf("LastAggregateEvent of a type the aggregate has none of: found %v, %v", found, err)
+	}
+	if _, found, err := s.LastAggregateEvent(context.Background(), "no-such-aggregate", tl[0].Type); err != nil || found {
+		t.Fatalf("LastAggregateEvent of an aggregate with no events: found %v, %v", found, err)
+	}
 }
 
 func testIdempotency(t *testing.T, s Store) {

@@ -124,6 +124,9 @@ const (
 	// ReconRetry is how long the daily reconciler waits after a failed run (a statement
 	// not ready, a channel down) before trying the day again.
 	ReconRetry = 10 * time.Minute
+	// ReconDaysMax is how far back a day may be reconciled on demand: channels keep
+	// their statements for about three months (WeChat Pay) to a year.
+	ReconDaysMax = 400
 	// ReconRunMax bounds one reconciliation asked for over the API (the statement's
 	// download, the reads, the channel queries and the record); its answer may take as
 	// long, past the server's write timeout.

@@ -21,7 +21,7 @@ type Reader interface {
 	Payment(ctx context.Context, id string) (ordercore.Payment, error)
 	OrderPayments(ctx context.Context, orderID string) ([]ordercore.Payment, []ordercore.Refund, error)
 	MoneyMovements(ctx context.Context, channel string, from, to time.Time, afterSeq int64, limit int) ([]ordercore.MoneyEntry, error)
-	AggregateEvents(ctx context.Context, aggregateID string, limit int) ([]ordercore.Event, error)
+	LastAggregateEvent(ctx context.Context, aggregateID, typ string) (ordercore.Event, bool, error)
 	Reviews(ctx context.Context, status ordercore.ReviewStatus, afterID string, limit int) ([]ordercore.ReviewItem, error)
 }
 
@@ -39,8 +39,8 @@ type Reconciler struct {
 	Logger *slog.Logger
 
 	mu      sync.Mutex
-	failed  map[string]time.Time   // day id -> when it last failed
-	running map[string]*sync.Mutex // day id -> held while a run of the day is in progress
+	failed  map[string]time.Time // day id -> when it last failed
+	running map[string]*dayLock  // day id -> the runs of the day in progress or waiting
 }
 
 // Errors of Reconcile that callers tell apart.
@@ -72,11 +72,12 @@ func Day(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
 //     does not know opens an orphan review item;
 //  3. money ordercore recorded on the day that no row lists is asked about at the
 //     channel: dated on another day, it is confirmed; otherwise it is a discrepancy;
-//  4. every discrepancy is a review item, unless an open item of an earlier run of the
-//     same day holds it already.
+//  4. every discrepancy is a review item (engine.OpenDiscrepancies), unless an item of an
+//     earlier run holds it already, open or resolved by an operator who settled it.
 //
 // Running a day again is safe: what was repaired matches, and what still differs is
-// reported again without a second review item.
+// reported again under its item. A run that fails (the channel does not answer) records
+// no report; what it applied stands, and the next run finds it matched.
 func (r *Reconciler) Reconcile(ctx context.Context, channel string, day time.Time) (ordercore.Reconciliation, error) {
 	day = Day(day)
 	ch, ok := r.Channels[channel]
@@ -87,17 +88,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, channel string, day time.Tim
 	if !ok {
 		return ordercore.Reconciliation{}, fmt.Errorf("%w: %q", ErrNoStatements, channel)
 	}
-	// Runs of one day take turns: each reads the open review items before recording, so
-	// two at once could both open an item for the same discrepancy.
-	unlock := r.lockDay(ordercore.ReconciliationID(channel, day))
+	// Runs of one day take turns: each reads the review items before opening its own,
+	// so two at once could both open an item for the same discrepancy.
+	id := ordercore.ReconciliationID(channel, day)
+	unlock := r.lockDay(id)
 	defer unlock()
 	rep := ordercore.Reconciliation{Channel: channel, Day: day.Format(time.DateOnly), Started: r.Clock.Now(),
 		Paid: []ordercore.Money{}, Refunded: []ordercore.Money{}}
+	rep.Partial = rep.Started.Before(day.AddDate(0, 0, 1))
 	st, err := src.DailyStatement(ctx, day)
 	if err != nil {
-		return rep, fmt.Errorf("%w: statement of %s at %s: %w", ErrChannel, rep.Day, channel, err)
+		return rep, fmt.Errorf("%w: the statement of %s: %w", ErrChannel, rep.Day, err)
 	}
-	open, err := r.openReviews(ctx)
+	known, err := r.knownReviews(ctx, day.AddDate(0, 0, -limit.ReconDaysBack))
 	if err != nil {
 		return rep, err
 	}
@@ -106,12 +109,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, channel string, day time.Tim
 		return rep, err
 	}
 	first := Match(channel, st, local, false)
-	applied, orphans, err := r.apply(ctx, channel, first, open)
+	applied, orphans, err := r.apply(ctx, channel, first, known)
 	if err != nil {
 		return rep, err
 	}
 	plan := first
-	if applied > 0 || slices.ContainsFunc(first.Rows, func(v RowVerdict) bool { return v.Verdict == Apply }) {
+	if slices.ContainsFunc(first.Rows, func(v RowVerdict) bool { return v.Verdict == Apply }) {
 		// What was applied is read back and matched once more: a row the engine could
 		// not record is then a discrepancy, not applied twice.
 		if local, err = r.readLocal(ctx, channel, day, st); err != nil {
@@ -120,6 +123,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, channel string, day time.Tim
 		plan = Match(channel, st, local, true)
 	}
 	rep.Rows, rep.Orphans = len(st.Rows), orphans
+	var found []ordercore.Discrepancy
 	for i, v := range plan.Rows {
 		if v.Row.Type == ordercore.StatementRefund {
 			rep.Refunds++
@@ -127,12 +131,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, channel string, day time.Tim
 			rep.Payments++
 		}
 		switch {
-		case v.Verdict == Matched && first.Rows[i].Verdict == Apply:
-			rep.Repaired++
+		case v.Verdict == Matched && applied[i]:
+			rep.Repaired++ // applied by this run; one applied by something else meanwhile just matches
 		case v.Verdict == Matched:
 			rep.Matched++
 		case v.Verdict == Differs:
-			rep.Discrepancies = append(rep.Discrepancies, *v.Discrepancy)
+			found = append(found, *v.Discrepancy)
 		}
 	}
 	unlisted, confirmed, err := r.unlisted(ctx, ch, local, plan.Unlisted)
@@ -140,16 +144,26 @@ func (r *Reconciler) Reconcile(ctx context.Context, channel string, day time.Tim
 		return rep, err
 	}
 	rep.Confirmed = confirmed
-	rep.Discrepancies = append(rep.Discrepancies, unlisted...)
+	found = append(found, unlisted...)
 	rep.Paid, rep.Refunded = totals(st.Rows)
-	if len(rep.Discrepancies) > limit.ReconDiscrepanciesMax {
-		r.logger().Warn("reconciliation found more discrepancies than one run records", "channel", channel, "day", rep.Day,
-			"found", len(rep.Discrepancies), "recorded", limit.ReconDiscrepanciesMax)
-		rep.Discrepancies = rep.Discrepancies[:limit.ReconDiscrepanciesMax]
+	for i := range found {
+		d := &found[i]
+		if it, ok := known[reviewKey{d.Kind, d.PaymentID, d.RefundID}]; ok {
+			d.ReviewID, d.Existing, d.ReviewStatus = it.ID, true, it.Status
+		}
 	}
-	for i := range rep.Discrepancies {
-		d := &rep.Discrepancies[i]
-		d.ReviewID = open[reviewKey{d.Kind, d.PaymentID, d.RefundID}]
+	for chunk := range slices.Chunk(found, limit.ReconDiscrepanciesMax) {
+		res, err := r.Engine.Submit(ctx, engine.OpenDiscrepancies{Reconciliation: id, Discrepancies: chunk}, nil)
+		if err != nil {
+			return rep, err
+		}
+		copy(chunk, res.Value.([]ordercore.Discrepancy))
+	}
+	rep.DiscrepanciesFound = len(found)
+	rep.Discrepancies = found[:min(len(found), limit.ReconDiscrepanciesMax)]
+	if len(found) > limit.ReconDiscrepanciesMax {
+		r.logger().Warn("reconciliation found more discrepancies than its report lists; each has its review item", "channel", channel,
+			"day", rep.Day, "found", len(found), "listed", limit.ReconDiscrepanciesMax)
 	}
 	res, err := r.Engine.Submit(ctx, engine.RecordReconciliation{Report: rep}, nil)
 	if err != nil {
@@ -160,37 +174,39 @@ func (r *Reconciler) Reconcile(ctx context.Context, channel string, day time.Tim
 
 // Last returns the latest recorded reconciliation of the channel's day, if any.
 func (r *Reconciler) Last(ctx context.Context, channel string, day time.Time) (ordercore.Reconciliation, bool, error) {
-	evs, err := r.Reader.AggregateEvents(ctx, ordercore.ReconciliationID(channel, day), limit.PageSizeMax)
-	if err != nil {
+	ev, found, err := r.Reader.LastAggregateEvent(ctx, ordercore.ReconciliationID(channel, day), ordercore.EventReconciliationCompleted)
+	if err != nil || !found {
 		return ordercore.Reconciliation{}, false, err
 	}
-	for i := len(evs) - 1; i >= 0; i-- {
-		if evs[i].Type != ordercore.EventReconciliationCompleted {
-			continue
-		}
-		var rep ordercore.Reconciliation
-		if err := json.Unmarshal(evs[i].Data, &rep); err != nil {
-			return ordercore.Reconciliation{}, false, fmt.Errorf("reconciliation %s/%s: %w", channel, day.Format(time.DateOnly), err)
-		}
-		return rep, true, nil
+	var rep ordercore.Reconciliation
+	if err := json.Unmarshal(ev.Data, &rep); err != nil {
+		return ordercore.Reconciliation{}, false, fmt.Errorf("reconciliation %s/%s: %w", channel, day.Format(time.DateOnly), err)
 	}
-	return ordercore.Reconciliation{}, false, nil
+	return rep, true, nil
 }
 
 type reviewKey struct{ kind, payment, refund string }
 
-// openReviews maps the open review items by what they are about, so that a discrepancy
-// (or an orphan) reported again does not open a second item.
-func (r *Reconciler) openReviews(ctx context.Context) (map[reviewKey]string, error) {
-	out := map[reviewKey]string{}
+// knownReviews maps the review items created since since by what they are about, so that
+// a discrepancy (or an orphan) reported again opens no second item: an open item still
+// holds it, and a resolved one says an operator settled it. An open item wins over a
+// resolved one of the same key.
+func (r *Reconciler) knownReviews(ctx context.Context, since time.Time) (map[reviewKey]ordercore.ReviewItem, error) {
+	out := map[reviewKey]ordercore.ReviewItem{}
 	after := ""
 	for {
-		page, err := r.Reader.Reviews(ctx, ordercore.ReviewOpen, after, limit.PageSizeMax)
+		page, err := r.Reader.Reviews(ctx, "", after, limit.PageSizeMax)
 		if err != nil {
 			return nil, err
 		}
 		for _, it := range page {
-			out[reviewKey{it.Kind, it.PaymentID, it.RefundID}] = it.ID
+			if it.CreatedAt.Before(since) {
+				return out, nil // newest first: the rest are older
+			}
+			k := reviewKey{it.Kind, it.PaymentID, it.RefundID}
+			if prev, ok := out[k]; !ok || prev.Status != ordercore.ReviewOpen {
+				out[k] = it
+			}
 		}
 		if len(page) < limit.PageSizeMax {
 			return out, nil
@@ -248,29 +264,31 @@ func (r *Reconciler) readLocal(ctx context.Context, channel string, day time.Tim
 }
 
 // apply applies the rows ordercore has not recorded (Apply) and those of trades and
-// refunds it does not know (Unknown, unless an open orphan item holds them already). It
-// returns how many the engine applied, and how many rows are orphans (opened now, or
-// held by an open item of an earlier run).
-func (r *Reconciler) apply(ctx context.Context, channel string, plan Plan, open map[reviewKey]string) (applied, orphans int, err error) {
-	var todo []ordercore.StatementRow
-	for _, v := range plan.Rows {
+// refunds it does not know (Unknown, unless an item holds them already). It returns the
+// rows the engine applied (by index), and how many rows are orphans (opened now, or held
+// by an item of an earlier run).
+func (r *Reconciler) apply(ctx context.Context, channel string, plan Plan, known map[reviewKey]ordercore.ReviewItem) (map[int]bool, int, error) {
+	var todo []int
+	orphans := 0
+	for i, v := range plan.Rows {
 		switch v.Verdict {
 		case Apply:
-			todo = append(todo, v.Row)
+			todo = append(todo, i)
 		case Unknown:
+			orphans++
 			key := reviewKey{ordercore.ReviewOrphan, v.Row.OutTradeNo, ""}
 			if v.Row.Type == ordercore.StatementRefund {
 				key = reviewKey{ordercore.ReviewOrphan, "", v.Row.OutRefundNo}
 			}
-			if open[key] == "" {
-				todo = append(todo, v.Row)
-			} else {
-				orphans++ // reported by an earlier run, still open
+			if _, held := known[key]; !held {
+				todo = append(todo, i)
 			}
 		}
 	}
 	var mu sync.Mutex
-	err = each(ctx, todo, func(ctx context.Context, row ordercore.StatementRow) error {
+	applied := map[int]bool{}
+	err := each(ctx, todo, func(ctx context.Context, i int) error {
+		row := plan.Rows[i].Row
 		var cmd engine.Command
 		if row.Type == ordercore.StatementRefund {
 			cmd = engine.ChannelRefund{Channel: channel, Source: "statement", Refund: ordercore.ChannelRefund{OutTradeNo: row.OutTradeNo,
@@ -283,21 +301,23 @@ func (r *Reconciler) apply(ctx context.Context, channel string, plan Plan, open 
 		if err != nil {
 			return err
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		switch res.Value {
-		case engine.OutcomeApplied:
-			applied++
-		case engine.OutcomeOrphan:
-			orphans++
+		if res.Value == engine.OutcomeApplied {
+			mu.Lock()
+			applied[i] = true
+			mu.Unlock()
 		}
 		return nil
 	})
 	return applied, orphans, err
 }
 
+// queryRetries are the waits between the attempts of a query that got no definite
+// answer (a timeout, a 5xx): len(queryRetries) attempts, then the run fails.
+var queryRetries = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second}
+
 // unlisted asks the channel about the money ordercore recorded on the day that no row
-// lists. A query that gets no definite answer fails the run, to be tried again.
+// lists. A query that gets no definite answer after its retries fails the run, to be
+// tried again.
 func (r *Reconciler) unlisted(ctx context.Context, ch ordercore.Channel, local Local, moved []ordercore.MoneyEntry) ([]ordercore.Discrepancy, int, error) {
 	var mu sync.Mutex
 	var out []ordercore.Discrepancy
@@ -308,19 +328,29 @@ func (r *Reconciler) unlisted(ctx context.Context, ch ordercore.Channel, local L
 			cr  *ordercore.ChannelRefund
 			err error
 		)
-		if m.Movement == ordercore.MoneyCapture {
-			var got ordercore.ChannelPayment
-			if got, err = ch.QueryPayment(ctx, m.PaymentID); err == nil {
-				cp = &got
+		for attempt := 0; ; attempt++ {
+			if m.Movement == ordercore.MoneyCapture {
+				var got ordercore.ChannelPayment
+				if got, err = ch.QueryPayment(ctx, m.PaymentID); err == nil {
+					cp = &got
+				}
+			} else {
+				var got ordercore.ChannelRefund
+				if got, err = ch.QueryRefund(ctx, m.PaymentID, m.RefundID); err == nil {
+					cr = &got
+				}
 			}
-		} else {
-			var got ordercore.ChannelRefund
-			if got, err = ch.QueryRefund(ctx, m.PaymentID, m.RefundID); err == nil {
-				cr = &got
+			if err == nil || errors.Is(err, ordercore.ErrTradeNotFound) {
+				break
 			}
-		}
-		if err != nil && !errors.Is(err, ordercore.ErrTradeNotFound) {
-			return fmt.Errorf("%w: query %s at %s: %w", ErrChannel, m.PaymentID, ch.Name(), err)
+			if attempt+1 >= len(queryRetries) {
+				return fmt.Errorf("%w: a query of %s: %w", ErrChannel, m.PaymentID, err)
+			}
+			select { // no definite answer: ask again before failing the run
+			case <-time.After(queryRetries[attempt]):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		d := UnlistedVerdict(m, local.Payments[m.PaymentID], cp, cr, err)
 		mu.Lock()
@@ -380,8 +410,8 @@ func (r *Reconciler) RunDue(ctx context.Context) int {
 			if r.recentlyFailed(id, now) {
 				continue
 			}
-			if _, found, err := r.Last(ctx, name, day); err != nil || found {
-				continue
+			if rep, found, err := r.Last(ctx, name, day); err != nil || found && !rep.Partial {
+				continue // a report of the day before it ended (run by hand) does not count
 			}
 			if _, err := r.Reconcile(ctx, name, day); err != nil {
 				r.markFailed(id, now)
@@ -398,16 +428,30 @@ func (r *Reconciler) RunDue(ctx context.Context) int {
 func (r *Reconciler) lockDay(id string) func() {
 	r.mu.Lock()
 	if r.running == nil {
-		r.running = map[string]*sync.Mutex{}
+		r.running = map[string]*dayLock{}
 	}
-	m, ok := r.running[id]
+	l, ok := r.running[id]
 	if !ok {
-		m = &sync.Mutex{}
-		r.running[id] = m
+		l = &dayLock{}
+		r.running[id] = l
 	}
+	l.users++
 	r.mu.Unlock()
-	m.Lock()
-	return m.Unlock
+	l.Lock()
+	return func() {
+		l.Unlock()
+		r.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(r.running, id)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// dayLock makes the runs of one day take turns; users counts those holding or waiting.
+type dayLock struct {
+	sync.Mutex
+	users int
 }
 
 func (r *Reconciler) recentlyFailed(id string, now time.Time) bool {

@@ -223,6 +223,23 @@ func TestRunDue(t *testing.T) {
 	if n := r.RunDue(ctx); n != 0 || len(ch.asked()) != 0 {
 		t.Fatalf("once every day is recorded: %d recorded, asked for %v; want nothing", n, ch.asked())
 	}
+
+	// A run of a day by hand before it ended does not count: the daily run does the day
+	// again once its statement is whole.
+	clk.set(time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC))
+	partial, err := r.Reconcile(ctx, "bill", clk.Now())
+	if err != nil || !partial.Partial {
+		t.Fatalf("a run of today: %+v %v, want it partial", partial, err)
+	}
+	ch.reset(false)
+	clk.set(time.Date(2026, 1, 11, 10, 30, 0, 0, time.UTC))
+	if n := r.RunDue(ctx); n != 1 || !slices.Equal(ch.asked(), days(10, 10)) {
+		t.Fatalf("the day after a partial run: %d recorded, asked for %v; want the 10th again", n, ch.asked())
+	}
+	rep, _, err = r.Last(ctx, "bill", time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC))
+	if err != nil || rep.Partial || !rep.Started.Equal(clk.Now()) {
+		t.Fatalf("Last of the 10th: %+v %v, want the whole day's run of %s", rep, err, clk.Now())
+	}
 	if _, err := r.Reconcile(ctx, "nope", clk.Now()); !errors.Is(err, ErrUnknownChannel) {
 		t.Errorf("unknown channel: %v", err)
 	}
