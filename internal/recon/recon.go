@@ -152,7 +152,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, channel string, day time.Tim
 			d.ReviewID, d.Existing, d.ReviewStatus = it.ID, true, it.Status
 		}
 	}
-	for chunk := range slices.Chunk(found, limit.ReconDiscrepanciesMax) {
+	for chunk := range slices.Chunk(found, listMax) {
 		res, err := r.Engine.Submit(ctx, engine.OpenDiscrepancies{Reconciliation: id, Discrepancies: chunk}, nil)
 		if err != nil {
 			return rep, err
@@ -160,10 +160,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, channel string, day time.Tim
 		copy(chunk, res.Value.([]ordercore.Discrepancy))
 	}
 	rep.DiscrepanciesFound = len(found)
-	rep.Discrepancies = found[:min(len(found), limit.ReconDiscrepanciesMax)]
-	if len(found) > limit.ReconDiscrepanciesMax {
+	rep.Discrepancies = found[:min(len(found), listMax)]
+	if len(found) > listMax {
 		r.logger().Warn("reconciliation found more discrepancies than its report lists; each has its review item", "channel", channel,
-			"day", rep.Day, "found", len(found), "listed", limit.ReconDiscrepanciesMax)
+			"day", rep.Day, "found", len(found), "listed", listMax)
 	}
 	res, err := r.Engine.Submit(ctx, engine.RecordReconciliation{Report: rep}, nil)
 	if err != nil {
@@ -184,6 +184,10 @@ func (r *Reconciler) Last(ctx context.Context, channel string, day time.Time) (o
 	}
 	return rep, true, nil
 }
+
+// listMax is how many discrepancies a report lists, and how many one transaction opens
+// items for (a variable so that a test can make it small).
+var listMax = limit.ReconDiscrepanciesMax
 
 type reviewKey struct{ kind, payment, refund string }
 
@@ -311,9 +315,9 @@ func (r *Reconciler) apply(ctx context.Context, channel string, plan Plan, known
 	return applied, orphans, err
 }
 
-// queryRetries are the waits between the attempts of a query that got no definite
-// answer (a timeout, a 5xx): len(queryRetries) attempts, then the run fails.
-var queryRetries = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second}
+// queryWaits are the waits between the attempts of a query that got no definite answer
+// (a timeout, a 5xx): one attempt more than there are waits, then the run fails.
+var queryWaits = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond}
 
 // unlisted asks the channel about the money ordercore recorded on the day that no row
 // lists. A query that gets no definite answer after its retries fails the run, to be
@@ -343,11 +347,11 @@ func (r *Reconciler) unlisted(ctx context.Context, ch ordercore.Channel, local L
 			if err == nil || errors.Is(err, ordercore.ErrTradeNotFound) {
 				break
 			}
-			if attempt+1 >= len(queryRetries) {
+			if attempt >= len(queryWaits) {
 				return fmt.Errorf("%w: a query of %s: %w", ErrChannel, m.PaymentID, err)
 			}
 			select { // no definite answer: ask again before failing the run
-			case <-time.After(queryRetries[attempt]):
+			case <-time.After(queryWaits[attempt]):
 			case <-ctx.Done():
 				return ctx.Err()
 			}

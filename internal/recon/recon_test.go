@@ -142,6 +142,9 @@ type statements struct {
 	mu   sync.Mutex
 	down bool
 	days []string
+	// query answers QueryPayment (nil: the trade is not found); queries counts the calls.
+	query   func(no string, n int) (ordercore.ChannelPayment, error)
+	queries map[string]int
 }
 
 func (s *statements) Name() string { return "bill" }
@@ -158,10 +161,19 @@ func (s *statements) asked() []string { s.mu.Lock(); defer s.mu.Unlock(); return
 func (s *statements) reset(down bool) { s.mu.Lock(); s.days, s.down = nil, down; s.mu.Unlock() }
 
 func (*statements) CreatePayment(context.Context, ordercore.PaymentRequest) (ordercore.PaymentInstructions, error) {
-	return ordercore.PaymentInstructions{}, errors.New("not used")
+	return ordercore.PaymentInstructions{TxnID: "t"}, nil
 }
-func (*statements) QueryPayment(context.Context, string) (ordercore.ChannelPayment, error) {
-	return ordercore.ChannelPayment{}, ordercore.ErrTradeNotFound
+func (s *statements) QueryPayment(_ context.Context, no string) (ordercore.ChannelPayment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.queries == nil {
+		s.queries = map[string]int{}
+	}
+	s.queries[no]++
+	if s.query == nil {
+		return ordercore.ChannelPayment{}, ordercore.ErrTradeNotFound
+	}
+	return s.query(no, s.queries[no])
 }
 func (*statements) ClosePayment(context.Context, string) error { return nil }
 func (*statements) Refund(context.Context, ordercore.RefundRequest) (ordercore.ChannelRefund, error) {
@@ -242,5 +254,102 @@ func TestRunDue(t *testing.T) {
 	}
 	if _, err := r.Reconcile(ctx, "nope", clk.Now()); !errors.Is(err, ErrUnknownChannel) {
 		t.Errorf("unknown channel: %v", err)
+	}
+}
+
+// TestUnlistedMoneyIsAskedAbout: money ordercore recorded that the statement does not
+// list is asked about at the channel, again while the channel gives no definite answer;
+// what the channel does not confirm is a discrepancy, each with its review item even
+// past what a report lists (listMax, made small here).
+func TestUnlistedMoneyIsAskedAbout(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	clk := &clock{now: time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)}
+	eng := engine.New(db, clk, engine.Config{})
+	defer eng.Close()
+	ch := &statements{}
+	pays := &engine.Payments{Engine: eng, Reader: db, Clock: clk, Channels: map[string]ordercore.Channel{"bill": ch}}
+	if _, err := eng.Submit(ctx, engine.CreateSKU{ID: "k", Name: "k", Price: usd(100), Stock: 10}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Four payments the channel took, as ordercore recorded them today.
+	var trades []string
+	for range 4 {
+		res, err := eng.Submit(ctx, engine.PlaceOrder{UserID: "u", Lines: []engine.LineRequest{{SKU: "k", Quantity: 1}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := res.Value.(ordercore.Order)
+		res, err = pays.Pay(ctx, o.ID, "bill", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := res.Value.(ordercore.Payment)
+		if _, err := eng.Submit(ctx, engine.ChannelPayment{Channel: "bill", Source: "notify", Payment: ordercore.ChannelPayment{
+			OutTradeNo: p.ID, Status: ordercore.PaymentSucceeded, Amount: usd(100)}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		trades = append(trades, p.ID)
+	}
+	r := &Reconciler{Engine: eng, Reader: db, Clock: clk, Channels: map[string]ordercore.Channel{"bill": ch}}
+	defer func(n int) { listMax = n }(listMax)
+	listMax = 2
+
+	// The statement lists none of them (the fake's is empty). The channel confirms the
+	// first, after failing twice to answer; the others it says are still pending.
+	ch.mu.Lock()
+	ch.query = func(no string, n int) (ordercore.ChannelPayment, error) {
+		if no == trades[0] {
+			if n <= 2 {
+				return ordercore.ChannelPayment{}, ordercore.ErrOutcomeUnknown
+			}
+			return ordercore.ChannelPayment{OutTradeNo: no, Status: ordercore.PaymentSucceeded, Amount: usd(100)}, nil
+		}
+		return ordercore.ChannelPayment{OutTradeNo: no, Status: ordercore.PaymentPending, Amount: usd(100)}, nil
+	}
+	ch.mu.Unlock()
+	rep, err := r.Reconcile(ctx, "bill", clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Confirmed != 1 || rep.DiscrepanciesFound != 3 || len(rep.Discrepancies) != 2 {
+		t.Fatalf("report: %+v, want 1 confirmed (after two unanswered queries), 3 discrepancies found and 2 listed", rep)
+	}
+	items, err := db.Reviews(ctx, ordercore.ReviewOpen, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := map[string]bool{}
+	for _, it := range items {
+		if it.Kind == ordercore.ReviewReconMissing {
+			missing[it.PaymentID] = true
+		}
+	}
+	if len(missing) != 3 || missing[trades[0]] {
+		t.Fatalf("open recon_missing_at_channel items for %v, want one for each of %v", missing, trades[1:])
+	}
+
+	// A channel that never answers fails the run after its tries, recording nothing.
+	ch.mu.Lock()
+	ch.query = func(string, int) (ordercore.ChannelPayment, error) { return ordercore.ChannelPayment{}, ordercore.ErrOutcomeUnknown }
+	ch.queries = nil
+	ch.mu.Unlock()
+	clk.set(clk.Now().Add(time.Minute))
+	if _, err := r.Reconcile(ctx, "bill", clk.Now()); !errors.Is(err, ErrChannel) {
+		t.Fatalf("a channel that never answers: %v, want ErrChannel", err)
+	}
+	ch.mu.Lock()
+	n := ch.queries[trades[0]]
+	ch.mu.Unlock()
+	if n != len(queryWaits)+1 {
+		t.Errorf("the query was made %d times, want %d", n, len(queryWaits)+1)
+	}
+	last, _, err := r.Last(ctx, "bill", clk.Now())
+	if err != nil || !last.Started.Equal(rep.Started) {
+		t.Errorf("after a failed run, the latest report is %+v (%v), want the first run's", last, err)
 	}
 }
