@@ -335,7 +335,9 @@ func TestUnlistedMoneyIsAskedAbout(t *testing.T) {
 
 	// A channel that never answers fails the run after its tries, recording nothing.
 	ch.mu.Lock()
-	ch.query = func(string, int) (ordercore.ChannelPayment, error) { return ordercore.ChannelPayment{}, ordercore.ErrOutcomeUnknown }
+	ch.query = func(string, int) (ordercore.ChannelPayment, error) {
+		return ordercore.ChannelPayment{}, ordercore.ErrOutcomeUnknown
+	}
 	ch.queries = nil
 	ch.mu.Unlock()
 	clk.set(clk.Now().Add(time.Minute))
@@ -343,10 +345,13 @@ func TestUnlistedMoneyIsAskedAbout(t *testing.T) {
 		t.Fatalf("a channel that never answers: %v, want ErrChannel", err)
 	}
 	ch.mu.Lock()
-	n := ch.queries[trades[0]]
+	most := 0 // the first query to run out of tries ends the run, and the others with it
+	for _, n := range ch.queries {
+		most = max(most, n)
+	}
 	ch.mu.Unlock()
-	if n != len(queryWaits)+1 {
-		t.Errorf("the query was made %d times, want %d", n, len(queryWaits)+1)
+	if most != len(queryWaits)+1 {
+		t.Errorf("a query was made at most %d times, want %d", most, len(queryWaits)+1)
 	}
 	last, _, err := r.Last(ctx, "bill", clk.Now())
 	if err != nil || !last.Started.Equal(rep.Started) {
