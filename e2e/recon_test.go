@@ -372,7 +372,10 @@ func TestReconciliationReportsWhatItCannotRepair(t *testing.T) {
 		}
 		if len(out) > 0 {
 			out = append(out, ordercore.StatementRow{Type: ordercore.StatementPayment, OutTradeNo: stranger, TxnID: "txn-stranger",
-				Amount: ordercore.Money{Amount: 500, Currency: currencyUSD}, Time: out[0].Time})
+				Amount: ordercore.Money{Amount: 500, Currency: currencyUSD}, Time: out[0].Time},
+				// a refund made at the channel's portal, on a trade ordercore knows
+				ordercore.StatementRow{Type: ordercore.StatementRefund, OutTradeNo: trades[2], OutRefundNo: "refund-made-at-portal",
+					Amount: ordercore.Money{Amount: 100, Currency: currencyUSD}, Time: out[0].Time})
 		}
 		return out
 	}
@@ -385,8 +388,8 @@ func TestReconciliationReportsWhatItCannotRepair(t *testing.T) {
 	}
 	amount, missing := kinds[ordercore.ReviewReconAmount], kinds[ordercore.ReviewReconMissing]
 	if len(rep.Discrepancies) != 2 || amount.PaymentID != trades[0] || missing.PaymentID != trades[1] ||
-		rep.Matched != 1 || rep.Orphans != 1 || rep.Repaired != 0 {
-		t.Fatalf("run: %+v, want an amount mismatch on %s, %s missing at the channel, one orphan, one matched", rep, trades[0], trades[1])
+		rep.Matched != 1 || rep.Orphans != 2 || rep.Repaired != 0 || rep.Refunds != 1 {
+		t.Fatalf("run: %+v, want an amount mismatch on %s, %s missing at the channel, two orphans (a trade and a refund), one matched", rep, trades[0], trades[1])
 	}
 	if amount.Channel == nil || amount.Channel.Amount != 1001 || amount.Recorded == nil || amount.Recorded.Amount != 1000 ||
 		amount.OrderID != orders[0] || amount.ReviewID == "" || missing.ReviewID == "" || missing.Existing {
@@ -403,13 +406,18 @@ func TestReconciliationReportsWhatItCannotRepair(t *testing.T) {
 		}
 		return n
 	}
-	want := map[string]int{ordercore.ReviewReconAmount: 1, ordercore.ReviewReconMissing: 1, ordercore.ReviewOrphan: 1}
+	want := map[string]int{ordercore.ReviewReconAmount: 1, ordercore.ReviewReconMissing: 1, ordercore.ReviewOrphan: 2}
 	if got := countKinds(open); !mapsEqual(got, want) {
 		t.Errorf("open review items by kind %v, want %v", got, want)
 	}
+	if !slices.ContainsFunc(open, func(it wireReviewItem) bool {
+		return it.Kind == ordercore.ReviewOrphan && it.RefundID == "refund-made-at-portal" && it.PaymentID == trades[2] && it.OrderID == orders[2]
+	}) {
+		t.Errorf("no orphan item names the portal refund with its trade %s and order %s: %+v", trades[2], orders[2], open)
+	}
 
 	again := e.api.reconcile(t, payChannel, day)
-	if len(again.Discrepancies) != 2 || again.Found != 2 || again.Orphans != 1 {
+	if len(again.Discrepancies) != 2 || again.Found != 2 || again.Orphans != 2 {
 		t.Fatalf("second run: %+v", again)
 	}
 	for _, d := range again.Discrepancies {

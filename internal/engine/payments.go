@@ -619,6 +619,9 @@ type ChannelRefund struct {
 
 func (c ChannelRefund) keys(k *keySet) {
 	k.refund(c.Refund.OutRefundNo)
+	if c.Refund.OutTradeNo != "" {
+		k.payment(c.Refund.OutTradeNo) // names the trade in an orphan's review item
+	}
 	if c.EventID != "" {
 		k.inbox(ordercore.ChannelEventKey{Channel: c.Channel, EventID: c.EventID})
 	}
@@ -637,7 +640,13 @@ func (c ChannelRefund) execute(b *batch) (any, error) {
 		}
 	}
 	if !ok {
-		b.review(ordercore.ReviewOrphan, "", "", c.Refund.OutRefundNo, map[string]any{"channel": c.Channel, "event_id": c.EventID,
+		// A refund ordercore never asked for (made at the channel's own portal, say):
+		// the item names the trade and its order when they are this channel's.
+		orderID, paymentID := "", ""
+		if p, known := b.payments[c.Refund.OutTradeNo]; known && p.cur.Channel == c.Channel {
+			orderID, paymentID = p.cur.OrderID, p.cur.ID
+		}
+		b.review(ordercore.ReviewOrphan, orderID, paymentID, c.Refund.OutRefundNo, map[string]any{"channel": c.Channel, "event_id": c.EventID,
 			"source": c.Source, "refund": c.Refund})
 	} else {
 		outcome = b.applyChannelRefund(r, c.Refund)

@@ -109,7 +109,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, channel string, day time.Tim
 		return rep, err
 	}
 	first := Match(channel, st, local, false)
-	applied, orphans, err := r.apply(ctx, channel, first, known)
+	applied, orphans, err := r.apply(ctx, channel, first, local, known)
 	if err != nil {
 		return rep, err
 	}
@@ -271,7 +271,7 @@ func (r *Reconciler) readLocal(ctx context.Context, channel string, day time.Tim
 // refunds it does not know (Unknown, unless an item holds them already). It returns the
 // rows the engine applied (by index), and how many rows are orphans (opened now, or held
 // by an item of an earlier run).
-func (r *Reconciler) apply(ctx context.Context, channel string, plan Plan, known map[reviewKey]ordercore.ReviewItem) (map[int]bool, int, error) {
+func (r *Reconciler) apply(ctx context.Context, channel string, plan Plan, local Local, known map[reviewKey]ordercore.ReviewItem) (map[int]bool, int, error) {
 	var todo []int
 	orphans := 0
 	for i, v := range plan.Rows {
@@ -282,7 +282,11 @@ func (r *Reconciler) apply(ctx context.Context, channel string, plan Plan, known
 			orphans++
 			key := reviewKey{ordercore.ReviewOrphan, v.Row.OutTradeNo, ""}
 			if v.Row.Type == ordercore.StatementRefund {
+				// Its item names the trade when the trade is this channel's (ChannelRefund).
 				key = reviewKey{ordercore.ReviewOrphan, "", v.Row.OutRefundNo}
+				if p, known := local.Payments[v.Row.OutTradeNo]; known && p.Channel == channel {
+					key.payment = p.ID
+				}
 			}
 			if _, held := known[key]; !held {
 				todo = append(todo, i)
