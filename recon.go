@@ -66,54 +66,58 @@ const (
 // Discrepancy is one difference between a statement and ordercore's records that
 // reconciliation could not repair: it goes to the review queue (ReviewID).
 type Discrepancy struct {
-	Kind      string `json:"kind"`
+	Kind      string `json:"kind" enum:"recon_amount_mismatch,recon_missing_at_channel,recon_refund_status,recon_not_recorded" doc:"The review item's kind"`
 	OrderID   string `json:"order_id,omitempty"`
-	PaymentID string `json:"payment_id,omitempty"`
-	RefundID  string `json:"refund_id,omitempty"`
+	PaymentID string `json:"payment_id,omitempty" doc:"The payment attempt: the channel's out_trade_no"`
+	RefundID  string `json:"refund_id,omitempty" doc:"The refund: the channel's out_refund_no"`
 	// Channel is what the channel says moved (absent when it lists nothing); Recorded is
 	// what ordercore recorded.
-	Channel  *Money `json:"channel,omitempty"`
-	Recorded *Money `json:"recorded,omitempty"`
-	Detail   string `json:"detail"`
+	Channel  *Money `json:"channel,omitempty" doc:"What the channel says moved"`
+	Recorded *Money `json:"recorded,omitempty" doc:"What ordercore recorded"`
+	Detail   string `json:"detail" doc:"The difference, in words"`
 	// ReviewID is the review item that holds it. Existing says an item of an earlier run
 	// held it already, so none was opened again; ReviewStatus is that item's status (an
 	// operator who settled it with the channel resolved it: it is not opened again).
-	ReviewID     string       `json:"review_id,omitempty"`
-	Existing     bool         `json:"existing_review,omitempty"`
-	ReviewStatus ReviewStatus `json:"review_status,omitempty"`
+	ReviewID     string       `json:"review_id,omitempty" doc:"The review item that holds it"`
+	Existing     bool         `json:"existing_review,omitempty" doc:"An item of an earlier run holds it; none was opened"`
+	ReviewStatus ReviewStatus `json:"review_status,omitempty" enum:"open,resolved" doc:"That item's status: resolved when an operator settled it"`
 }
 
 // Reconciliation is the report of one reconciliation of a channel's day, the data of its
 // reconciliation.completed event (aggregate "reconciliation", id ReconciliationID).
 type Reconciliation struct {
 	Channel string `json:"channel"`
-	Day     string `json:"day"` // YYYY-MM-DD, UTC
+	Day     string `json:"day" doc:"The UTC day, YYYY-MM-DD"`
 	// Rows is the statement's rows: Payments and Refunds of them.
-	Rows     int `json:"rows"`
-	Payments int `json:"payments"`
-	Refunds  int `json:"refunds"`
+	Rows     int `json:"rows" doc:"Rows of the statement"`
+	Payments int `json:"payments" doc:"Payment rows"`
+	Refunds  int `json:"refunds" doc:"Refund rows"`
 	// Matched rows agreed with ordercore's records as they were.
-	Matched int `json:"matched"`
+	Matched int `json:"matched" doc:"Rows ordercore had recorded as the channel says"`
 	// Repaired rows told ordercore what it had missed (a lost notification, a query not
 	// yet made): they were applied through the same path as the channel's notifications.
-	Repaired int `json:"repaired"`
+	Repaired int `json:"repaired" doc:"Rows this run applied: money ordercore had missed"`
 	// Confirmed is money ordercore recorded on the day that the statement does not list,
 	// and the channel's query confirmed (a payment the channel dates on another day).
-	Confirmed int `json:"confirmed"`
+	Confirmed int `json:"confirmed" doc:"Money ordercore recorded on the day that the statement does not list and the channel dates on another day"`
+	// SettledOutside is refunds ordercore recorded as paid back on the day that the
+	// channel took but could not pay out: an operator settled them with the shopper
+	// outside the channel (a dismissed refund_abnormal item).
+	SettledOutside int `json:"settled_outside" doc:"Refunds the channel could not pay out that an operator settled outside it"`
 	// Orphans are rows of trades or refunds ordercore does not know, each an
 	// orphan_notification review item.
-	Orphans int `json:"orphans"`
+	Orphans int `json:"orphans" doc:"Rows of trades or refunds ordercore does not know, each an orphan_notification item"`
 	// Discrepancies lists at most limit.ReconDiscrepanciesMax of the DiscrepanciesFound;
 	// every one found has its review item.
-	Discrepancies      []Discrepancy `json:"discrepancies"`
-	DiscrepanciesFound int           `json:"discrepancies_found"`
+	Discrepancies      []Discrepancy `json:"discrepancies" doc:"At most 500 of the discrepancies found"`
+	DiscrepanciesFound int           `json:"discrepancies_found" doc:"Every discrepancy found; each has its review item"`
 	// Partial says the run began before the day ended: the statement may not hold the
 	// whole day yet, and the daily reconciler runs the day again once it has ended.
-	Partial bool `json:"partial"`
+	Partial bool `json:"partial" doc:"The run began before the day ended; the daily run does the day again"`
 	// Paid and Refunded are the statement's totals by currency.
-	Paid     []Money   `json:"paid"`
-	Refunded []Money   `json:"refunded"`
-	Started  time.Time `json:"started"`
+	Paid     []Money   `json:"paid" doc:"The statement's payments, by currency"`
+	Refunded []Money   `json:"refunded" doc:"The statement's refunds, by currency"`
+	Started  time.Time `json:"started" doc:"When the run began"`
 }
 
 // Aggregate and event of reconciliations.

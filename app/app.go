@@ -280,6 +280,9 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	a.Sagas = &saga.Coordinator{Claim: eng.ClaimSagasFor, Record: eng.RecordSaga, Wake: eng.WakeSagasAt, Logger: cfg.Logger}
 	a.Payments = &engine.Payments{Engine: eng, Reader: db, Clock: clock, Channels: channels, Interval: cfg.SyncInterval, Logger: cfg.Logger}
 	a.Recon = &recon.Reconciler{Engine: eng, Reader: db, Clock: clock, Channels: channels, Hour: cfg.ReconHour, Logger: cfg.Logger}
+	if l, ok := db.(recon.Locker); ok {
+		a.Recon.Locker = l // PostgreSQL: the runs of a day take turns across instances
+	}
 	a.Webhooks = &events.Deliverer{Engine: eng, Reader: db, Clock: clock, Logger: cfg.Logger, Poll: cfg.WebhookPoll,
 		AllowPrivate: cfg.WebhookAllowPrivate}
 	api := httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments,

@@ -268,12 +268,21 @@ func testReconRepairs(t *testing.T, dbURL string) {
 		{"NotADate", reconReq{Channel: payChannel, Day: "2026-13-01"}, http.StatusUnprocessableEntity, ordercore.EINVALID},
 		{"UnknownChannel", reconReq{Channel: "nope", Day: day}, http.StatusNotFound, ordercore.EUnknownChannel},
 		{"UnknownField", map[string]string{"channel": payChannel, "day": day, "force": "yes"}, http.StatusUnprocessableEntity, ordercore.EUnknownField},
-		{"TooLongAgo", reconReq{Channel: payChannel, Day: "1900-01-02"}, http.StatusUnprocessableEntity, ordercore.EINVALID},
+		{"TooLongAgo", reconReq{Channel: payChannel, Day: time.Now().UTC().AddDate(0, 0, -401).Format(time.DateOnly)}, http.StatusUnprocessableEntity, ordercore.EINVALID},
+		{"IdempotencyKey", reconReq{Channel: payChannel, Day: day}, http.StatusBadRequest, ordercore.EInvalidIdemKey},
 	} {
-		r, err := e.api.do(http.MethodPost, "/v1/reconciliations", c.body, "")
+		key := ""
+		if c.name == "IdempotencyKey" {
+			key = "k1" // refused: a retry runs the day again, it is not replayed
+		}
+		r, err := e.api.do(http.MethodPost, "/v1/reconciliations", c.body, key)
 		if err != nil || r.status != c.status || r.problem().Code != c.code {
 			t.Errorf("%s: %v %s, want %d %s", c.name, err, r, c.status, c.code)
 		}
+	}
+	// The oldest day that may be reconciled: 400 days before today.
+	if rep := e.api.reconcile(t, payChannel, time.Now().UTC().AddDate(0, 0, -400).Format(time.DateOnly)); rep.Rows != 0 {
+		t.Errorf("a day 400 days back: %+v", rep)
 	}
 	for path, want := range map[string]string{
 		"/v1/reconciliations/" + payChannel + "/" + tomorrow: ordercore.ENOTFOUND,

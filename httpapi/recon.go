@@ -23,7 +23,8 @@ type reconOutput struct {
 }
 
 type runReconInput struct {
-	Body struct {
+	IdemKey string `header:"Idempotency-Key" doc:"Not taken: running a day again is safe (it repairs nothing twice and opens no second review item); a key is 400 invalid_idempotency_key"`
+	Body    struct {
 		Channel string `json:"channel" minLength:"1" maxLength:"64" doc:"A configured channel that publishes daily statements"`
 		Day     string `json:"day" format:"date" doc:"The UTC day (YYYY-MM-DD) whose statement to reconcile; today's is partial"`
 	}
@@ -32,6 +33,12 @@ type runReconInput struct {
 // runRecon reconciles a channel's day now. It needs no Idempotency-Key: running a day
 // again repairs nothing twice and opens no second review item for the same discrepancy.
 func (s *Server) runRecon(ctx context.Context, in *runReconInput) (*reconOutput, error) {
+	if in.IdemKey != "" {
+		// A client that sends a key expects a retry to replay the first answer; a run
+		// is not replayed but made again, so the key is refused rather than ignored.
+		return nil, problemOf(ordercore.Errorf(ordercore.EInvalidIdemKey,
+			"POST /v1/reconciliations takes no Idempotency-Key: running a day again is safe, and a retry runs it again"))
+	}
 	day, err := reconDay(in.Body.Day, s.cfg.Clock.Now())
 	if err != nil {
 		return nil, problemOf(err)
@@ -62,8 +69,8 @@ func (s *Server) runRecon(ctx context.Context, in *runReconInput) (*reconOutput,
 }
 
 type getReconInput struct {
-	Channel string `path:"channel" maxLength:"64"`
-	Day     string `path:"day" maxLength:"10" doc:"YYYY-MM-DD"`
+	Channel string `path:"channel" maxLength:"64" doc:"A configured payment channel"`
+	Day     string `path:"day" maxLength:"10" doc:"The UTC day, YYYY-MM-DD"`
 }
 
 func (s *Server) getRecon(ctx context.Context, in *getReconInput) (*reconOutput, error) {
@@ -93,8 +100,8 @@ func reconDay(s string, now time.Time) (time.Time, error) {
 	if day.After(now.UTC()) {
 		return time.Time{}, ordercore.Errorf(ordercore.EINVALID, "day %s has not begun (UTC): there is no statement of it", s)
 	}
-	if day.Before(now.UTC().AddDate(0, 0, -limit.ReconDaysMax)) {
-		return time.Time{}, ordercore.Errorf(ordercore.EINVALID, "day %s is more than %d days ago: channels keep no statement that old", s, limit.ReconDaysMax)
+	if day.Before(now.UTC().Truncate(24*time.Hour).AddDate(0, 0, -limit.ReconDaysMax)) {
+		return time.Time{}, ordercore.Errorf(ordercore.EINVALID, "day %s is more than %d days before today (UTC): channels keep no statement that old", s, limit.ReconDaysMax)
 	}
 	return day, nil
 }

@@ -168,13 +168,22 @@ func (s *Server) routes() {
 	huma.Register(s.api, get("list-channels", "/v1/channels", "Configured payment channels and their notification counts"), s.listChannels)
 	s.mux.HandleFunc("POST /v1/channels/{channel}/notify", s.notify)
 	runRecon := post("run-reconciliation", "/v1/reconciliations", "Reconcile a channel's daily statement now (safe to repeat)", http.StatusCreated)
+	runRecon.Description = "Fetches the channel's statement of the day and matches it with ordercore's records both ways: " +
+		"money ordercore missed is applied through the channel's own path (repaired), money on trades or refunds it does not know opens an " +
+		"orphan_notification review item, money it recorded that the statement does not list is asked about at the channel, and every " +
+		"other difference opens a recon_* review item once. Errors: 404 unknown_channel; 422 statements_unsupported, invalid_request " +
+		"(a day not begun, or more than 400 days before today); 400 invalid_idempotency_key (the operation takes no key); 503 " +
+		"channel_unavailable (the statement or a query got no answer: no report is recorded, what was applied stands) or unavailable."
 	runRecon.Middlewares = huma.Middlewares{func(ctx huma.Context, next func(huma.Context)) {
 		_, w := humago.Unwrap(ctx)
 		extendWriteDeadline(w, limit.ReconRunMax) // a day of many payments takes a while
 		next(ctx)
 	}}
 	huma.Register(s.api, runRecon, s.runRecon)
-	huma.Register(s.api, get("get-reconciliation", "/v1/reconciliations/{channel}/{day}", "The latest reconciliation of a channel's day"), s.getRecon)
+	getRecon := get("get-reconciliation", "/v1/reconciliations/{channel}/{day}", "The latest reconciliation of a channel's day")
+	getRecon.Description = "The report of the day's latest run (the data of its reconciliation.completed event). " +
+		"Errors: 404 unknown_channel, not_found (no run recorded); 422 invalid_request (not a date)."
+	huma.Register(s.api, getRecon, s.getRecon)
 	huma.Register(s.api, get("list-events", "/v1/events", "The event feed, in commit order"), s.listEvents)
 	submitSaga := post("submit-saga", "/v1/sagas", "Submit a saga or TCC transaction of HTTP or in-process steps", http.StatusCreated)
 	submitSaga.Middlewares = huma.Middlewares{sagaWaitDeadline}

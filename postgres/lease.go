@@ -62,3 +62,30 @@ FROM leases ORDER BY name`, nil, func(r pgx.Rows) (Lease, error) {
 		return l, err
 	})
 }
+
+// LockKey holds a session advisory lock on key in this schema until the returned func is
+// called, waiting while another session (another instance) holds it; ctx ending first
+// stops the wait with an error. What must run on one instance at a time, in whole, across
+// every instance sharing the database takes it: a reconciliation of one channel's day
+// (internal/recon), whose reads of the review queue and the items it opens must not
+// interleave with another run's. The lock holds one pooled connection for its duration.
+func (db *DB) LockKey(ctx context.Context, key string) (func(), error) {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: lock %s: %w", key, err)
+	}
+	k := lockKey(db.Schema, "key/"+key)
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", k); err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("postgres: lock %s: %w", key, err)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", k); err != nil {
+			// The lock lives with the session: end the session rather than pool it locked.
+			conn.Conn().Close(ctx)
+		}
+		conn.Release()
+	}, nil
+}

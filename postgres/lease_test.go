@@ -181,3 +181,52 @@ func (d *dyingStore) ReleaseLease(ctx context.Context, name, holder string) erro
 	}
 	return d.DB.ReleaseLease(ctx, name, holder)
 }
+
+// TestLockKey: a key held by one session makes another wait until it is unlocked; other
+// keys and other schemas do not wait; a wait ends with its context.
+func TestLockKey(t *testing.T) {
+	t.Parallel()
+	a, b := newDB(t), newDB(t)
+	ctx := context.Background()
+	unlock, err := a.LockKey(ctx, "sim/2026-01-02")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := a.LockKey(ctx, "sim/2026-01-03")
+	if err != nil {
+		t.Fatalf("another key: %v", err)
+	}
+	other()
+	elsewhere, err := b.LockKey(ctx, "sim/2026-01-02")
+	if err != nil {
+		t.Fatalf("the same key in another schema: %v", err)
+	}
+	elsewhere()
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := a.LockKey(short, "sim/2026-01-02"); err == nil {
+		t.Fatal("a held key was locked again before its unlock")
+	}
+	got := make(chan error, 1)
+	go func() {
+		u, err := a.LockKey(ctx, "sim/2026-01-02")
+		if err == nil {
+			u()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("the second lock did not wait for the first: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	unlock()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second lock was not granted after the unlock")
+	}
+}

@@ -124,6 +124,8 @@ const (
 	// ReconRetry is how long the daily reconciler waits after a failed run (a statement
 	// not ready, a channel down) before trying the day again.
 	ReconRetry = 10 * time.Minute
+	// ReconRunsMax bounds the reconciliations one instance runs at once; others wait.
+	ReconRunsMax = 2
 	// ReconDaysMax is how far back a day may be reconciled on demand: channels keep
 	// their statements for about three months (WeChat Pay) to a year.
 	ReconDaysMax = 400

@@ -159,15 +159,16 @@ func unrecorded(row ordercore.StatementRow, orderID, paymentID, refundID string,
 // another day (a payment at 23:59:59 noticed at 00:00:01); otherwise it is a discrepancy.
 // For a capture, cp is the channel's view of the trade; for a refund commit, cr is its
 // view of the refund. queryErr is the query's definite answer when it had none
-// (ordercore.ErrTradeNotFound); callers retry other errors rather than judge.
-func UnlistedVerdict(m ordercore.MoneyEntry, p ordercore.Payment, cp *ordercore.ChannelPayment, cr *ordercore.ChannelRefund, queryErr error) *ordercore.Discrepancy {
+// (ordercore.ErrTradeNotFound); callers retry other errors rather than judge. outside
+// says a refund the channel could not pay out was settled with the shopper outside it.
+func UnlistedVerdict(m ordercore.MoneyEntry, p ordercore.Payment, cp *ordercore.ChannelPayment, cr *ordercore.ChannelRefund, queryErr error) (d *ordercore.Discrepancy, outside bool) {
 	recorded := ordercore.Money{Amount: m.Amount, Currency: m.Currency}
-	d := &ordercore.Discrepancy{Kind: ordercore.ReviewReconMissing, OrderID: m.OrderID, PaymentID: m.PaymentID, RefundID: m.RefundID,
+	d = &ordercore.Discrepancy{Kind: ordercore.ReviewReconMissing, OrderID: m.OrderID, PaymentID: m.PaymentID, RefundID: m.RefundID,
 		Recorded: &recorded}
 	switch {
 	case m.Movement == ordercore.MoneyCapture && cp != nil && queryErr == nil:
 		if cp.Status == ordercore.PaymentSucceeded && cp.Amount.Currency == m.Currency && cp.Amount.Amount == p.Captured {
-			return nil // taken, and dated on another day's statement
+			return nil, false // taken, and dated on another day's statement
 		}
 		d.Detail = fmt.Sprintf("ordercore recorded %s taken on payment %s; the statement does not list it and the channel's query says %s of %s",
 			recorded, m.PaymentID, cp.Status, cp.Amount)
@@ -177,12 +178,12 @@ func UnlistedVerdict(m ordercore.MoneyEntry, p ordercore.Payment, cp *ordercore.
 	case m.Movement == ordercore.MoneyRefundCommit && cr != nil && queryErr == nil:
 		switch {
 		case cr.Status == ordercore.RefundSucceeded && cr.Amount == recorded:
-			return nil // paid out, and dated on another day's statement
+			return nil, false // paid out, and dated on another day's statement
 		case cr.Status == ordercore.RefundAbnormal:
 			// The channel took the refund but could not pay it out; ordercore records such
 			// a refund as paid back only when an operator settled it with the shopper
 			// outside the channel (a dismissed refund_abnormal review item).
-			return nil
+			return nil, true
 		}
 		d.Detail = fmt.Sprintf("ordercore recorded refund %s of %s paid back; the statement does not list it and the channel's query says %s of %s",
 			m.RefundID, recorded, cr.Status, cr.Amount)
@@ -196,7 +197,7 @@ func UnlistedVerdict(m ordercore.MoneyEntry, p ordercore.Payment, cp *ordercore.
 		}
 		d.Detail = fmt.Sprintf("ordercore recorded %s (%s); the statement does not list it and the channel does not know it: %v", what, recorded, queryErr)
 	}
-	return d
+	return d, false
 }
 
 func moneyPtr(m ordercore.Money) *ordercore.Money { return &m }

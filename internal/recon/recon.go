@@ -35,12 +35,24 @@ type Reconciler struct {
 	Channels map[string]ordercore.Channel
 	// Hour is the UTC hour from which the statement of the day before is fetched
 	// (limit.ReconHourDefault when zero; negative: at midnight).
-	Hour   int
+	Hour int
+	// Locker, when set, makes the runs of one day take turns across every instance
+	// sharing the database (PostgreSQL's advisory locks); without it they take turns
+	// within this process, which is all there is on SQLite.
+	Locker Locker
 	Logger *slog.Logger
+
+	runs chan struct{} // at most limit.ReconRunsMax runs at once; made on first use
 
 	mu      sync.Mutex
 	failed  map[string]time.Time // day id -> when it last failed
 	running map[string]*dayLock  // day id -> the runs of the day in progress or waiting
+}
+
+// Locker holds a lock on a key shared by every instance until the returned func is
+// called (postgres.DB.LockKey).
+type Locker interface {
+	LockKey(ctx context.Context, key string) (func(), error)
 }
 
 // Errors of Reconcile that callers tell apart.
@@ -88,11 +100,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, channel string, day time.Tim
 	if !ok {
 		return ordercore.Reconciliation{}, fmt.Errorf("%w: %q", ErrNoStatements, channel)
 	}
-	// Runs of one day take turns: each reads the review items before opening its own,
-	// so two at once could both open an item for the same discrepancy.
+	// Runs of one day take turns, here and on other instances: each reads the review
+	// items before opening its own, so two at once could both open an item for the same
+	// discrepancy, or the same orphan.
+	if err := r.acquireRun(ctx); err != nil {
+		return ordercore.Reconciliation{}, err
+	}
+	defer r.releaseRun()
 	id := ordercore.ReconciliationID(channel, day)
 	unlock := r.lockDay(id)
 	defer unlock()
+	if r.Locker != nil {
+		unlockShared, err := r.Locker.LockKey(ctx, "reconciliation/"+id)
+		if err != nil {
+			return ordercore.Reconciliation{}, err
+		}
+		defer unlockShared()
+	}
 	rep := ordercore.Reconciliation{Channel: channel, Day: day.Format(time.DateOnly), Started: r.Clock.Now(),
 		Paid: []ordercore.Money{}, Refunded: []ordercore.Money{}}
 	rep.Partial = rep.Started.Before(day.AddDate(0, 0, 1))
@@ -139,11 +163,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, channel string, day time.Tim
 			found = append(found, *v.Discrepancy)
 		}
 	}
-	unlisted, confirmed, err := r.unlisted(ctx, ch, local, plan.Unlisted)
+	unlisted, confirmed, settled, err := r.unlisted(ctx, ch, local, plan.Unlisted)
 	if err != nil {
 		return rep, err
 	}
-	rep.Confirmed = confirmed
+	rep.Confirmed, rep.SettledOutside = confirmed, settled
 	found = append(found, unlisted...)
 	rep.Paid, rep.Refunded = totals(st.Rows)
 	for i := range found {
@@ -326,11 +350,9 @@ var queryWaits = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond}
 // unlisted asks the channel about the money ordercore recorded on the day that no row
 // lists. A query that gets no definite answer after its retries fails the run, to be
 // tried again.
-func (r *Reconciler) unlisted(ctx context.Context, ch ordercore.Channel, local Local, moved []ordercore.MoneyEntry) ([]ordercore.Discrepancy, int, error) {
+func (r *Reconciler) unlisted(ctx context.Context, ch ordercore.Channel, local Local, moved []ordercore.MoneyEntry) (out []ordercore.Discrepancy, confirmed, settled int, err error) {
 	var mu sync.Mutex
-	var out []ordercore.Discrepancy
-	confirmed := 0
-	err := each(ctx, moved, func(ctx context.Context, m ordercore.MoneyEntry) error {
+	err = each(ctx, moved, func(ctx context.Context, m ordercore.MoneyEntry) error {
 		var (
 			cp  *ordercore.ChannelPayment
 			cr  *ordercore.ChannelRefund
@@ -360,12 +382,15 @@ func (r *Reconciler) unlisted(ctx context.Context, ch ordercore.Channel, local L
 				return ctx.Err()
 			}
 		}
-		d := UnlistedVerdict(m, local.Payments[m.PaymentID], cp, cr, err)
+		d, outside := UnlistedVerdict(m, local.Payments[m.PaymentID], cp, cr, err)
 		mu.Lock()
 		defer mu.Unlock()
-		if d == nil {
+		switch {
+		case outside:
+			settled++
+		case d == nil:
 			confirmed++
-		} else {
+		default:
 			out = append(out, *d)
 		}
 		return nil
@@ -376,7 +401,7 @@ func (r *Reconciler) unlisted(ctx context.Context, ch ordercore.Channel, local L
 		}
 		return compare(a.RefundID, b.RefundID)
 	})
-	return out, confirmed, err
+	return out, confirmed, settled, err
 }
 
 // Run reconciles, once each, the ended days of every channel that publishes statements,
@@ -432,6 +457,25 @@ func (r *Reconciler) RunDue(ctx context.Context) int {
 	}
 	return done
 }
+
+// acquireRun waits for one of the limit.ReconRunsMax runs at once: each holds a pooled
+// connection for its shared lock and reads with others.
+func (r *Reconciler) acquireRun(ctx context.Context) error {
+	r.mu.Lock()
+	if r.runs == nil {
+		r.runs = make(chan struct{}, limit.ReconRunsMax)
+	}
+	runs := r.runs
+	r.mu.Unlock()
+	select {
+	case runs <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Reconciler) releaseRun() { <-r.runs }
 
 func (r *Reconciler) lockDay(id string) func() {
 	r.mu.Lock()

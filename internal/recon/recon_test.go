@@ -2,17 +2,23 @@ package recon
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"ordercore"
 	"ordercore/internal/engine"
 	"ordercore/internal/limit"
+	"ordercore/postgres"
 	"ordercore/sqlite"
 )
 
@@ -118,7 +124,10 @@ func TestUnlistedVerdict(t *testing.T) {
 		{"RefundPendingAtChannel", commit, nil, &ordercore.ChannelRefund{Status: ordercore.RefundPending, Amount: usd(100)}, nil, false},
 		{"RefundNotFound", commit, nil, nil, ordercore.ErrTradeNotFound, false},
 	} {
-		d := UnlistedVerdict(c.m, p, c.cp, c.cr, c.err)
+		d, outside := UnlistedVerdict(c.m, p, c.cp, c.cr, c.err)
+		if outside != (c.name == "RefundSettledOutside") {
+			t.Errorf("%s: settled outside %v", c.name, outside)
+		}
 		if (d == nil) != c.ok {
 			t.Errorf("%s: discrepancy %+v, want confirmed=%v", c.name, d, c.ok)
 		}
@@ -272,29 +281,7 @@ func TestUnlistedMoneyIsAskedAbout(t *testing.T) {
 	eng := engine.New(db, clk, engine.Config{})
 	defer eng.Close()
 	ch := &statements{}
-	pays := &engine.Payments{Engine: eng, Reader: db, Clock: clk, Channels: map[string]ordercore.Channel{"bill": ch}}
-	if _, err := eng.Submit(ctx, engine.CreateSKU{ID: "k", Name: "k", Price: usd(100), Stock: 10}, nil); err != nil {
-		t.Fatal(err)
-	}
-	// Four payments the channel took, as ordercore recorded them today.
-	var trades []string
-	for range 4 {
-		res, err := eng.Submit(ctx, engine.PlaceOrder{UserID: "u", Lines: []engine.LineRequest{{SKU: "k", Quantity: 1}}}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		o := res.Value.(ordercore.Order)
-		res, err = pays.Pay(ctx, o.ID, "bill", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := res.Value.(ordercore.Payment)
-		if _, err := eng.Submit(ctx, engine.ChannelPayment{Channel: "bill", Source: "notify", Payment: ordercore.ChannelPayment{
-			OutTradeNo: p.ID, Status: ordercore.PaymentSucceeded, Amount: usd(100)}}, nil); err != nil {
-			t.Fatal(err)
-		}
-		trades = append(trades, p.ID)
-	}
+	trades := capturedPayments(t, eng, db, clk, ch, 4)
 	r := &Reconciler{Engine: eng, Reader: db, Clock: clk, Channels: map[string]ordercore.Channel{"bill": ch}}
 	defer func(n int) { listMax = n }(listMax)
 	listMax = 2
@@ -356,5 +343,111 @@ func TestUnlistedMoneyIsAskedAbout(t *testing.T) {
 	last, _, err := r.Last(ctx, "bill", clk.Now())
 	if err != nil || !last.Started.Equal(rep.Started) {
 		t.Errorf("after a failed run, the latest report is %+v (%v), want the first run's", last, err)
+	}
+}
+
+// capturedPayments places n orders of one unit and records a payment of each taken by
+// the channel ch ("bill"): money ordercore recorded as captured on the clock's day.
+func capturedPayments(t *testing.T, eng *engine.Engine, db ordercore.Reader, clk ordercore.Clock, ch ordercore.Channel, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	pays := &engine.Payments{Engine: eng, Reader: db, Clock: clk, Channels: map[string]ordercore.Channel{"bill": ch}}
+	if _, err := eng.Submit(ctx, engine.CreateSKU{ID: "k", Name: "k", Price: usd(100), Stock: 1000}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var trades []string
+	for range n {
+		res, err := eng.Submit(ctx, engine.PlaceOrder{UserID: "u", Lines: []engine.LineRequest{{SKU: "k", Quantity: 1}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := res.Value.(ordercore.Order)
+		res, err = pays.Pay(ctx, o.ID, "bill", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := res.Value.(ordercore.Payment)
+		if _, err := eng.Submit(ctx, engine.ChannelPayment{Channel: "bill", Source: "notify", Payment: ordercore.ChannelPayment{
+			OutTradeNo: p.ID, Status: ordercore.PaymentSucceeded, Amount: usd(100)}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		trades = append(trades, p.ID)
+	}
+	return trades
+}
+
+// TestRunsOfADayTakeTurnsAcrossInstances: two instances on one PostgreSQL schema run the
+// same day at once, several times each: every discrepancy has exactly one review item.
+func TestRunsOfADayTakeTurnsAcrossInstances(t *testing.T) {
+	dsn := os.Getenv("ORDERCORE_TEST_PG")
+	if dsn == "" {
+		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	ctx := context.Background()
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "recon_test_" + hex.EncodeToString(b[:])
+	open := func() *postgres.DB {
+		db, err := postgres.Open(ctx, dsn, postgres.Options{Schema: schema})
+		if err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("PostgreSQL at %s: %v", dsn, err)
+			}
+			t.Skipf("PostgreSQL at %s is unreachable: %v", dsn, err)
+		}
+		return db
+	}
+	db1 := open()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	db2 := open()
+	defer db1.Close()
+	defer db2.Close()
+	clk := &clock{now: time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)}
+	eng1, eng2 := engine.New(db1, clk, engine.Config{}), engine.New(db2, clk, engine.Config{})
+	defer eng1.Close()
+	defer eng2.Close()
+	ch := &statements{query: func(no string, _ int) (ordercore.ChannelPayment, error) {
+		return ordercore.ChannelPayment{OutTradeNo: no, Status: ordercore.PaymentPending, Amount: usd(100)}, nil
+	}}
+	trades := capturedPayments(t, eng1, db1, clk, ch, 4)
+	rs := []*Reconciler{
+		{Engine: eng1, Reader: db1, Clock: clk, Channels: map[string]ordercore.Channel{"bill": ch}, Locker: db1},
+		{Engine: eng2, Reader: db2, Clock: clk, Channels: map[string]ordercore.Channel{"bill": ch}, Locker: db2},
+	}
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			if _, err := rs[i%2].Reconcile(ctx, "bill", clk.Now()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	items, err := db1.Reviews(ctx, ordercore.ReviewOpen, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := map[string]int{}
+	for _, it := range items {
+		if it.Kind == ordercore.ReviewReconMissing {
+			per[it.PaymentID]++
+		}
+	}
+	for _, tr := range trades {
+		if per[tr] != 1 {
+			t.Errorf("payment %s has %d recon_missing_at_channel items, want 1 (all: %v)", tr, per[tr], per)
+		}
 	}
 }
