@@ -46,8 +46,8 @@ type RowVerdict struct {
 type Plan struct {
 	Rows []RowVerdict
 	// Unlisted is money ordercore recorded as moved during the day that no row lists:
-	// the channel's query decides (Unlisted* below) whether it dates it on another day or
-	// does not have it.
+	// the channel's answer to a query decides (UnlistedVerdict) whether it dates it on
+	// another day or does not have it.
 	Unlisted []ordercore.MoneyEntry
 }
 
@@ -56,8 +56,7 @@ type Plan struct {
 // day against the rows. It is pure: the reconciler reads Local, and acts on the Plan.
 //
 // final says the rows to Apply were applied already: a row still not recorded is then a
-// discrepancy (ReviewReconAmount when ordercore holds other money, else the channel's
-// money could not be recorded: see unrecorded), never a second application.
+// discrepancy (recon_not_recorded, see unrecorded), never a second application.
 func Match(channel string, st ordercore.Statement, local Local, final bool) Plan {
 	var plan Plan
 	listedPay, listedRefund := map[string]bool{}, map[string]bool{}
@@ -100,7 +99,7 @@ func matchPayment(channel string, row ordercore.StatementRow, local Local, final
 	case p.Captured == 0 && !final:
 		v.Verdict = Apply
 	case p.Captured == 0:
-		v.Verdict, v.Discrepancy = Differs, unrecorded(row, p.OrderID, p.ID, "", p.Status)
+		v.Verdict, v.Discrepancy = Differs, unrecorded(row, p.OrderID, p.ID, "", string(p.Status))
 	case p.Captured != row.Amount.Amount || p.Amount.Currency != row.Amount.Currency:
 		recorded := ordercore.Money{Amount: p.Captured, Currency: p.Amount.Currency}
 		v.Verdict, v.Discrepancy = Differs, &ordercore.Discrepancy{Kind: ordercore.ReviewReconAmount, OrderID: p.OrderID,
@@ -130,7 +129,7 @@ func matchRefund(channel string, row ordercore.StatementRow, local Local, final 
 	case r.Status != ordercore.RefundSucceeded && !final:
 		v.Verdict = Apply
 	case r.Status != ordercore.RefundSucceeded:
-		v.Verdict, v.Discrepancy = Differs, unrecorded(row, r.OrderID, r.PaymentID, r.ID, ordercore.PaymentStatus(r.Status))
+		v.Verdict, v.Discrepancy = Differs, unrecorded(row, r.OrderID, r.PaymentID, r.ID, string(r.Status))
 	case r.Amount != row.Amount:
 		v.Verdict, v.Discrepancy = Differs, &ordercore.Discrepancy{Kind: ordercore.ReviewReconAmount, OrderID: r.OrderID,
 			PaymentID: r.PaymentID, RefundID: r.ID, Channel: moneyPtr(row.Amount), Recorded: moneyPtr(r.Amount),
@@ -144,7 +143,7 @@ func matchRefund(channel string, row ordercore.StatementRow, local Local, final 
 // unrecorded is a row whose money ordercore did not record even when told by the
 // statement: its records moved on in a way the channel's report cannot follow (for
 // example an attempt's status that the transition table does not let a success change).
-func unrecorded(row ordercore.StatementRow, orderID, paymentID, refundID string, status ordercore.PaymentStatus) *ordercore.Discrepancy {
+func unrecorded(row ordercore.StatementRow, orderID, paymentID, refundID, status string) *ordercore.Discrepancy {
 	what := "payment " + paymentID
 	if refundID != "" {
 		what = "refund " + refundID
