@@ -1,15 +1,18 @@
 package recon
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
-	"sort"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"ordercore"
 	"ordercore/internal/engine"
@@ -397,9 +400,9 @@ func (r *Reconciler) unlisted(ctx context.Context, ch ordercore.Channel, local L
 	})
 	slices.SortFunc(out, func(a, b ordercore.Discrepancy) int {
 		if a.PaymentID != b.PaymentID {
-			return compare(a.PaymentID, b.PaymentID)
+			return cmp.Compare(a.PaymentID, b.PaymentID)
 		}
-		return compare(a.RefundID, b.RefundID)
+		return cmp.Compare(a.RefundID, b.RefundID)
 	})
 	return out, confirmed, settled, err
 }
@@ -522,35 +525,21 @@ func (r *Reconciler) markFailed(id string, now time.Time) {
 	r.failed[id] = now
 }
 
-// each calls fn for every item, at most limit.ReconLookupConcurrency at a time, and
-// returns the first error.
+// each calls fn for every item, at most limit.ReconLookupConcurrency at a time; the
+// first error cancels the others' context and is returned.
 func each[T any](ctx context.Context, items []T, fn func(context.Context, T) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sem := make(chan struct{}, limit.ReconLookupConcurrency)
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(limit.ReconLookupConcurrency)
 	for _, it := range items {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
+		if gctx.Err() != nil {
 			break
 		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := fn(ctx, it); err != nil {
-				once.Do(func() { first = err; cancel() })
-			}
-		})
+		g.Go(func() error { return fn(gctx, it) })
 	}
-	wg.Wait()
-	if first == nil {
-		first = ctx.Err()
+	if err := g.Wait(); err != nil {
+		return err
 	}
-	return first
+	return ctx.Err() // the caller's context ended before every item started
 }
 
 // totals sums the statement's payments and refunds by currency, sorted by currency.
@@ -571,21 +560,4 @@ func totals(rows []ordercore.StatementRow) (paid, refunded []ordercore.Money) {
 	return sum(ordercore.StatementPayment), sum(ordercore.StatementRefund)
 }
 
-func sortedKeys[K ~string, V any](m map[K]V) []K {
-	out := make([]K, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
-
-func compare(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K { return slices.Sorted(maps.Keys(m)) }
