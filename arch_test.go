@@ -47,6 +47,7 @@ var adapters = []string{
 	"ordercore/natsbus",
 	"ordercore/inmem",
 	"ordercore/console",
+	"ordercore/telemetry",
 	"ordercore/channel/sim",
 	"ordercore/channel/stripe",
 	"ordercore/channel/alipay",

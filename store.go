@@ -218,6 +218,9 @@ type Reader interface {
 	// the item afterID.
 	Reviews(ctx context.Context, status ReviewStatus, afterID string, limit int) ([]ReviewItem, error)
 	Review(ctx context.Context, id string) (ReviewItem, error)
+	// OpenReviewCounts counts the open review items of each kind (a kind with none is
+	// absent): what waits for an operator.
+	OpenReviewCounts(ctx context.Context) (map[string]int64, error)
 
 	Saga(ctx context.Context, gid string) (Saga, error)
 	// ListSagas lists sagas with the status (all when empty), newest first (by CreatedAt, then

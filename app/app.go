@@ -33,6 +33,7 @@ import (
 	"ordercore/natsbus"
 	"ordercore/postgres"
 	"ordercore/sqlite"
+	"ordercore/telemetry"
 )
 
 // Config is what `ordercore serve` takes.
@@ -285,9 +286,14 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.Webhooks = &events.Deliverer{Engine: eng, Reader: db, Clock: clock, Logger: cfg.Logger, Poll: cfg.WebhookPoll,
 		AllowPrivate: cfg.WebhookAllowPrivate}
-	api := httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments,
-		Payments: a.Payments, Version: cfg.Version, Role: a.Role, Sagas: a.Sagas, Recon: a.Recon})
-	a.server = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	var api *httpapi.Server
+	metrics := telemetry.New(telemetry.Sources{Committer: func() telemetry.Committer { return committerStats(eng.Stats()) },
+		Notifications: func() map[string]map[string]int64 { return api.NotifyCounts() },
+		SagaCounts:    func(ctx context.Context) (map[string]int64, error) { return sagaCounts(ctx, db) },
+		OpenReviews:   db.OpenReviewCounts, NextExpiry: db.NextExpiry, Now: clock.Now, Role: a.Role, Version: cfg.Version, Logger: cfg.Logger})
+	api = httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments,
+		Payments: a.Payments, Version: cfg.Version, Role: a.Role, Sagas: a.Sagas, Recon: a.Recon, Metrics: metrics.Handler()})
+	a.server = &http.Server{Handler: metrics.Wrap(api), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
 	if a.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		eng.Close()
@@ -354,6 +360,20 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	// writer (SQLite) give each due saga to one of them.
 	a.wg.Go(func() { a.Sagas.Run(wctx) })
 	return a, nil
+}
+
+func committerStats(s engine.Stats) telemetry.Committer {
+	return telemetry.Committer{Batches: s.Batches, Commands: s.Commands, Overloaded: s.Rejected, BatchSizes: s.BatchSizes,
+		Busy: s.CommitTime, Held: s.Held, Queued: s.Queued, QueueMax: s.QueueMax}
+}
+
+func sagaCounts(ctx context.Context, r ordercore.Reader) (map[string]int64, error) {
+	counts, err := r.SagaCounts(ctx)
+	out := make(map[string]int64, len(counts))
+	for status, n := range counts {
+		out[string(status)] = n
+	}
+	return out, err
 }
 
 // NATS is the connection the event relay publishes on (nil without Config.NATS); with

@@ -26,7 +26,7 @@ func serveCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the HTTP API and the background workers",
-		Long: `Run the HTTP API (OpenAPI document at /openapi.json), the order expiry sweeper, the
+		Long: `Run the HTTP API (OpenAPI document at /openapi.json, Prometheus metrics at /metrics), the order expiry sweeper, the
 payment sync (queries open payment attempts, sends and queries refunds), the daily
 statement reconciliation and the idempotency-key pruner, on the SQLite file DATA/ordercore.db (created if missing).
 SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2xx.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"sort"
 	"sync"
@@ -225,6 +226,18 @@ func (n *notifyStats) add(channel, outcome string) {
 		n.counts[channel] = map[string]int64{}
 	}
 	n.counts[channel][outcome]++
+}
+
+// NotifyCounts counts, per channel, what its notifications did since start: applied,
+// stale, duplicate, orphan, or the code they were rejected with (as GET /v1/channels).
+func (s *Server) NotifyCounts() map[string]map[string]int64 {
+	s.notifyStats.mu.Lock()
+	defer s.notifyStats.mu.Unlock()
+	out := make(map[string]map[string]int64, len(s.notifyStats.counts))
+	for ch, m := range s.notifyStats.counts {
+		out[ch] = maps.Clone(m)
+	}
+	return out
 }
 
 func (n *notifyStats) snapshot(channel string) map[string]int64 {

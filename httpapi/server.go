@@ -55,6 +55,8 @@ type Config struct {
 	// Role, when set, names what this instance does besides serving the API ("single",
 	// "leader" or "standby"); /healthz reports it.
 	Role func() string
+	// Metrics, when set, is served at GET /metrics (Prometheus's exposition).
+	Metrics http.Handler
 }
 
 // Server is the HTTP API.
@@ -205,6 +207,9 @@ func (s *Server) routes() {
 	huma.Register(s.api, get("list-webhook-deliveries", "/v1/webhook-endpoints/{id}/deliveries", "An endpoint's deliveries, newest first; status=dead is its dead-letter list"), s.listDeliveries)
 	huma.Register(s.api, post("redeliver-webhook", "/v1/webhook-deliveries/{id}/redeliver", "Operator: send a delivery again now, with a fresh retry schedule (audited)", http.StatusOK), s.redeliver)
 	s.mux.HandleFunc("/", s.noRoute)
+	if s.cfg.Metrics != nil {
+		s.mux.Handle("GET /metrics", s.cfg.Metrics)
+	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		// pid tells which process answered: several may share a host, and a port

@@ -353,6 +353,31 @@ func (db *DB) Reviews(ctx context.Context, status ordercore.ReviewStatus, afterI
 		string(status), afterID, limit)
 }
 
+// OpenReviewCounts counts the open review items of each kind.
+func (db *DB) OpenReviewCounts(ctx context.Context) (map[string]int64, error) {
+	return db.countGroups(ctx, "open review counts", "SELECT kind, count(*) FROM review_items WHERE status = 'open' GROUP BY kind")
+}
+
+// countGroups runs a query of (key, count) rows into a map.
+func (db *DB) countGroups(ctx context.Context, what, query string) (map[string]int64, error) {
+	type count struct {
+		key string
+		n   int64
+	}
+	counts, err := collect(ctx, db.pool, what, query, nil, func(rows pgx.Rows) (count, error) {
+		var c count
+		return c, rows.Scan(&c.key, &c.n)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(counts))
+	for _, c := range counts {
+		out[c.key] = c.n
+	}
+	return out, nil
+}
+
 // Review reads one review item.
 func (db *DB) Review(ctx context.Context, id string) (ordercore.ReviewItem, error) {
 	rs, err := queryReviews(ctx, db.pool, "SELECT "+reviewCols+" FROM review_items WHERE id = $1", id)

@@ -219,23 +219,12 @@ func (db *DB) ListSagas(ctx context.Context, status ordercore.SagaStatus, afterG
 
 // SagaCounts counts sagas per status; a status without sagas is absent from the map.
 func (db *DB) SagaCounts(ctx context.Context) (map[ordercore.SagaStatus]int64, error) {
-	type count struct {
-		status ordercore.SagaStatus
-		n      int64
-	}
-	counts, err := collect(ctx, db.pool, "saga counts", "SELECT status, count(*) FROM sagas GROUP BY status", nil,
-		func(rows pgx.Rows) (count, error) {
-			var c count
-			return c, rows.Scan(&c.status, &c.n)
-		})
-	if err != nil {
-		return nil, err
-	}
+	counts, err := db.countGroups(ctx, "saga counts", "SELECT status, count(*) FROM sagas GROUP BY status")
 	out := make(map[ordercore.SagaStatus]int64, len(counts))
-	for _, c := range counts {
-		out[c.status] = c.n
+	for status, n := range counts {
+		out[ordercore.SagaStatus(status)] = n
 	}
-	return out, nil
+	return out, err
 }
 
 // dumpSagas adds the sagas to a snapshot, by gid.

@@ -410,6 +410,30 @@ func (db *DB) Review(ctx context.Context, id string) (ordercore.ReviewItem, erro
 	return rs[0], nil
 }
 
+// OpenReviewCounts counts the open review items of each kind.
+func (db *DB) OpenReviewCounts(ctx context.Context) (map[string]int64, error) {
+	return countGroups(ctx, db.read, "open review items", "SELECT kind, COUNT(*) FROM review_items WHERE status = 'open' GROUP BY kind")
+}
+
+// countGroups runs a query of (key, count) rows into a map.
+func countGroups(ctx context.Context, q querier, what, query string) (map[string]int64, error) {
+	rows, err := q.QueryContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: count %s: %w", what, err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var key string
+		var n int64
+		if err := rows.Scan(&key, &n); err != nil {
+			return nil, fmt.Errorf("sqlite: scan %s count: %w", what, err)
+		}
+		out[key] = n
+	}
+	return out, rows.Err()
+}
+
 // dumpPayments adds the payment tables to a snapshot.
 func dumpPayments(ctx context.Context, tx *sql.Tx, snap *ordercore.Snapshot) error {
 	var err error

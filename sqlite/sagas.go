@@ -281,21 +281,12 @@ func (db *DB) ListSagas(ctx context.Context, status ordercore.SagaStatus, afterG
 
 // SagaCounts counts sagas per status; a status without sagas is absent from the map.
 func (db *DB) SagaCounts(ctx context.Context) (map[ordercore.SagaStatus]int64, error) {
-	rows, err := db.read.QueryContext(ctx, "SELECT status, COUNT(*) FROM sagas GROUP BY status")
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: count sagas: %w", err)
+	counts, err := countGroups(ctx, db.read, "sagas", "SELECT status, COUNT(*) FROM sagas GROUP BY status")
+	out := make(map[ordercore.SagaStatus]int64, len(counts))
+	for status, n := range counts {
+		out[ordercore.SagaStatus(status)] = n
 	}
-	defer rows.Close()
-	out := map[ordercore.SagaStatus]int64{}
-	for rows.Next() {
-		var status ordercore.SagaStatus
-		var n int64
-		if err := rows.Scan(&status, &n); err != nil {
-			return nil, fmt.Errorf("sqlite: scan saga count: %w", err)
-		}
-		out[status] = n
-	}
-	return out, rows.Err()
+	return out, err
 }
 
 // dumpSagas adds the sagas to a snapshot, by gid.

@@ -458,6 +458,17 @@ func testReviewQueue(t *testing.T, s Store) {
 			t.Errorf("Reviews %q, newest first, in pages of 2 (-want +got):\n%s", tc.status, diff)
 		}
 	}
+	// The open ones per kind, for the metrics: 301, 303 and 305 are open orphans; one
+	// open item of another kind and a resolved one of a third are added.
+	more := []ordercore.ReviewItem{review(306, ordercore.ReviewAmountMismatch), resolved(review(307, ordercore.ReviewSyncExhausted), t0.Add(time.Hour))}
+	mustWrite(t, s, &ordercore.Changeset{NewReviews: more})
+	counts, err := s.OpenReviewCounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]int64{ordercore.ReviewOrphan: 3, ordercore.ReviewAmountMismatch: 1}, counts); diff != "" {
+		t.Errorf("OpenReviewCounts (-want +got):\n%s", diff)
+	}
 }
 
 // testCloseThenOpen: one batch may close an order's open attempt and open its next one,

@@ -399,6 +399,8 @@ type Stats struct {
 	// queued behind the transaction in progress, in the batch filling, and in its own
 	// transaction. Held/Commands is what the engine adds to a request's latency.
 	Held time.Duration
+	// Queued is the commands waiting in the queue now, of QueueMax.
+	Queued, QueueMax int
 }
 
 type statsRecorder struct {
@@ -424,5 +426,5 @@ func (e *Engine) Stats() Stats {
 	defer e.stats.mu.Unlock()
 	return Stats{Batches: e.stats.batches.Load(), Commands: e.stats.commands.Load(),
 		Rejected: e.stats.rejected.Load(), BatchSizes: append([]int64(nil), e.stats.sizes[:]...),
-		CommitTime: e.stats.commitTime, Held: e.stats.held}
+		CommitTime: e.stats.commitTime, Held: e.stats.held, Queued: len(e.queue), QueueMax: cap(e.queue)}
 }
