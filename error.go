@@ -13,6 +13,7 @@ const (
 	EINVALID           = "invalid_request"        // 422, generic validation failure
 	ENOTFOUND          = "not_found"              // 404
 	EOVERLOADED        = "overloaded"             // 503 with Retry-After
+	ERateLimited       = "rate_limited"           // 429 with Retry-After: the caller's rate is over its limit
 	EInsufficientStock = "insufficient_stock"     // 409
 	EIllegalTransition = "illegal_transition"     // 409
 	EUnknownSKU        = "unknown_sku"            // 422

@@ -21,11 +21,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"ordercore"
 	"ordercore/httpapi"
 	"ordercore/internal/engine"
 	"ordercore/internal/events"
+	"ordercore/internal/guard"
 	"ordercore/internal/lease"
 	"ordercore/internal/limit"
 	"ordercore/internal/recon"
@@ -54,6 +56,10 @@ type Config struct {
 	// arriving (engine.Config). Zero takes limit.BatchDelayDefault; negative: none.
 	BatchDelay     time.Duration
 	ManualPayments bool // enable POST /v1/orders/{id}/payments/manual
+	// UserOrderRate, when above zero, limits the orders one user_id may place to this
+	// many per second on average, UserOrderBurst at once (guard.KeyLimiter).
+	UserOrderRate  float64
+	UserOrderBurst int
 	// Channels are the payment channels; notifications reach them at
 	// PublicURL/v1/channels/{name}/notify (PublicURL defaults to http://Addr).
 	Channels  []ordercore.Channel
@@ -291,8 +297,12 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 		Notifications: func() map[string]map[string]int64 { return api.NotifyCounts() },
 		SagaCounts:    func(ctx context.Context) (map[string]int64, error) { return sagaCounts(ctx, db) },
 		OpenReviews:   db.OpenReviewCounts, NextExpiry: db.NextExpiry, Now: clock.Now, Role: a.Role, Version: cfg.Version, Logger: cfg.Logger})
-	api = httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments,
-		Payments: a.Payments, Version: cfg.Version, Role: a.Role, Sagas: a.Sagas, Recon: a.Recon, Metrics: metrics.Handler()})
+	apiCfg := httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments,
+		Payments: a.Payments, Version: cfg.Version, Role: a.Role, Sagas: a.Sagas, Recon: a.Recon, Metrics: metrics.Handler()}
+	if cfg.UserOrderRate > 0 {
+		apiCfg.UserOrders = &guard.KeyLimiter{Rate: rate.Limit(cfg.UserOrderRate), Burst: max(cfg.UserOrderBurst, 1), Max: limit.UserOrderLimitersMax}
+	}
+	api = httpapi.New(apiCfg)
 	a.server = &http.Server{Handler: metrics.Wrap(api), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
 	if a.ln, err = net.Listen("tcp", cfg.Addr); err != nil {

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +25,7 @@ func serveCmd() *cobra.Command {
 	var syncFor []string
 	var fulfilment string
 	var reconHour int
+	var userOrderRate string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the HTTP API and the background workers",
@@ -73,6 +76,9 @@ some more memory (GOMEMLIMIT, if set, still bounds it).`,
 			if reconHour == 0 {
 				cfg.ReconHour = -1 // midnight (0 to app.Config is its default)
 			}
+			if cfg.UserOrderRate, cfg.UserOrderBurst, err = parseRate(userOrderRate); err != nil {
+				return fmt.Errorf("--user-order-rate %q: %w", userOrderRate, err)
+			}
 			if cfg.PaymentSyncByChannel, err = parseSyncFor(syncFor); err != nil {
 				return err
 			}
@@ -114,10 +120,25 @@ some more memory (GOMEMLIMIT, if set, still bounds it).`,
 	f.DurationSliceVar(&cfg.RefundSync, "refund-sync", limit.RefundSyncSchedule, "when a pending refund is sent (first step) and then queried")
 	f.DurationVar(&cfg.SyncInterval, "sync-interval", limit.PaymentSyncInterval, "longest wait between payment sync sweeps")
 	f.IntVar(&reconHour, "recon-hour", limit.ReconHourDefault, "UTC hour (0-23) from which the day before's channel statements are reconciled")
+	f.StringVar(&userOrderRate, "user-order-rate", "", "N/s, N/m or N/h: how many orders one user_id may place, N at once and N per second, minute or hour on average; past it POST /v1/orders is 429 rate_limited with Retry-After (per instance; unlimited when empty)")
 	f.BoolVar(&cfg.WebhookAllowPrivate, "webhook-allow-private", false, "let webhook endpoints be loopback or private addresses (127.0.0.0/8, ::1, localhost, 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7), for receivers on the premises; link-local (169.254.169.254), unspecified and multicast addresses stay refused")
 	f.DurationSliceVar(&cfg.WebhookSchedule, "webhook-schedule", limit.WebhookSchedule, "when a webhook delivery is attempted: the first step after the event, each other after the previous attempt; dead after the last")
 	channels.register(f)
 	return c
+}
+
+// parseRate reads N/s, N/m or N/h as a rate per second and a burst of N; "" is no limit.
+func parseRate(s string) (float64, int, error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	n, unit, ok := strings.Cut(s, "/")
+	per := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}[unit]
+	count, err := strconv.Atoi(n)
+	if !ok || per == 0 || err != nil || count < 1 || count > 1_000_000 {
+		return 0, 0, errors.New("want N/s, N/m or N/h with N from 1 to 1,000,000, e.g. 30/m")
+	}
+	return float64(count) / per.Seconds(), count, nil
 }
 
 // checkServeSettings refuses settings that would only fail later, payment by payment: a

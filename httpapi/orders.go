@@ -43,6 +43,11 @@ func (s *Server) placeOrder(ctx context.Context, in *placeOrderInput) (*orderOut
 	if err := cmd.Validate(); err != nil {
 		return nil, problemOf(err)
 	}
+	if s.cfg.UserOrders != nil {
+		if ok, wait := s.cfg.UserOrders.Allow(b.UserID, s.cfg.Clock.Now()); !ok {
+			return nil, rateLimited("orders of user "+b.UserID, wait)
+		}
+	}
 	status, o, replayed, err := submit[ordercore.Order](ctx, s, cmd, "place-order", in.IdemKey, b, http.StatusCreated)
 	if err != nil {
 		return nil, err

@@ -2,9 +2,11 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -61,6 +63,8 @@ func statusOf(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case ordercore.EMethodNotAllowed:
 		return http.StatusMethodNotAllowed
+	case ordercore.ERateLimited:
+		return http.StatusTooManyRequests
 	case ordercore.EOVERLOADED, ordercore.EUnavailable, ordercore.EChannelUnavailable:
 		return http.StatusServiceUnavailable
 	case ordercore.EINTERNAL:
@@ -80,6 +84,16 @@ func problemOf(err error) error {
 		return huma.ErrorWithHeaders(p, h)
 	}
 	return p
+}
+
+// rateLimited answers a request over its caller's rate limit: 429 with the seconds until
+// the next one is let through (at least 1) in Retry-After.
+func rateLimited(what string, wait time.Duration) error {
+	secs := max(1, int((wait+time.Second-1)/time.Second))
+	h := http.Header{}
+	h.Set("Retry-After", strconv.Itoa(secs))
+	return huma.ErrorWithHeaders(newProblem(http.StatusTooManyRequests, ordercore.ERateLimited,
+		fmt.Sprintf("%s: over the limit; retry in %d s", what, secs), nil), h)
 }
 
 // problemCode is the code of a problem returned by problemOf or submit.

@@ -57,6 +57,15 @@ type Config struct {
 	Role func() string
 	// Metrics, when set, is served at GET /metrics (Prometheus's exposition).
 	Metrics http.Handler
+	// UserOrders, when set, limits how often one user_id may place orders: a request
+	// it refuses is 429 rate_limited with Retry-After, and reaches nothing else.
+	UserOrders RateLimiter
+}
+
+// RateLimiter lets a key's request through, or says how long until it would
+// (guard.KeyLimiter).
+type RateLimiter interface {
+	Allow(key string, now time.Time) (bool, time.Duration)
 }
 
 // Server is the HTTP API.

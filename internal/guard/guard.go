@@ -3,7 +3,9 @@
 // a dead participant fails fast instead of tying up workers, while calls to the others go
 // on.
 //
-// It imports internal/limit, failsafe-go and the standard library.
+// KeyLimiter limits the rate of requests per key (a shopper placing orders).
+//
+// It imports internal/limit, failsafe-go, golang.org/x/time/rate and the standard library.
 package guard
 
 import (

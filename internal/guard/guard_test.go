@@ -2,6 +2,7 @@ package guard_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -91,5 +92,61 @@ func TestBreakersWait(t *testing.T) {
 	}
 	if b.Wait(cancelled, "t", time.Second) {
 		t.Fatal("Wait with an ended context reported the breaker ready")
+	}
+}
+
+// TestKeyLimiter: a key gets its burst at once, then one more per refill interval, and
+// is told how long to wait; other keys have their own buckets.
+func TestKeyLimiter(t *testing.T) {
+	l := &guard.KeyLimiter{Rate: 2, Burst: 3, Max: 100} // 2 per second, 3 at once
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		if ok, _ := l.Allow("u1", t0); !ok {
+			t.Fatalf("request %d of the burst refused", i+1)
+		}
+	}
+	ok, wait := l.Allow("u1", t0)
+	if ok || wait != 500*time.Millisecond {
+		t.Fatalf("past the burst: allowed %v, wait %s; want refused, 500ms", ok, wait)
+	}
+	if ok, _ := l.Allow("u2", t0); !ok {
+		t.Error("another key was refused")
+	}
+	// A refusal takes no token: at +500ms exactly one is there.
+	if ok, _ := l.Allow("u1", t0.Add(500*time.Millisecond)); !ok {
+		t.Error("refused after the refill interval")
+	}
+	if ok, wait := l.Allow("u1", t0.Add(500*time.Millisecond)); ok || wait != 500*time.Millisecond {
+		t.Errorf("second request at +500ms: allowed %v, wait %s", ok, wait)
+	}
+}
+
+// TestKeyLimiterIsBounded: a flood of distinct keys never holds more than Max buckets;
+// when full, the buckets that refilled are dropped first, and a key still waiting for
+// its token keeps its bucket (it is not handed a fresh burst).
+func TestKeyLimiterIsBounded(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	l := &guard.KeyLimiter{Rate: 1, Burst: 1, Max: 4}
+	for _, k := range []string{"a", "b", "c"} {
+		l.Allow(k, t0)
+	}
+	l.Allow("busy", t0.Add(900*time.Millisecond))
+	at := t0.Add(time.Second) // a, b and c have refilled; busy has a tenth of a token
+	if ok, _ := l.Allow("d", at); !ok {
+		t.Fatal("a new key was refused")
+	}
+	if n := l.Len(); n != 2 {
+		t.Errorf("%d keys held after the sweep, want busy and d", n)
+	}
+	if ok, wait := l.Allow("busy", at); ok || wait != 900*time.Millisecond {
+		t.Errorf("busy after the sweep: allowed %v, wait %s; want refused, 900ms", ok, wait)
+	}
+
+	flood := &guard.KeyLimiter{Rate: 1, Burst: 2, Max: 8}
+	for i := range 1000 {
+		flood.Allow(fmt.Sprint("k", i), t0.Add(time.Duration(i)*time.Millisecond))
+		if n := flood.Len(); n > 8 {
+			t.Fatalf("%d keys held, Max is 8", n)
+		}
 	}
 }

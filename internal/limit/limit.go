@@ -102,6 +102,9 @@ const (
 	// NameBytesMax bounds a SKU name.
 	NameBytesMax = 200
 
+	// UserOrderLimitersMax bounds the users whose order rate limit (serve
+	// --user-order-rate) is tracked at once (guard.KeyLimiter says what happens past it).
+	UserOrderLimitersMax = 100_000
 	// RetryAfterOverload is what a 503 for a full queue asks the client to wait.
 	RetryAfterOverload = 1 * time.Second
 
