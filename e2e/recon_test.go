@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -11,8 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"ordercore"
 	"ordercore/app"
@@ -143,31 +139,7 @@ func createReconSKU(t *testing.T, e *payEnv, id string) {
 // matched and repairs nothing; bad requests change nothing. On both stores.
 func TestReconciliationRepairsLostNotifications(t *testing.T) {
 	t.Run("SQLite", func(t *testing.T) { testReconRepairs(t, "") })
-	t.Run("PostgreSQL", func(t *testing.T) {
-		dsn := testPG()
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		defer cancel()
-		pg, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			unavailable(t, "PostgreSQL at %s (ORDERCORE_TEST_PG): %v", dsn, err)
-		}
-		var b [5]byte
-		rand.Read(b[:])
-		schema := "recon_" + hex.EncodeToString(b[:])
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if _, err := pg.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
-				t.Errorf("drop schema %s: %v", schema, err)
-			}
-			pg.Close(ctx)
-		})
-		sep := "?"
-		if strings.Contains(dsn, "?") {
-			sep = "&"
-		}
-		testReconRepairs(t, dsn+sep+"schema="+schema)
-	})
+	t.Run("PostgreSQL", func(t *testing.T) { testReconRepairs(t, pgSchemaURL(t, "recon_")) })
 }
 
 func testReconRepairs(t *testing.T, dbURL string) {

@@ -97,7 +97,7 @@ func (s *Server) getOrder(ctx context.Context, in *orderIDInput) (*orderDetailOu
 }
 
 type listOrdersInput struct {
-	UserID string `query:"user_id" required:"true" minLength:"1" maxLength:"64"`
+	UserID string `query:"user_id" required:"true" minLength:"1" maxLength:"64" pattern:"^[A-Za-z0-9_.:-]+$" doc:"The user_id the orders were placed with"`
 	Cursor string `query:"cursor" doc:"next_cursor of the previous page"`
 	Limit  int    `query:"limit" minimum:"1" maximum:"500" default:"50"`
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
@@ -98,6 +99,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the request would run unprotected by the key its client meant to send.
 	if ks, ok := r.Header["Idempotency-Key"]; ok && (len(ks) != 1 || ks[0] == "") {
 		writeProblem(w, problemOf(ordercore.Errorf(ordercore.EInvalidIdemKey, "Idempotency-Key must be sent once, with a value")))
+		return
+	}
+	// No resource is named by a path that is not UTF-8 text: every id is validated as
+	// text when it is created. Answered here, such a path never reaches a store, where
+	// PostgreSQL would refuse the bytes with an error instead of finding nothing.
+	if p := r.URL.Path; !utf8.ValidString(p) || strings.ContainsRune(p, 0) {
+		writeProblem(w, problemOf(ordercore.Errorf(ordercore.ENOTFOUND, "no resource at a path that is not UTF-8 text")))
 		return
 	}
 	s.mux.ServeHTTP(w, r)

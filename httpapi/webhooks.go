@@ -89,6 +89,9 @@ type listWebhooksOutput struct {
 }
 
 func (s *Server) listWebhooks(ctx context.Context, in *listWebhooksInput) (*listWebhooksOutput, error) {
+	if in.Cursor != "" && !ordercore.ValidID(in.Cursor) { // endpoint ids are ordercore's own
+		return nil, problemOf(ordercore.Errorf(ordercore.EInvalidCursor, "cursor %q is not an endpoint id", in.Cursor))
+	}
 	es, err := s.cfg.Reader.ListWebhookEndpoints(ctx, in.Cursor, in.Limit+1)
 	if err != nil {
 		return nil, problemOf(err)
@@ -158,6 +161,9 @@ type listDeliveriesOutput struct {
 }
 
 func (s *Server) listDeliveries(ctx context.Context, in *listDeliveriesInput) (*listDeliveriesOutput, error) {
+	if in.Cursor != "" && !ordercore.ValidID(in.Cursor) { // delivery ids are ordercore's own
+		return nil, problemOf(ordercore.Errorf(ordercore.EInvalidCursor, "cursor %q is not a delivery id", in.Cursor))
+	}
 	if _, err := s.cfg.Reader.WebhookEndpoint(ctx, in.ID); err != nil {
 		return nil, problemOf(err)
 	}

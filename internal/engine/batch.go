@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"ordercore"
 	"ordercore/internal/limit"
@@ -49,14 +51,24 @@ func (k *keySet) refund(id string)                    { k.refunds[id] = struct{}
 func (k *keySet) reviewItem(id string)                { k.reviews[id] = struct{}{} }
 func (k *keySet) inbox(key ordercore.ChannelEventKey) { k.inboxes[key] = struct{}{} }
 func (k *keySet) saga(gid string)                     { k.sagas[gid] = struct{}{} }
+
+// storableKey reports whether a row could have key s: valid UTF-8 without NUL.
+func storableKey(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
 func (k *keySet) wantsPayments() bool {
 	return len(k.payments)+len(k.payOrders)+len(k.refunds)+len(k.reviews)+len(k.inboxes) > 0
 }
 
+// list returns the keys to load, sorted. A key no row can have is left out: one that is
+// not valid UTF-8 or holds a NUL (every stored key was validated as text), which
+// PostgreSQL would refuse with an error that fails the whole batch; its command finds
+// nothing, as for any unknown key.
 func list(m map[string]struct{}) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
-		out = append(out, k)
+		if storableKey(k) {
+			out = append(out, k)
+		}
 	}
 	sort.Strings(out) // a fixed lock order on stores that lock rows
 	return out
@@ -298,7 +310,9 @@ func (b *batch) loadPayments(ctx context.Context, tx ordercore.WriteTx, k *keySe
 	if len(k.inboxes) > 0 {
 		keys := make([]ordercore.ChannelEventKey, 0, len(k.inboxes))
 		for key := range k.inboxes {
-			keys = append(keys, key)
+			if storableKey(key.Channel) && storableKey(key.EventID) {
+				keys = append(keys, key)
+			}
 		}
 		seen, err := tx.ChannelEvents(ctx, keys)
 		if err != nil {
