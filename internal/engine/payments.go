@@ -687,7 +687,7 @@ func (b *batch) applyChannelRefund(r *refundState, cr ordercore.ChannelRefund) s
 		b.review(ordercore.ReviewRefundAbnormal, r.cur.OrderID, r.cur.PaymentID, r.cur.ID, map[string]any{"refund": cr})
 	}
 	if r.cur.Kind == ordercore.RefundRequested {
-		b.settleRefunding(p)
+		b.settleRefunding(p, false)
 	}
 	return OutcomeApplied
 }
@@ -695,8 +695,9 @@ func (b *batch) applyChannelRefund(r *refundState, cr ordercore.ChannelRefund) s
 // settleRefunding finishes a refunding order once none of its refunds is pending: all of
 // the capture returned makes it refunded, part of it partially refunded. With nothing
 // returned (every refund failed) it stays refunding, and the failure is in the review
-// queue.
-func (b *batch) settleRefunding(p *paymentState) {
+// queue, until an operator gives the refund up (abandoned): then it is partially
+// refunded too, by nothing, and may be refunded again.
+func (b *batch) settleRefunding(p *paymentState, abandoned bool) {
 	o, ok := b.orders[p.cur.OrderID]
 	if !ok || o.cur.Status != ordercore.OrderRefunding {
 		return
@@ -710,7 +711,7 @@ func (b *batch) settleRefunding(p *paymentState) {
 	switch {
 	case p.cur.Refunded == p.cur.Captured:
 		cmd = order.RefundAll
-	case p.cur.Refunded == 0:
+	case p.cur.Refunded == 0 && !abandoned:
 		return
 	}
 	err := b.transition(o, cmd, "", nil)
@@ -841,7 +842,16 @@ func (b *batch) dismissible(item ordercore.ReviewItem) error {
 // refunding order settles.
 func (b *batch) settledOutside(item ordercore.ReviewItem) {
 	r, ok := b.refunds[item.RefundID]
-	if item.RefundID == "" || !ok || r.cur.Status != ordercore.RefundAbnormal {
+	if item.RefundID == "" || !ok {
+		return
+	}
+	if r.cur.Status == ordercore.RefundFailed && r.cur.Kind == ordercore.RefundRequested {
+		// The operator gives up a refund the channel refused (the money stayed with the
+		// merchant): the order must not wait in refunding for a refund nobody will send.
+		b.settleRefunding(b.payments[r.cur.PaymentID], true)
+		return
+	}
+	if r.cur.Status != ordercore.RefundAbnormal {
 		return
 	}
 	p := b.payments[r.cur.PaymentID]
@@ -851,7 +861,7 @@ func (b *batch) settledOutside(item ordercore.ReviewItem) {
 	b.restock(r)
 	b.refundEvent(r, ordercore.EventRefundSucceeded)
 	if r.cur.Kind == ordercore.RefundRequested {
-		b.settleRefunding(p)
+		b.settleRefunding(p, false)
 	}
 }
 
@@ -874,12 +884,16 @@ func (b *batch) retry(item ordercore.ReviewItem) error {
 			r.cur.SyncAttempts, r.cur.NextSyncAt = 1, b.now
 			b.touchRefund(r)
 			return nil
-		case ok && (r.cur.Status == ordercore.RefundFailed || r.cur.Status == ordercore.RefundAbnormal):
+		case ok && r.cur.Status == ordercore.RefundAbnormal:
+			// The channel holds an abnormal refund's money (WeChat Pay: the shopper's card
+			// was frozen or closed) and counts it against the payment: a new refund under a
+			// new number would be refused for want of money, or pay the shopper twice once
+			// the first is settled. It is paid out at the channel (its abnormal-refund
+			// handling) or to the shopper another way, and then dismissed.
+			return ordercore.Errorf(ordercore.ECONFLICT, "refund %s is abnormal: the channel holds its money; pay it out at the channel or another way, then dismiss this item to record it settled", r.cur.ID)
+		case ok && r.cur.Status == ordercore.RefundFailed:
 			p := b.payments[r.cur.PaymentID]
 			rest := p.cur.Captured - p.cur.Refunding - p.cur.Refunded
-			if r.cur.Status == ordercore.RefundAbnormal {
-				rest += r.cur.Amount.Amount // held by the old refund until it is released below
-			}
 			o, loaded := b.orders[r.cur.OrderID]
 			reopen := r.cur.Kind == ordercore.RefundRequested && loaded && o.cur.Status != ordercore.OrderRefunding
 			if reopen {
@@ -893,12 +907,6 @@ func (b *batch) retry(item ordercore.ReviewItem) error {
 				if reopen {
 					err := b.transition(o, order.RequestRefund, "", nil)
 					limit.Assert(err == nil, "reopen refunding of order %s: %v", o.cur.ID, err)
-				}
-				if r.cur.Status == ordercore.RefundAbnormal {
-					r.cur.Status = ordercore.RefundFailed
-					b.touchRefund(r)
-					b.money(p, ordercore.MoneyRefundRelease, r.cur.Amount.Amount, r.cur.ID)
-					b.refundEvent(r, ordercore.EventRefundFailed)
 				}
 				lines := b.unrestocked(p, r)
 				again := b.refund(p, r.cur.Kind, r.cur.Amount.Amount, r.cur.Reason)

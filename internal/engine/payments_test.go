@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -498,6 +497,44 @@ func TestReviewActionsKeepANextStep(t *testing.T) {
 	b.finish()
 }
 
+// TestDismissedFailedRefundSettlesTheOrder: an operator who gives up a refund the channel
+// refused leaves the order partially refunded (by nothing), not refunding forever with no
+// next step (P3); it may be refunded again later.
+func TestDismissedFailedRefundSettlesTheOrder(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t)
+	ctx := context.Background()
+	o := b.order("gong", 5, 1)
+	a := b.attempt(o.ID)
+	b.notify("p1", &ordercore.ChannelPayment{OutTradeNo: a, Status: ordercore.PaymentSucceeded, Amount: o.Amount}, nil)
+	v, err := b.submit(engine.RequestRefund{OrderID: o.ID, Amount: o.Amount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := v.(ordercore.Refund)
+	b.notify("r1", nil, &ordercore.ChannelRefund{OutTradeNo: a, OutRefundNo: r.ID, Status: ordercore.RefundFailed, Amount: r.Amount})
+	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderRefunding {
+		t.Fatalf("order %s after its refund failed, want refunding until an operator acts", got.Status)
+	}
+	item := b.reviewOf(ordercore.ReviewRefundFailed, r.ID)
+	if _, err := b.submit(engine.ResolveReview{ID: item.ID, Action: engine.ReviewDismiss, Note: "shopper kept the item", By: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderPartiallyRefunded {
+		t.Fatalf("order %s after the failed refund was given up, want partially_refunded", got.Status)
+	}
+	v, err = b.submit(engine.RequestRefund{OrderID: o.ID, Amount: o.Amount})
+	if err != nil {
+		t.Fatalf("a new refund after the dismissal: %v", err)
+	}
+	r2 := v.(ordercore.Refund)
+	b.notify("r2", nil, &ordercore.ChannelRefund{OutTradeNo: a, OutRefundNo: r2.ID, Status: ordercore.RefundSucceeded, Amount: r2.Amount})
+	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderRefunded {
+		t.Fatalf("order %s after the new refund, want refunded", got.Status)
+	}
+	b.finish()
+}
+
 // TestExpiryWaitsForAnUnansweredClose: an order whose attempt cannot be closed at the
 // channel (no answer) is not expired, and not retried by the sweeper meanwhile (it would
 // spin on it and starve the orders behind it); the payment sync resolves the attempt, and
@@ -874,23 +911,23 @@ func TestAbnormalRefundResolutions(t *testing.T) {
 		t.Fatalf("stock %+v: want the unit back", s)
 	}
 
-	o, a, r, item := abnormal("toaster")
-	if _, err := b.submit(engine.ResolveReview{ID: item.ID, Action: engine.ReviewRetry, Note: "new card", By: "ops"}); err != nil {
-		t.Fatal(err)
+	// A retry would issue a second refund while the channel holds the first one's money.
+	o, _, r, item = abnormal("toaster")
+	if _, err := b.submit(engine.ResolveReview{ID: item.ID, Action: engine.ReviewRetry, Note: "new card", By: "ops"}); ordercore.ErrorCode(err) != ordercore.ECONFLICT {
+		t.Fatalf("retry of an abnormal refund: %v, want %s", err, ordercore.ECONFLICT)
 	}
 	_, rs, _ = b.db.OrderPayments(ctx, o.ID)
-	var again ordercore.Refund
-	for _, x := range rs {
-		if x.ID != r.ID {
-			again = x
-		}
+	if len(rs) != 1 || rs[0].ID != r.ID || rs[0].Status != ordercore.RefundAbnormal {
+		t.Fatalf("refunds after the refused retry %+v: want the abnormal one alone", rs)
 	}
-	if len(rs) != 2 || again.Status != ordercore.RefundPending || again.Amount != r.Amount || !slices.Equal(again.RestockLines, []int{1}) {
-		t.Fatalf("refunds after the retry %+v: want the old one failed and a new pending one", rs)
+	if got, _ := b.db.Review(ctx, item.ID); got.Status != ordercore.ReviewOpen {
+		t.Fatalf("review item %s after the refused retry, want open", got.Status)
 	}
-	b.notify("again-ok", nil, &ordercore.ChannelRefund{OutTradeNo: a, OutRefundNo: again.ID, Status: ordercore.RefundSucceeded, Amount: r.Amount})
+	if _, err := b.submit(engine.ResolveReview{ID: item.ID, Action: engine.ReviewDismiss, Note: "paid out at the channel", By: "ops"}); err != nil {
+		t.Fatal(err)
+	}
 	if got, _ := b.db.Order(ctx, o.ID); got.Status != ordercore.OrderRefunded {
-		t.Fatalf("order %s after the retried refund, want refunded", got.Status)
+		t.Fatalf("order %s after the dismissal, want refunded", got.Status)
 	}
 	if s := b.sku("toaster"); s.Available() != 10 {
 		t.Fatalf("stock %+v: want the unit back", s)

@@ -514,6 +514,20 @@ func (c *checker) stuckPayment() {
 			c.add(RuleStuckPayment, refundSubject(r.ID), "is pending with no next sync time and no open review item: nothing will ever send or query it")
 		}
 	}
+	// A refunding order waits for a refund of its own still at the channel, or for an
+	// operator; with neither, nothing will ever settle it.
+	for i := range c.snap.Orders {
+		o := &c.snap.Orders[i]
+		if o.Status != ordercore.OrderRefunding {
+			continue
+		}
+		waits := slices.ContainsFunc(c.money.refundsOfOrder[o.ID], func(r *ordercore.Refund) bool {
+			return !r.Status.Terminal() || c.money.openReviewRef[r.ID]
+		}) || slices.ContainsFunc(c.money.paymentsOf[o.ID], func(p *ordercore.Payment) bool { return c.money.openReviewPay[p.ID] })
+		if !waits {
+			c.add(RuleStuckPayment, orderSubject(o.ID), "is refunding with no refund pending at the channel and no open review item: nothing will ever settle it")
+		}
+	}
 }
 
 // openAttempt reports whether an order has a payment attempt still open at its channel.

@@ -667,6 +667,22 @@ func TestCheckMoneyCorruption(t *testing.T) {
 		corrupt: func(t *testing.T, f *fixture) { f.refund(f.lateRefund()).NextSyncAt = time.Time{} },
 		want:    []string{verify.RuleStuckPayment},
 	}, {
+		// Its refund failed and the operator dismissed the item without the order
+		// settling: nothing will ever move it out of refunding.
+		name: "refunding order with nothing pending",
+		corrupt: func(t *testing.T, f *fixture) {
+			f.place("given-up", "u13", lineReq{"pear", 1})
+			f.payByChannel("given-up")
+			id := f.requestRefund("given-up", 50)
+			f.refundResult(id, ordercore.RefundFailed)
+			for i, it := range f.snap.Reviews {
+				if it.RefundID == id {
+					f.snap.Reviews[i].Status, f.snap.Reviews[i].ResolvedAt = ordercore.ReviewResolved, f.now
+				}
+			}
+		},
+		want: []string{verify.RuleStuckPayment},
+	}, {
 		name:    "payment at version zero",
 		corrupt: func(t *testing.T, f *fixture) { f.acceptedPayment("card").Version = 0 },
 		want:    []string{verify.RuleVersion},

@@ -61,8 +61,8 @@ const (
 	// RuleUnrefundedMoney: every duplicate or late payment is refunded, or in front of an
 	// operator.
 	RuleUnrefundedMoney = "unrefunded_money"
-	// RuleStuckPayment: no open payment attempt or pending refund lacks a scheduled next
-	// action (P3).
+	// RuleStuckPayment: no open payment attempt, pending refund or refunding order lacks a
+	// scheduled next action or an open review item (P3).
 	RuleStuckPayment = "stuck_payment"
 	// RuleVersion: every row has a positive version, so optimistic updates can work.
 	RuleVersion = "version"
