@@ -230,10 +230,14 @@ func tccOverHTTP(t *testing.T, cfg app.Config) {
 		{"zero quantity", "try", "g-zero", "tcc", lines("widget", 0), "invalid_quantity"},
 		{"no lines", "try", "g-empty", "tcc", map[string]any{}, "too_many_lines"},
 		{"not json", "try", "g-json", "tcc", json.RawMessage(`{"lines":`), "malformed_json"},
+		// A refusal quoting a SKU that holds the word must not read as ONGOING, which
+		// DTM coordinators look for first: they would retry it as not finished.
+		{"unknown sku named ONGOING", "try", "g-ONGOING", "tcc", lines("ONGOING-tee", 1), "unknown_sku"},
 	} {
 		status, body := c.participant(bad.op, bad.gid, "01", bad.transType, bad.body)
-		if status != http.StatusConflict || !strings.Contains(body, `"dtm_result":"FAILURE"`) || !strings.Contains(body, `"code":"`+bad.code+`"`) {
-			t.Errorf("%s: %d %s, want 409 FAILURE %s", bad.name, status, body, bad.code)
+		if status != http.StatusConflict || !strings.Contains(body, `"dtm_result":"FAILURE"`) || !strings.Contains(body, `"code":"`+bad.code+`"`) ||
+			strings.Contains(body, "ONGOING") {
+			t.Errorf("%s: %d %s, want 409 FAILURE %s, without ONGOING", bad.name, status, body, bad.code)
 		}
 	}
 	q := url.Values{"gid": {"g-op"}, "trans_type": {"tcc"}, "branch_id": {"01"}, "op": {"cancel"}}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"ordercore"
@@ -27,6 +28,7 @@ const DTMPrefix = "/api/dtmsvr"
 const (
 	dtmSuccess = "SUCCESS"
 	dtmFailure = "FAILURE"
+	dtmOngoing = "ONGOING"
 	// dtmWaitMax bounds how long submit with wait_result waits for the outcome.
 	dtmWaitMax = 30 * time.Second
 	// dtmWaitPoll spaces the reads of a waited-for saga.
@@ -94,7 +96,23 @@ func dtmError(w http.ResponseWriter, err error) {
 		dtmWrite(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
 		return
 	}
-	dtmWrite(w, status, map[string]string{"dtm_result": dtmFailure, "message": ordercore.ErrorMessage(err), "code": code})
+	msg := dtmQuiet(ordercore.ErrorMessage(err))
+	if status == http.StatusServiceUnavailable {
+		// Retried by coordinators: no FAILURE in the body, which DTM reads as final
+		// whatever the status.
+		dtmWrite(w, status, map[string]string{"error": msg, "code": code})
+		return
+	}
+	dtmWrite(w, status, map[string]string{"dtm_result": dtmFailure, "message": msg, "code": code})
+}
+
+// dtmQuiet keeps client-chosen text quoted in a message (a gid, a SKU) from reading as an
+// outcome: DTM coordinators look for ONGOING before FAILURE anywhere in a body, so a
+// refusal naming a SKU "ONGOING-tee" would be retried as not finished. The words are
+// written in lower case.
+func dtmQuiet(msg string) string {
+	msg = strings.ReplaceAll(msg, dtmOngoing, strings.ToLower(dtmOngoing))
+	return strings.ReplaceAll(msg, dtmFailure, strings.ToLower(dtmFailure))
 }
 
 func (s *Server) dtmNewGID(w http.ResponseWriter, r *http.Request) {

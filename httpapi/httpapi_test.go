@@ -535,6 +535,12 @@ func TestOverloadAnswers503WithRetryAfter(t *testing.T) {
 	if r.status != 503 || r.code(t) != ordercore.EOVERLOADED || r.header.Get("Retry-After") == "" {
 		t.Errorf("with the queue full: %d %s Retry-After=%q; want 503 overloaded with Retry-After", r.status, r.body, r.header.Get("Retry-After"))
 	}
+	// The stock's TCC participant answers the same, and without FAILURE in the body:
+	// DTM coordinators read it as final whatever the status, and would not retry.
+	r = b.do(t, "POST", "/v1/tcc/stock/try?gid=g-busy&trans_type=tcc&branch_id=01&op=try", `{"lines":[{"sku":"a","quantity":1}]}`)
+	if r.status != 503 || r.header.Get("Retry-After") == "" || strings.Contains(string(r.body), "FAILURE") {
+		t.Errorf("TCC try with the queue full: %d %s Retry-After=%q; want 503 with Retry-After, no FAILURE", r.status, r.body, r.header.Get("Retry-After"))
+	}
 	close(g.gate)
 	for i := 0; i < 2; i++ {
 		if r := <-created; r.status >= 300 {

@@ -30,9 +30,10 @@ import (
 // (applied, duplicate or null_compensation); 409 {"dtm_result":"FAILURE","message":...,
 // "code":...} when the call failed for good (insufficient_stock, unknown_sku,
 // hanging_try, hold_state, not_found, invalid_branch, malformed input), so a coordinator
-// rolls back instead of retrying; 503 with Retry-After for overload or a storage failure,
-// which coordinators retry (the barrier makes the retry safe); 500 with a fixed body for
-// anything else.
+// rolls back instead of retrying (client text in the message has ONGOING and FAILURE in
+// lower case); 503 with Retry-After for overload or a storage failure, with no FAILURE in
+// its body, which coordinators retry (the barrier makes the retry safe); 500 with a fixed
+// body for anything else.
 //
 // The success body carries no client-chosen text (no gid, branch or SKU): DTM clients read
 // "FAILURE" or "ONGOING" anywhere in a 200 body as an outcome, so a gid that happened to

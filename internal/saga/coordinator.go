@@ -5,6 +5,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -119,7 +120,10 @@ func (c *Coordinator) init() {
 		c.parked = map[string]int{}
 		if c.Client == nil {
 			c.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: limit.SagaCallsPerTargetMax,
-				IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: limit.SagaStepTimeoutMax}}
+				IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: limit.SagaStepTimeoutMax},
+				// A redirect is an answer like any other that is not 2xx, retried: followed,
+				// a step's POST would land on a URL the saga never named.
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		}
 		if c.Logger == nil {
 			c.Logger = slog.New(slog.DiscardHandler)
@@ -645,6 +649,17 @@ func (c *Coordinator) callHTTP(ctx context.Context, s *ordercore.Saga, call Call
 	// is failed for good, whatever the status; other answers but 2xx are errors, retried.
 	// Not finished is a retry after the backoff (it spends an attempt), from a host that
 	// answered as it meant to, so it does not count against the host's breaker.
+	// A body that states its outcome as a JSON dtm_result (DTM's own participants, and
+	// ordercore's stock) is taken at its word first: its message may quote a gid or a
+	// SKU that happens to hold the other word.
+	switch declared(answer) {
+	case ongoingMarker:
+		c.breakers.Record(host, true)
+		return OutcomeRetry, fmt.Sprintf("HTTP %d, not finished yet: %s", resp.StatusCode, short(text))
+	case ErrFailureMarker:
+		c.breakers.Record(host, true)
+		return OutcomeFail, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, short(text))
+	}
 	switch {
 	case resp.StatusCode == http.StatusTooEarly || strings.Contains(text, ongoingMarker):
 		c.breakers.Record(host, true)
@@ -659,6 +674,20 @@ func (c *Coordinator) callHTTP(ctx context.Context, s *ordercore.Saga, call Call
 		c.breakers.Record(host, resp.StatusCode < 500)
 		return OutcomeRetry, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, short(text))
 	}
+}
+
+// declared is the dtm_result a JSON object body states (ONGOING or FAILURE), or "".
+func declared(body []byte) string {
+	if len(body) == 0 || body[0] != '{' || !bytes.Contains(body, []byte(`"dtm_result"`)) {
+		return ""
+	}
+	var v struct {
+		Result string `json:"dtm_result"`
+	}
+	if json.Unmarshal(body, &v) != nil || (v.Result != ongoingMarker && v.Result != ErrFailureMarker) {
+		return ""
+	}
+	return v.Result
 }
 
 // awaitBreaker waits, at most max, for host's open breaker to let a call through again

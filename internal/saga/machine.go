@@ -227,11 +227,16 @@ func settle(s *ordercore.Saga, now time.Time) {
 // operator skipped counts as done (the operator said its effect is in place: done by
 // hand, or nothing to do), so from here on it is a step that succeeded, and is
 // compensated like one (a compensation of nothing is a null compensation).
+//
+// Attempts start again from zero: they counted the forward calls, and a compensation gets
+// its own CompensateAttemptsMax.
 func rollBack(s *ordercore.Saga, reason string) {
 	for i := range s.Steps {
-		if st := &s.Steps[i]; st.Status == ordercore.StepSkipped {
+		st := &s.Steps[i]
+		if st.Status == ordercore.StepSkipped {
 			st.Status, st.Called = ordercore.StepSucceeded, true
 		}
+		st.Attempts = 0
 	}
 	setStatus(s, ordercore.SagaCompensating, reason)
 }

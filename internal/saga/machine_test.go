@@ -169,6 +169,24 @@ func TestCompensationDeadLetterAndRetry(t *testing.T) {
 	}
 }
 
+// A compensation has CompensateAttemptsMax attempts of its own, however many the action
+// took before it ran out of retries.
+func TestCompensationCountsItsOwnAttempts(t *testing.T) {
+	s := newSaga(ordercore.SagaKindSaga, 1)
+	var outs []saga.Outcome
+	for range policy.RetriesMax + policy.CompensateAttemptsMax - 1 {
+		outs = append(outs, saga.OutcomeRetry)
+	}
+	calls := run(t, s, outs...)
+	if s.Status != ordercore.SagaCompensated {
+		t.Fatalf("ended %s (%s) after calls %v: the compensation's %d attempts, its last a success, must be enough",
+			s.Status, s.Reason, calls, policy.CompensateAttemptsMax)
+	}
+	if n := len(calls) - policy.RetriesMax; n != policy.CompensateAttemptsMax {
+		t.Fatalf("%d compensation calls, want %d", n, policy.CompensateAttemptsMax)
+	}
+}
+
 // A step whose action was never sent is not compensated: after a step fails for good, the
 // steps after it were never sent.
 func TestOnlyCalledStepsAreCompensated(t *testing.T) {
