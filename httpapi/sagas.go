@@ -65,7 +65,7 @@ func (b StepBody) step() ordercore.SagaStep {
 
 type submitSagaInput struct {
 	IdemKey     string `header:"Idempotency-Key" maxLength:"255" doc:"A retry with the same key returns the same saga"`
-	WaitSeconds int    `query:"wait_seconds" minimum:"0" maximum:"60" doc:"Answer when the saga has ended (200), or after this long with the saga as it is (201)"`
+	WaitSeconds int    `query:"wait_seconds" minimum:"0" maximum:"60" doc:"Answer when the saga has ended (200), or after this long, or once it waits in dead_letter for an operator, with the saga as it is (201)"`
 	Body        struct {
 		GID     string     `json:"gid,omitempty" maxLength:"128" pattern:"^[A-Za-z0-9_.:-]+$" doc:"The global transaction id; one is generated when absent. A second submit of a gid is 409 saga_exists; gids beginning with fulfilment- are reserved (422 saga_gid_reserved)"`
 		Kind    string     `json:"kind" enum:"saga,tcc" doc:"saga: actions with compensations; tcc: try, then confirm or cancel every branch"`
@@ -139,8 +139,14 @@ func (s *Server) submitSaga(ctx context.Context, in *submitSagaInput) (*sagaOutp
 		defer stop()
 	}
 	out, err := s.startSaga(ctx, sg, in.IdemKey, b)
-	if err != nil || w == nil || out.Body.Status.Final() {
+	if err != nil || w == nil {
 		return out, err
+	}
+	if out.Body.Status.Final() { // its in-process steps ended it in the submit
+		if out.Replayed == "" {
+			out.Status = http.StatusOK
+		}
+		return out, nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, time.Duration(in.WaitSeconds)*time.Second)
 	defer cancel()
@@ -150,8 +156,11 @@ func (s *Server) submitSaga(ctx context.Context, in *submitSagaInput) (*sagaOutp
 		// request (an error here would have the client retry into saga_exists).
 		return out, nil
 	}
+	// Ended: 200. Otherwise (the wait ran out, or the saga waits in dead_letter for an
+	// operator) 201, with the saga as it is now.
+	out.Body = viewOf(done)
 	if done.Status.Final() {
-		out.Status, out.Body = http.StatusOK, viewOf(done)
+		out.Status = http.StatusOK
 	}
 	return out, nil
 }

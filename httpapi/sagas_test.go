@@ -258,6 +258,66 @@ func TestWaitSecondsAnswersPastTheWriteTimeout(t *testing.T) {
 	}
 }
 
+// TestWaitSecondsAnswers: a saga of in-process steps only ends in its submit, which then
+// answers 200 with a saga.status event on its timeline, as any ended saga has; a saga
+// whose compensation goes to dead_letter is answered as soon as it waits there for an
+// operator (201, the saga as it is then), not at the end of the wait with the saga as
+// it was submitted.
+func TestWaitSecondsAnswers(t *testing.T) {
+	t.Parallel()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.New(db, ordercore.SystemClock{}, engine.Config{})
+	coord := &saga.Coordinator{Claim: eng.ClaimSagasFor, Record: eng.RecordSaga, Wake: eng.WakeSagasAt, Poll: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { coord.Run(ctx); close(stopped) }()
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) }))
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}, Sagas: coord}))
+	t.Cleanup(func() {
+		srv.Close()
+		failing.Close()
+		cancel()
+		<-stopped
+		eng.Close()
+		db.Close()
+	})
+	b := &bundle{url: srv.URL, db: db, eng: eng}
+
+	r := b.do(t, "POST", "/v1/sagas?wait_seconds=10", `{"gid":"local-1","kind":"saga","steps":[{"name":"n","action":{"local":"ordercore.notify","payload":{"x":1}}}]}`)
+	var sg struct {
+		Status   string
+		Timeline []struct{ Type string }
+	}
+	r.json(t, &sg)
+	if r.status != http.StatusOK || sg.Status != string(ordercore.SagaCompleted) {
+		t.Fatalf("a saga of in-process steps, waited for: %d %s, want 200 completed", r.status, r.body)
+	}
+	r = b.do(t, "GET", "/v1/sagas/local-1", "")
+	r.json(t, &sg)
+	var types []string
+	for _, e := range sg.Timeline {
+		types = append(types, e.Type)
+	}
+	if !strings.Contains(strings.Join(types, " "), ordercore.EventSagaStatus) {
+		t.Errorf("timeline %v has no %s", types, ordercore.EventSagaStatus)
+	}
+
+	body := fmt.Sprintf(`{"gid":"dead-1","kind":"saga","steps":[{"name":"s","action":{"url":"%s/a"},"compensate":{"url":"%s/c"}}],
+		"policy":{"retries_max":1,"compensate_attempts_max":2,"backoff_min_ms":10,"backoff_max_ms":20}}`, failing.URL, failing.URL)
+	start := time.Now()
+	r = b.do(t, "POST", "/v1/sagas?wait_seconds=30", body)
+	r.json(t, &sg)
+	if r.status != http.StatusCreated || sg.Status != string(ordercore.SagaDeadLetter) {
+		t.Fatalf("a saga that ends in dead_letter, waited for: %d %s, want 201 dead_letter", r.status, r.body)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("answered after %s: the wait went on after the saga reached dead_letter", d)
+	}
+}
+
 // TestDTMMalformedBodyNamesNoGoType: a DTM body of the wrong shape is 409 FAILURE
 // malformed_json, and its message names the JSON field, not Go's types.
 func TestDTMMalformedBodyNamesNoGoType(t *testing.T) {

@@ -105,9 +105,10 @@ func (b *batch) fulfil() {
 		limit.Assert(saga.Validate(&s) == nil, "fulfilment of order %s does not validate: %v", id, saga.Validate(&s))
 		saga.Start(&s, b.now)
 		b.sagaEvent(&s, ordercore.EventSagaSubmitted, ordercore.SagaStatusEvent{GID: s.GID, Kind: s.Kind, Status: s.Status})
+		from := s.Status
 		b.runLocals(&s)
 		b.sagas[gid] = &sagaState{isNew: true, cur: s}
-		b.fulfilmentEnded(&s)
+		b.statusChanged(&s, from) // in-process steps alone may have ended it
 	}
 }
 

@@ -161,7 +161,9 @@ func (c SubmitSaga) execute(b *batch) (any, error) {
 	s.Steps = append([]ordercore.SagaStep(nil), s.Steps...)
 	saga.Start(&s, b.now)
 	b.sagaEvent(&s, ordercore.EventSagaSubmitted, ordercore.SagaStatusEvent{GID: s.GID, Kind: s.Kind, Status: s.Status})
+	from := s.Status
 	b.runLocals(&s)
+	b.statusChanged(&s, from) // in-process steps alone may have ended it
 	b.claimNext(&s, c.Hold)
 	b.sagas[s.GID] = &sagaState{isNew: true, cur: s}
 	return s, nil

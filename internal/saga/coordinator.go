@@ -332,8 +332,8 @@ func (c *Coordinator) drive(ctx context.Context, s ordercore.Saga) {
 		if host, ok := strings.CutPrefix(errMsg, circuitOpen); ok && r.Applied && !r.Held {
 			c.noteRefused(strings.TrimSuffix(host, circuitOpenEnd), s.GID, r.Saga.Version)
 		}
-		if r.Saga.Status.Final() {
-			c.notify(r.Saga)
+		if r.Saga.Status.Final() || r.Saga.Status == ordercore.SagaDeadLetter {
+			c.notify(r.Saga) // ended, or waits for an operator: a waiter has its answer
 		}
 		if !r.Applied || !r.Held {
 			return
@@ -416,7 +416,7 @@ func (c *Coordinator) Wait(ctx context.Context, gid string, w <-chan ordercore.S
 			if err != nil && ctx.Err() != nil {
 				return last()
 			}
-			if err != nil || s.Status.Final() {
+			if err != nil || s.Status.Final() || s.Status == ordercore.SagaDeadLetter {
 				return s, err
 			}
 		case <-ctx.Done():
