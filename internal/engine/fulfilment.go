@@ -147,5 +147,14 @@ func (b *batch) fulfilmentEnded(s *ordercore.Saga) {
 	}
 	err := b.transition(o, order.RequestRefund, "", nil)
 	limit.Assert(err == nil, "fulfilment refund of order %s: %v", o.cur.ID, err)
-	b.refund(p, ordercore.RefundRequested, rest, "fulfilment failed: "+s.Reason)
+	r := b.refund(p, ordercore.RefundRequested, rest, "fulfilment failed: "+s.Reason)
+	// The fulfilment was undone (its shipment cancelled by its compensation): the units
+	// go back on the shelf once the refund is paid, but for lines another refund
+	// returns already.
+	for i, l := range o.cur.Lines {
+		if l.Reservation == ordercore.ReservationCommitted {
+			r.cur.RestockLines = append(r.cur.RestockLines, i+1)
+		}
+	}
+	r.cur.RestockLines = b.unrestocked(p, r)
 }

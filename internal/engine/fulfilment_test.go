@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"ordercore"
@@ -84,8 +85,8 @@ func TestFulfilment(t *testing.T) {
 		t.Fatalf("order after a failed fulfilment: %s %v, want refunding", o.Status, err)
 	}
 	_, refunds, err := b.db.OrderPayments(context.Background(), bad.ID)
-	if err != nil || len(refunds) != 1 || refunds[0].Amount != bad.Amount {
-		t.Fatalf("refunds %+v %v, want one of %s", refunds, err, bad.Amount)
+	if err != nil || len(refunds) != 1 || refunds[0].Amount != bad.Amount || !slices.Equal(refunds[0].RestockLines, []int{1}) {
+		t.Fatalf("refunds %+v %v, want one of %s restocking line 1 (nothing was shipped)", refunds, err, bad.Amount)
 	}
 	evs, err := b.db.AggregateEvents(context.Background(), bad.ID, 100)
 	if err != nil {
