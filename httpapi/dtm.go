@@ -230,7 +230,7 @@ func (s *Server) dtmSame(ctx context.Context, t *dtmTrans, want ...ordercore.Sag
 			return nil
 		}
 	}
-	return ordercore.Errorf(ordercore.ESagaState, "current status '%s', cannot do that again", have.Status)
+	return ordercore.Errorf(ordercore.ESagaState, "current status '%s', cannot do that again", dtmStatus(have))
 }
 
 // dtmSubmit submits a saga (with its steps), or the confirm phase of a prepared TCC.

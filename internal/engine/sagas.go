@@ -415,6 +415,11 @@ func (c SagaAction) execute(b *batch) (any, error) {
 		if c.Audited {
 			reason = "operator " + c.By + ": " + c.Note
 		}
+		if !c.Audited && s.cur.Status == ordercore.SagaDeadLetter && s.cur.DeadFrom == ordercore.SagaCompensating {
+			// A client's abort of a transaction already rolling back: the same answer as
+			// while it compensates. Resuming it from dead_letter is an operator's call.
+			return SagaActed{Saga: s.cur}, nil
+		}
 		err = saga.Compensate(&s.cur, reason, b.now)
 	case SagaSkip:
 		var i int

@@ -124,3 +124,37 @@ func TestOperatorEventNamesTheSkippedStep(t *testing.T) {
 	}
 	b.finish()
 }
+
+// TestClientAbortLeavesADeadLetterToItsOperator: a client's abort (DTM's) of a saga
+// already rolling back answers as while it compensates, and changes nothing: one that
+// waits in dead_letter stays there, its attempts spent, for an operator, whose compensate
+// resumes it (audited).
+func TestClientAbortLeavesADeadLetterToItsOperator(t *testing.T) {
+	b := setupPay(t)
+	s := ordercore.Saga{GID: "abort-dead", Kind: ordercore.SagaKindSaga,
+		Policy: ordercore.SagaPolicy{RetriesMax: 1, CompensateAttemptsMax: 1},
+		Steps:  []ordercore.SagaStep{{Name: "a", Action: ordercore.SagaCall{URL: "http://p.test/a"}, Compensate: &ordercore.SagaCall{URL: "http://p.test/c"}}}}
+	if _, err := b.submit(engine.SubmitSaga{Saga: s}); err != nil {
+		t.Fatal(err)
+	}
+	record(t, b, s.GID, saga.OutcomeFail)
+	dead := record(t, b, s.GID, saga.OutcomeRetry)
+	if dead.Status != ordercore.SagaDeadLetter {
+		t.Fatalf("after its compensation's one attempt: %s, want dead_letter", dead.Status)
+	}
+	v, err := b.submit(engine.SagaAction{GID: s.GID, Action: engine.SagaCompensate})
+	if err != nil {
+		t.Fatalf("client abort of a dead_letter saga: %v", err)
+	}
+	if got := v.(engine.SagaActed).Saga; got.Status != ordercore.SagaDeadLetter || got.Version != dead.Version {
+		t.Fatalf("after the client's abort: %s v%d, want dead_letter v%d unchanged", got.Status, got.Version, dead.Version)
+	}
+	v, err = b.submit(engine.SagaAction{GID: s.GID, Action: engine.SagaCompensate, By: "ops", Note: "participant fixed", Audited: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := v.(engine.SagaActed).Saga; got.Status != ordercore.SagaCompensating || got.Steps[0].Attempts != 0 {
+		t.Fatalf("after the operator's compensate: %s, %d attempts; want compensating afresh", got.Status, got.Steps[0].Attempts)
+	}
+	b.finish()
+}
