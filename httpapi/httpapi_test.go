@@ -319,6 +319,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"NameWithControl", "POST", "/v1/skus", `{"id":"z","name":"Z\u0007","price":{"amount":1,"currency":"USD"},"stock":1}`, nil, 422, ordercore.EINVALID},
 		{"ReferenceWithNUL", "POST", "/v1/orders/" + pending.ID + "/payments/manual", `{"amount":{"amount":2500,"currency":"USD"},"reference":"r\u0000"}`, nil, 422, ordercore.EINVALID},
 		{"PaidOrderOtherAmount", "POST", "/v1/orders/" + shipped.ID + "/payments/manual", `{"amount":{"amount":1,"currency":"JPY"},"reference":"other"}`, nil, 422, ordercore.EAmountMismatch},
+		{"SecondManualPayment", "POST", "/v1/orders/" + shipped.ID + "/payments/manual", `{"amount":{"amount":2500,"currency":"USD"},"reference":"bank-2"}`, nil, 409, ordercore.EIllegalTransition},
 		{"CancelMalformedBody", "POST", "/v1/orders/" + pending.ID + "/cancel", `{"this is": not json`, nil, 400, ordercore.EMalformedJSON},
 		{"CancelUnknownField", "POST", "/v1/orders/" + pending.ID + "/cancel", `{"reason":"x"}`, nil, 422, ordercore.EUnknownField},
 		{"CancelBodyTooLarge", "POST", "/v1/orders/" + pending.ID + "/cancel", `{"a":"` + strings.Repeat("x", 1<<20) + `"}`, nil, 413, ordercore.EBodyTooLarge},

@@ -192,7 +192,7 @@ func (s *Server) manualPayment(ctx context.Context, in *manualPaymentInput) (*or
 		return nil, problemOf(ordercore.Errorf(ordercore.EINVALID, "reference must be text without control characters"))
 	}
 	amt := ordercore.Money{Amount: in.Body.Amount.Amount, Currency: ordercore.Currency(in.Body.Amount.Currency)}
-	cmd := engine.ApplyPayment{OrderID: in.ID, Payment: ordercore.PaymentApplied{Channel: "manual", Reference: in.Body.Reference, Amount: amt}}
+	cmd := engine.ApplyPayment{OrderID: in.ID, Payment: ordercore.PaymentApplied{Channel: engine.ManualChannel, Reference: in.Body.Reference, Amount: amt}}
 	status, o, replayed, err := submit[ordercore.Order](ctx, s, cmd, "manual-payment "+in.ID, in.IdemKey, in.Body, http.StatusOK)
 	if err != nil {
 		return nil, err

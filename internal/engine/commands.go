@@ -262,6 +262,10 @@ func reasonIf(s ordercore.OrderStatus, reason string) string {
 	return ""
 }
 
+// ManualChannel is the channel name of payments an operator records by hand
+// (POST /v1/orders/{id}/payments/manual).
+const ManualChannel = "manual"
+
 // ApplyPayment records money received for an order: a pending_payment order becomes paid
 // and its stock is committed. The amount and currency must equal the order's. A payment
 // for an order that is already paid is stale and changes nothing. Result: ordercore.Order.
@@ -285,6 +289,13 @@ func (c ApplyPayment) execute(b *batch) (any, error) {
 	// for a paid order is not a duplicate of the payment that paid it.
 	if c.Payment.Amount != o.cur.Amount {
 		return nil, ordercore.Errorf(ordercore.EAmountMismatch, "payment of %s does not match the order amount %s", c.Payment.Amount, o.cur.Amount)
+	}
+	if isStale && c.Payment.Channel == ManualChannel {
+		// An operator's record of money received: a second one for a paid order is other
+		// money (a second transfer), which must not vanish as a duplicate. The operator
+		// is told, and returns it to its payer (a keyed retry of the first is replayed).
+		return nil, ordercore.Errorf(ordercore.EIllegalTransition,
+			"order %s is already %s: a second payment is not recorded; money received twice goes back to its payer", o.cur.ID, o.cur.Status)
 	}
 	if isStale {
 		return o.cur, nil // a duplicate payment notice is acknowledged and changes nothing

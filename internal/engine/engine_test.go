@@ -82,13 +82,16 @@ func TestPaymentRules(t *testing.T) {
 	b := setup(t, engine.Config{})
 	mustSKU(t, b.eng, "a", 10)
 	o := place(t, b.eng, "a", 2, 0)
-	pay := func(id string, amount int64) (ordercore.Order, error) {
+	payVia := func(channel, id string, amount int64) (ordercore.Order, error) {
 		res, err := b.eng.Submit(context.Background(), engine.ApplyPayment{OrderID: id, Payment: ordercore.PaymentApplied{
-			Channel: "manual", Reference: "r", Amount: ordercore.Money{Amount: amount, Currency: "USD"}}}, nil)
+			Channel: channel, Reference: "r", Amount: ordercore.Money{Amount: amount, Currency: "USD"}}}, nil)
 		if err != nil {
 			return ordercore.Order{}, err
 		}
 		return res.Value.(ordercore.Order), nil
+	}
+	pay := func(id string, amount int64) (ordercore.Order, error) {
+		return payVia(engine.ManualChannel, id, amount)
 	}
 	if _, err := pay(o.ID, o.Amount.Amount-1); ordercore.ErrorCode(err) != ordercore.EAmountMismatch {
 		t.Fatalf("short payment: %v, want amount_mismatch", err)
@@ -97,9 +100,14 @@ func TestPaymentRules(t *testing.T) {
 	if err != nil || paid.Status != ordercore.OrderPaid || paid.Version != 2 {
 		t.Fatalf("payment: %+v %v", paid, err)
 	}
-	again, err := pay(o.ID, o.Amount.Amount)
+	again, err := payVia("test", o.ID, o.Amount.Amount)
 	if err != nil || again.Version != 2 {
 		t.Fatalf("repeated notice: %+v %v, want the paid order unchanged", again, err)
+	}
+	// An operator's second record of money for a paid order is other money, refused
+	// so that it is returned rather than dropped as a duplicate.
+	if _, err := pay(o.ID, o.Amount.Amount); ordercore.ErrorCode(err) != ordercore.EIllegalTransition {
+		t.Fatalf("second manual payment of a paid order: %v, want illegal_transition", err)
 	}
 	if _, err := pay(o.ID, 1); ordercore.ErrorCode(err) != ordercore.EAmountMismatch {
 		t.Fatalf("other money for a paid order: %v, want amount_mismatch", err)
