@@ -319,6 +319,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"NameWithControl", "POST", "/v1/skus", `{"id":"z","name":"Z\u0007","price":{"amount":1,"currency":"USD"},"stock":1}`, nil, 422, ordercore.EINVALID},
 		{"ReferenceWithNUL", "POST", "/v1/orders/" + pending.ID + "/payments/manual", `{"amount":{"amount":2500,"currency":"USD"},"reference":"r\u0000"}`, nil, 422, ordercore.EINVALID},
 		{"PaidOrderOtherAmount", "POST", "/v1/orders/" + shipped.ID + "/payments/manual", `{"amount":{"amount":1,"currency":"JPY"},"reference":"other"}`, nil, 422, ordercore.EAmountMismatch},
+		{"NameNotUTF8", "POST", "/v1/skus", "{\"id\":\"u8\",\"name\":\"a\xff\xfeb\",\"price\":{\"amount\":1,\"currency\":\"USD\"},\"stock\":1}", nil, 400, ordercore.EMalformedJSON},
 		{"SecondManualPayment", "POST", "/v1/orders/" + shipped.ID + "/payments/manual", `{"amount":{"amount":2500,"currency":"USD"},"reference":"bank-2"}`, nil, 409, ordercore.EIllegalTransition},
 		{"CancelMalformedBody", "POST", "/v1/orders/" + pending.ID + "/cancel", `{"this is": not json`, nil, 400, ordercore.EMalformedJSON},
 		{"CancelUnknownField", "POST", "/v1/orders/" + pending.ID + "/cancel", `{"reason":"x"}`, nil, 422, ordercore.EUnknownField},
@@ -547,6 +548,19 @@ func TestOverloadAnswers503WithRetryAfter(t *testing.T) {
 		if r := <-created; r.status >= 300 {
 			t.Errorf("queued request answered %d %s after the gate opened", r.status, r.body)
 		}
+	}
+}
+
+// TestMediaTypeIsCaseInsensitive: Application/JSON is application/json (RFC 9110 8.3.1).
+func TestMediaTypeIsCaseInsensitive(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	b.mustSKU(t, "a", "USD", 10)
+	if r := b.do(t, "POST", "/v1/orders", orderBody, "Content-Type", "Application/JSON; Charset=UTF-8"); r.status != 201 {
+		t.Fatalf("an order sent as Application/JSON: %d %s", r.status, r.body)
+	}
+	if r := b.do(t, "POST", "/v1/orders", orderBody, "Content-Type", "text/plain"); r.status != 415 {
+		t.Fatalf("an order sent as text/plain: %d %s, want 415", r.status, r.body)
 	}
 }
 

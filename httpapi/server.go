@@ -9,8 +9,10 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -108,7 +110,37 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problemOf(ordercore.Errorf(ordercore.ENOTFOUND, "no resource at a path that is not UTF-8 text")))
 		return
 	}
+	if ct := r.Header.Get("Content-Type"); ct != strings.ToLower(ct) {
+		r.Header.Set("Content-Type", strings.ToLower(ct)) // media types are case-insensitive (RFC 9110 8.3.1)
+	}
+	if err := checkUTF8Body(r); err != nil {
+		writeProblem(w, problemOf(err))
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// checkUTF8Body refuses a JSON body that is not UTF-8: Go's decoder would take each
+// invalid byte as U+FFFD, and store text the client never sent. The body is read (up to
+// the API's limit; past it, what is left follows, for the operation's own 413) and put
+// back for the handler. Notifications are left alone: they are verified from their raw
+// bytes, and their channel's decoder judges them.
+func checkUTF8Body(r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || strings.HasPrefix(r.URL.Path, "/v1/channels/") {
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit.RequestBodyBytesMax+1))
+	if err != nil {
+		return ordercore.Errorf(ordercore.EMalformedJSON, "read body: %v", err)
+	}
+	if len(body) <= limit.RequestBodyBytesMax && !utf8.Valid(body) {
+		return ordercore.Errorf(ordercore.EMalformedJSON, "the body is not valid UTF-8")
+	}
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+	return nil
 }
 
 // noRoute answers what no route takes as a problem too: 405 with Allow when the path

@@ -678,8 +678,9 @@ func (c *Coordinator) callHTTP(ctx context.Context, s *ordercore.Saga, call Call
 
 // declared is the dtm_result a JSON object body states (ONGOING or FAILURE), or "".
 func declared(body []byte) string {
-	if len(body) == 0 || body[0] != '{' || !bytes.Contains(body, []byte(`"dtm_result"`)) {
-		return ""
+	if len(body) == 0 || body[0] != '{' || !bytes.Contains(body, []byte(`"dtm_result"`)) ||
+		!bytes.Contains(body, []byte(ongoingMarker)) && !bytes.Contains(body, []byte(ErrFailureMarker)) {
+		return "" // nothing that DTM's rules below could misread: no need to parse
 	}
 	var v struct {
 		Result string `json:"dtm_result"`
