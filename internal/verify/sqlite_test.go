@@ -41,9 +41,10 @@ func TestCheckRealDatabase(t *testing.T) {
 	submit(engine.ApplyPayment{OrderID: shipped.ID, Payment: ordercore.PaymentApplied{Channel: "manual", Reference: "r1", Amount: shipped.Amount}})
 	submit(engine.Transition{OrderID: shipped.ID, Command: order.Ship})
 	submit(engine.Transition{OrderID: shipped.ID, Command: order.Complete})
-	// Stale commands write nothing, and must leave nothing to report.
+	// Stale commands write nothing, and must leave nothing to report (a repeated payment
+	// notice; an operator's second manual payment is refused instead).
 	submit(engine.Transition{OrderID: cancelled.ID, Command: order.Cancel})
-	submit(engine.ApplyPayment{OrderID: shipped.ID, Payment: ordercore.PaymentApplied{Channel: "manual", Reference: "r1", Amount: shipped.Amount}})
+	submit(engine.ApplyPayment{OrderID: shipped.ID, Payment: ordercore.PaymentApplied{Channel: "notice", Reference: "r1", Amount: shipped.Amount}})
 
 	time.Sleep(time.Until(expiring.ExpiresAt) + 100*time.Millisecond)
 	due, err := db.ExpiredOrders(ctx, ordercore.SystemClock{}.Now(), 10)
