@@ -194,6 +194,14 @@ func (s *Server) manualPayment(ctx context.Context, in *manualPaymentInput) (*or
 	amt := ordercore.Money{Amount: in.Body.Amount.Amount, Currency: ordercore.Currency(in.Body.Amount.Currency)}
 	cmd := engine.ApplyPayment{OrderID: in.ID, Payment: ordercore.PaymentApplied{Channel: engine.ManualChannel, Reference: in.Body.Reference, Amount: amt}}
 	status, o, replayed, err := submit[ordercore.Order](ctx, s, cmd, "manual-payment "+in.ID, in.IdemKey, in.Body, http.StatusOK)
+	if s.cfg.Payments != nil && problemCode(err) == ordercore.EPaymentInProgress {
+		// As for a cancel: the open attempt is closed at its channel first; one the
+		// shopper paid meanwhile pays the order, and this payment is then refused.
+		if cerr := s.cfg.Payments.CloseOpen(ctx, in.ID); cerr != nil {
+			return nil, problemOf(cerr)
+		}
+		status, o, replayed, err = submit[ordercore.Order](ctx, s, cmd, "manual-payment "+in.ID, in.IdemKey, in.Body, http.StatusOK)
+	}
 	if err != nil {
 		return nil, err
 	}

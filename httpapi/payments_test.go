@@ -88,7 +88,7 @@ func setupPay(t *testing.T, faults paysim.Faults) *payBundle {
 	}
 	pay := &engine.Payments{Engine: eng, Reader: db, Clock: ordercore.SystemClock{},
 		Channels: map[string]ordercore.Channel{"sim": ch, "sim2": ch2}, Interval: 20 * time.Millisecond}
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}, Payments: pay}))
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}, Payments: pay, ManualPayments: true}))
 	t.Cleanup(srv.Close)
 	pay.NotifyURL = func(channel string) string { return srv.URL + "/v1/channels/" + channel + "/notify" }
 
@@ -1190,6 +1190,42 @@ func TestCancelClosesTheOpenAttempt(t *testing.T) {
 	}
 	if r.status != http.StatusConflict || r.code(t) != ordercore.EIllegalTransition {
 		t.Errorf("cancel of an order paid at the channel: %d %s, want 409 %s", r.status, r.body, ordercore.EIllegalTransition)
+	}
+	b.quiesce(t)
+}
+
+// TestManualPaymentClosesTheOpenAttempt: an operator's record of a bank transfer closes
+// the order's open trade at the channel first, so the shopper cannot pay it too; a trade
+// the shopper paid first pays the order, and the manual payment is refused (the transfer
+// goes back to its payer).
+func TestManualPaymentClosesTheOpenAttempt(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t, paysim.Faults{})
+	manual := `{"amount":{"amount":2500,"currency":"USD"},"reference":"bank-1"}`
+	o := b.mustOrder(t, orderBody)
+	p, _ := b.startPayment(t, o.ID)
+	if r := b.do(t, "POST", "/v1/orders/"+o.ID+"/payments/manual", manual); r.status != http.StatusOK {
+		t.Fatalf("manual payment: %d %s", r.status, r.body)
+	}
+	if trs := b.trades(t, o.ID); len(trs) != 1 || trs[0].Status != sim.TradeClosed {
+		t.Fatalf("trades at the channel after the manual payment: %+v, want the one closed", trs)
+	}
+	if _, err := paysim.Pay(context.Background(), nil, b.psURL, p.ID, true); err == nil {
+		t.Fatal("the shopper paid the trade of an order paid by bank transfer")
+	}
+	if d := b.order(t, o.ID); d.Status != ordercore.OrderPaid {
+		t.Fatalf("order %s, want paid", d.Status)
+	}
+
+	o2 := b.mustOrder(t, orderBody)
+	p2, _ := b.startPayment(t, o2.ID)
+	b.shopperPays(t, p2.ID)
+	r := b.do(t, "POST", "/v1/orders/"+o2.ID+"/payments/manual", manual)
+	if r.status != http.StatusConflict || r.code(t) != ordercore.EIllegalTransition {
+		t.Errorf("manual payment of an order paid at the channel: %d %s, want 409 %s", r.status, r.body, ordercore.EIllegalTransition)
+	}
+	if d := b.order(t, o2.ID); d.Status != ordercore.OrderPaid {
+		t.Fatalf("order %s, want paid by its channel payment", d.Status)
 	}
 	b.quiesce(t)
 }

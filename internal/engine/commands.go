@@ -274,7 +274,12 @@ type ApplyPayment struct {
 	Payment ordercore.PaymentApplied
 }
 
-func (c ApplyPayment) keys(k *keySet) { k.order(c.OrderID) }
+func (c ApplyPayment) keys(k *keySet) {
+	k.order(c.OrderID)
+	if c.Payment.Channel == ManualChannel {
+		k.payOrder(c.OrderID) // its open attempt, if any
+	}
+}
 
 func (c ApplyPayment) execute(b *batch) (any, error) {
 	o, ok := b.orders[c.OrderID]
@@ -299,6 +304,11 @@ func (c ApplyPayment) execute(b *batch) (any, error) {
 	}
 	if isStale {
 		return o.cur, nil // a duplicate payment notice is acknowledged and changes nothing
+	}
+	if c.Payment.Channel == ManualChannel && b.openPayment(o.cur.ID) {
+		// The shopper could still pay that trade, and be charged twice: it is closed at
+		// its channel first (the API does it, as for a cancel), which may find it paid.
+		return nil, ordercore.Errorf(ordercore.EPaymentInProgress, "order %s has a payment attempt open at its channel; it must be closed there first", o.cur.ID)
 	}
 	pay := c.Payment
 	if err := b.transition(o, order.Pay, "", &pay); err != nil {
