@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,20 +20,8 @@ import (
 // batch sizes adding up to its commands, sagas by status, and the instance's role.
 func TestMetricsCountWhatTheAPIDid(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.Open(ctx, app.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Version: "test-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	base := "http://" + a.Addr()
+	r := runApp(t, app.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Version: "test-1"})
+	base := "http://" + r.a.Addr()
 	call := func(method, path, body string, want int) {
 		t.Helper()
 		req, err := http.NewRequest(method, base+path, strings.NewReader(body))

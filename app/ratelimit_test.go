@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -17,20 +16,8 @@ import (
 // told what is wrong with it.
 func TestUserOrderRateLimit(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.Open(ctx, app.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), UserOrderRate: 2.0 / 3600, UserOrderBurst: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	base := "http://" + a.Addr()
+	r := runApp(t, app.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), UserOrderRate: 2.0 / 3600, UserOrderBurst: 2})
+	base := "http://" + r.a.Addr()
 	post := func(path, body string) (int, http.Header, map[string]any) {
 		t.Helper()
 		resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
