@@ -124,10 +124,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // invalid byte as U+FFFD, and store text the client never sent. The body is read (up to
 // the API's limit; past it, what is left follows, for the operation's own 413) and put
 // back for the handler. Notifications are left alone: they are verified from their raw
-// bytes, and their channel's decoder judges them.
+// bytes, and their channel's decoder judges them. So are DTM's endpoints and the stock's
+// TCC branches, whose callers read refusals in DTM's shape (409 FAILURE), not as
+// problems; the ids they take from a body are checked there.
 func checkUTF8Body(r *http.Request) error {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || strings.HasPrefix(r.URL.Path, "/v1/channels/") {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
+	}
+	for _, own := range []string{"/v1/channels/", DTMPrefix + "/", TCCStockPrefix + "/"} {
+		if strings.HasPrefix(r.URL.Path, own) {
+			return nil
+		}
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit.RequestBodyBytesMax+1))
 	if err != nil {

@@ -867,9 +867,9 @@ func (b *batch) settledOutside(item ordercore.ReviewItem) {
 
 // retry puts an item's payment or refund back on its sync schedule. A failed refund is
 // issued again under a new refund number (the channel closed the old one), for what the
-// payment still has to give back; so is an abnormal one, whose money the channel kept
-// (it is released from the old refund first). The new refund restocks the old one's
-// lines that no other refund has restocked or may still restock since.
+// payment still has to give back; an abnormal one is not (the channel holds its money).
+// The new refund restocks the old one's lines that no other refund has restocked or may
+// still restock since.
 func (b *batch) retry(item ordercore.ReviewItem) error {
 	if strings.HasPrefix(item.Kind, "recon_") {
 		// The channel and ordercore disagree about money already moved: sending a refund
