@@ -319,6 +319,8 @@ func TestWebhookURLPolicy(t *testing.T) {
 		checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints", `{"url":"`+u+`","event_types":["*"]}`), 422, ordercore.EWebhookURLNotAllowed)
 		checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints/"+ep.ID, `{"url":"`+u+`"}`), 422, ordercore.EWebhookURLNotAllowed)
 	}
+	// An endpoint that does not exist is not found, whatever the update says.
+	checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints/"+ordercore.NewID(time.Now()), `{"url":"http://169.254.169.254/"}`), 404, ordercore.ENOTFOUND)
 	for _, u := range []string{"http://shop.example:99999/", "http://shop.example:0/"} {
 		checkProblem(t, b.do(t, "POST", "/v1/webhook-endpoints", `{"url":"`+u+`","event_types":["*"]}`), 422, ordercore.EInvalidWebhookURL)
 	}

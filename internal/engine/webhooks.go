@@ -388,14 +388,14 @@ func (c UpdateWebhookEndpoint) execute(b *batch) (any, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	e, ok := b.liveEndpoint(c.ID)
+	if !ok {
+		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "webhook endpoint %q not found", c.ID)
+	}
 	if c.URL != nil {
 		if err := CheckWebhookTarget(*c.URL, b.cfg.WebhookAllowPrivate); err != nil {
 			return nil, err
 		}
-	}
-	e, ok := b.liveEndpoint(c.ID)
-	if !ok {
-		return nil, ordercore.Errorf(ordercore.ENOTFOUND, "webhook endpoint %q not found", c.ID)
 	}
 	next := e.cur
 	if c.URL != nil {
