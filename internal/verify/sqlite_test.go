@@ -202,9 +202,11 @@ func TestCheckRealDatabasePayments(t *testing.T) {
 
 	notify(ordercore.NewID(time.Now()), ordercore.PaymentSucceeded, usd(100), engine.OutcomeOrphan)
 
-	// Paid by the operator while an attempt was open; the attempt then succeeds too.
+	// Paid by the operator once its open attempt was closed at the channel (as the API
+	// does first); the channel then takes the money on that trade anyway.
 	manual := place(0, engine.LineRequest{SKU: "apple", Quantity: 1})
 	manualPay := start(manual)
+	closed(manualPay)
 	submit(engine.ApplyPayment{OrderID: manual.ID, Payment: ordercore.PaymentApplied{Channel: "manual", Reference: "r1", Amount: manual.Amount}})
 	notify(manualPay, ordercore.PaymentSucceeded, manual.Amount, engine.OutcomeApplied)
 
