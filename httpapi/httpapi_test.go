@@ -320,6 +320,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"ReferenceWithNUL", "POST", "/v1/orders/" + pending.ID + "/payments/manual", `{"amount":{"amount":2500,"currency":"USD"},"reference":"r\u0000"}`, nil, 422, ordercore.EINVALID},
 		{"PaidOrderOtherAmount", "POST", "/v1/orders/" + shipped.ID + "/payments/manual", `{"amount":{"amount":1,"currency":"JPY"},"reference":"other"}`, nil, 422, ordercore.EAmountMismatch},
 		{"NameNotUTF8", "POST", "/v1/skus", "{\"id\":\"u8\",\"name\":\"a\xff\xfeb\",\"price\":{\"amount\":1,\"currency\":\"USD\"},\"stock\":1}", nil, 400, ordercore.EMalformedJSON},
+		{"OrderIDTooLong", "GET", "/v1/orders/" + strings.Repeat("a", 37), "", nil, 404, ordercore.ENOTFOUND},
+		{"SKUIDTooLong", "POST", "/v1/skus/" + strings.Repeat("a", 65) + "/restock", `{"quantity":1}`, nil, 404, ordercore.ENOTFOUND},
 		{"SecondManualPayment", "POST", "/v1/orders/" + shipped.ID + "/payments/manual", `{"amount":{"amount":2500,"currency":"USD"},"reference":"bank-2"}`, nil, 409, ordercore.EIllegalTransition},
 		{"CancelMalformedBody", "POST", "/v1/orders/" + pending.ID + "/cancel", `{"this is": not json`, nil, 400, ordercore.EMalformedJSON},
 		{"CancelUnknownField", "POST", "/v1/orders/" + pending.ID + "/cancel", `{"reason":"x"}`, nil, 422, ordercore.EUnknownField},

@@ -128,6 +128,10 @@ func humaError(status int, msg string, errs ...error) huma.StatusError {
 	if code == ordercore.EInvalidIdemKey {
 		status = statusOf(code) // a malformed header, as idem.ValidKey answers it
 	}
+	if code == ordercore.EINVALID && len(details) > 0 && (details[0].Location == "path.id" || details[0].Location == "path.gid") {
+		// An id longer than any id is the id of nothing: not found, as any unknown id.
+		code, status, msg, details = ordercore.ENOTFOUND, http.StatusNotFound, "no resource has that id", nil
+	}
 	for _, d := range details {
 		if len(d.Message) > 200 { // decode errors can quote the whole body
 			d.Message = strings.ToValidUTF8(d.Message[:200], "")
