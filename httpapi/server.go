@@ -92,6 +92,7 @@ func New(cfg Config) *Server {
 	hc.CreateHooks = nil
 	s.api = humago.New(s.mux, hc)
 	s.routes()
+	s.documentHandRouted()
 	return s
 }
 
