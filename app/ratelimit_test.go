@@ -51,13 +51,37 @@ func TestUserOrderRateLimit(t *testing.T) {
 	if st, _, v := post("/v1/orders", order("u2")); st != 201 {
 		t.Errorf("u2's order: %d %v", st, v)
 	}
+	// Retries under an Idempotency-Key are replayed, and give their token back: u3's
+	// one order, retried three times, leaves room for a second order.
+	keyed := func(key string) int {
+		req, _ := http.NewRequest("POST", base+"/v1/orders", strings.NewReader(order("u3")))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 4 {
+		if st := keyed("cart-1"); st != 201 {
+			t.Fatalf("u3's order under cart-1, try %d: %d, want 201 (replayed after the first)", i+1, st)
+		}
+	}
+	if st := keyed("cart-2"); st != 201 {
+		t.Errorf("u3's second order: %d, want 201: the replays must not have used the allowance", st)
+	}
+	if st := keyed("cart-3"); st != 429 {
+		t.Errorf("u3's third order: %d, want 429", st)
+	}
 	resp, err := http.Get(base + "/v1/skus/mug")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	var sku struct{ Reserved int64 }
-	if err := json.NewDecoder(resp.Body).Decode(&sku); err != nil || sku.Reserved != 3 {
-		t.Errorf("reserved %d (%v), want 3: the refused order must reserve nothing", sku.Reserved, err)
+	if err := json.NewDecoder(resp.Body).Decode(&sku); err != nil || sku.Reserved != 5 {
+		t.Errorf("reserved %d (%v), want 5: the refused orders must reserve nothing", sku.Reserved, err)
 	}
 }

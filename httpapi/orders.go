@@ -43,12 +43,18 @@ func (s *Server) placeOrder(ctx context.Context, in *placeOrderInput) (*orderOut
 	if err := cmd.Validate(); err != nil {
 		return nil, problemOf(err)
 	}
+	giveBack := func() {}
 	if s.cfg.UserOrders != nil {
-		if ok, wait := s.cfg.UserOrders.Allow(b.UserID, s.cfg.Clock.Now()); !ok {
+		ok, wait, back := s.cfg.UserOrders.Take(b.UserID, s.cfg.Clock.Now())
+		if !ok {
 			return nil, rateLimited("orders of user "+b.UserID, wait)
 		}
+		giveBack = back
 	}
 	status, o, replayed, err := submit[ordercore.Order](ctx, s, cmd, "place-order", in.IdemKey, b, http.StatusCreated)
+	if replayed || problemCode(err) == ordercore.EIdemKeyReused || problemCode(err) == ordercore.EIdemKeyInUse {
+		giveBack() // a retry under its key placed nothing
+	}
 	if err != nil {
 		return nil, err
 	}

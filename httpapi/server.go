@@ -66,9 +66,9 @@ type Config struct {
 }
 
 // RateLimiter lets a key's request through, or says how long until it would
-// (guard.KeyLimiter).
+// (guard.KeyLimiter); giveBack returns the token of a request that cost nothing.
 type RateLimiter interface {
-	Allow(key string, now time.Time) (bool, time.Duration)
+	Take(key string, now time.Time) (ok bool, wait time.Duration, giveBack func())
 }
 
 // Server is the HTTP API.

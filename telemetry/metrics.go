@@ -166,7 +166,7 @@ var (
 	descQueueMax = prometheus.NewDesc("ordercore_committer_queue_capacity",
 		"The committer queue's depth; a full queue answers 503 overloaded.", nil, nil)
 	descNotify = prometheus.NewDesc("ordercore_channel_notifications_total",
-		"Payment channel notifications since start, by channel and outcome (applied, duplicate, stale, orphan, or the error code they were rejected with).",
+		"Payment channel notifications since start, by channel and outcome (applied, duplicate_event, stale, orphan, or the error code they were rejected with).",
 		[]string{"channel", "outcome"}, nil)
 	descSagas = prometheus.NewDesc("ordercore_sagas",
 		"Sagas in the database, by status (read at each scrape).", []string{"status"}, nil)

@@ -150,3 +150,23 @@ func TestKeyLimiterIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyLimiterGiveBack: a token given back is spent by the key's next request, never
+// more than the burst.
+func TestKeyLimiterGiveBack(t *testing.T) {
+	l := &guard.KeyLimiter{Rate: 1.0 / 3600, Burst: 2, Max: 10}
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	ok, _, back := l.Take("u", t0)
+	if !ok {
+		t.Fatal("first request refused")
+	}
+	back() // a replay: cost nothing
+	for i := range 2 {
+		if ok, _, _ := l.Take("u", t0); !ok {
+			t.Fatalf("request %d after a give-back refused", i+1)
+		}
+	}
+	if ok, _, _ := l.Take("u", t0); ok {
+		t.Fatal("a third request within the burst of 2 let through")
+	}
+}

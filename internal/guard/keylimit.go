@@ -25,36 +25,63 @@ type KeyLimiter struct {
 	Max   int
 
 	mu      sync.Mutex
-	buckets map[string]*rate.Limiter
+	buckets map[string]*keyBucket
 }
 
 // Allow takes a token of key's bucket at now. When there is none it takes nothing and
 // returns how long until one is there.
 func (l *KeyLimiter) Allow(key string, now time.Time) (bool, time.Duration) {
+	ok, wait, _ := l.Take(key, now)
+	return ok, wait
+}
+
+// Take is Allow that can give the token back: giveBack (when ok) returns it to the
+// bucket, for a request that turned out to cost nothing (a replayed response). The
+// token is kept as a credit the key's next request spends first: x/time/rate cannot
+// return a token whose moment has passed.
+func (l *KeyLimiter) Take(key string, now time.Time) (ok bool, wait time.Duration, giveBack func()) {
 	b := l.bucket(key, now)
-	r := b.ReserveN(now, 1)
+	back := func() {
+		l.mu.Lock()
+		b.credit = min(b.credit+1, l.Burst)
+		l.mu.Unlock()
+	}
+	l.mu.Lock()
+	if b.credit > 0 {
+		b.credit--
+		l.mu.Unlock()
+		return true, 0, back
+	}
+	l.mu.Unlock()
+	r := b.lim.ReserveN(now, 1)
 	if !r.OK() { // Burst < 1: nothing is ever allowed
-		return false, time.Second
+		return false, time.Second, nil
 	}
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
-		return false, d
+		return false, d, nil
 	}
-	return true, 0
+	return true, 0, back
 }
 
-func (l *KeyLimiter) bucket(key string, now time.Time) *rate.Limiter {
+// keyBucket is one key's token bucket and the tokens given back to it.
+type keyBucket struct {
+	lim    *rate.Limiter
+	credit int
+}
+
+func (l *KeyLimiter) bucket(key string, now time.Time) *keyBucket {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if b, ok := l.buckets[key]; ok {
 		return b
 	}
 	if l.buckets == nil {
-		l.buckets = map[string]*rate.Limiter{}
+		l.buckets = map[string]*keyBucket{}
 	}
 	if l.Max > 0 && len(l.buckets) >= l.Max {
 		for k, b := range l.buckets {
-			if b.TokensAt(now) >= float64(l.Burst) {
+			if b.lim.TokensAt(now) >= float64(l.Burst) {
 				delete(l.buckets, k)
 			}
 		}
@@ -62,7 +89,7 @@ func (l *KeyLimiter) bucket(key string, now time.Time) *rate.Limiter {
 			clear(l.buckets)
 		}
 	}
-	b := rate.NewLimiter(l.Rate, l.Burst)
+	b := &keyBucket{lim: rate.NewLimiter(l.Rate, l.Burst)}
 	l.buckets[key] = b
 	return b
 }
