@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
@@ -233,7 +235,54 @@ func redact(dbURL string) string {
 	if err != nil {
 		return "(unparsable database URL)"
 	}
+	if q := u.Query(); q.Has("password") { // libpq takes it as a parameter too
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
 	return u.Redacted()
+}
+
+// CheckExisting reports an error unless db (a postgres:// URL, or the path of a SQLite
+// file) holds an ordercore database, one its migrations have run on. It only reads:
+// `ordercore verify` calls it first, so that a mistyped database is an error instead of
+// a new, empty one that passes every check.
+func CheckExisting(ctx context.Context, db string) error {
+	if IsPostgres(db) {
+		dsn, schema, err := splitSchema(db)
+		if err != nil {
+			return err
+		}
+		if schema == "" {
+			schema = "public"
+		}
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", redact(db), err)
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		var ok bool
+		err = conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'goose_db_version')", schema).Scan(&ok)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", redact(db), err)
+		}
+		if !ok {
+			return fmt.Errorf("%s: schema %q holds no ordercore database", redact(db), schema)
+		}
+		return nil
+	}
+	sdb, err := sql.Open("sqlite", "file:"+db+"?mode=ro")
+	if err != nil {
+		return fmt.Errorf("open %s: %w", db, err)
+	}
+	defer sdb.Close()
+	var n int
+	if err := sdb.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'goose_db_version'").Scan(&n); err != nil {
+		return fmt.Errorf("%s is not a SQLite database: %w", db, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s holds no ordercore database", db)
+	}
+	return nil
 }
 
 // DBPath is where the SQLite file of a data directory lives.

@@ -24,7 +24,8 @@ replay of the events, no unpaid order past its deadline; payment balances equal 
 ledger, no refund beyond the capture, each refund held once and settled at most once, one
 accepted payment per order paid through a channel, every duplicate or late payment refunded
 or under review, no open payment or pending refund without a next action. Prints a report;
-exits 1 if any invariant is broken, 2 if the database cannot be read.
+exits 1 if any invariant is broken, 2 if the database cannot be read or holds no ordercore
+database (verify never creates one; an older ordercore database is brought up to date).
 
 The deadline rule judges unpaid orders against --as-of: "now" (the default) for the
 database of a running server; "last-event", the time of its newest event, for a copy or
@@ -34,6 +35,9 @@ or an RFC 3339 time.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := os.Stat(path); err != nil && !app.IsPostgres(path) {
 				return &ExitError{Code: 2, Err: fmt.Errorf("database %s: %w", path, err)}
+			}
+			if err := app.CheckExisting(cmd.Context(), path); err != nil {
+				return &ExitError{Code: 2, Err: err}
 			}
 			var db app.Store
 			var err error
