@@ -345,7 +345,8 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	metrics := telemetry.New(telemetry.Sources{Committer: func() telemetry.Committer { return committerStats(eng.Stats()) },
 		Notifications: func() map[string]map[string]int64 { return api.NotifyCounts() },
 		SagaCounts:    func(ctx context.Context) (map[string]int64, error) { return sagaCounts(ctx, db) },
-		OpenReviews:   db.OpenReviewCounts, NextExpiry: db.NextExpiry, Now: clock.Now, Role: a.Role, Version: cfg.Version, Logger: cfg.Logger})
+		OpenReviews:   db.OpenReviewCounts, SagaStatuses: sagaStatuses, ReviewKinds: reviewKinds,
+		NextExpiry: db.NextExpiry, Now: clock.Now, Role: a.Role, Version: cfg.Version, Logger: cfg.Logger})
 	apiCfg := httpapi.Config{Engine: eng, Reader: db, Clock: clock, ManualPayments: cfg.ManualPayments,
 		Payments: a.Payments, Version: cfg.Version, Role: a.Role, Sagas: a.Sagas, Recon: a.Recon, Metrics: metrics.Handler()}
 	if cfg.UserOrderRate > 0 {
@@ -420,6 +421,17 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	a.wg.Go(func() { a.Sagas.Run(wctx) })
 	return a, nil
 }
+
+// sagaStatuses and reviewKinds are the label values the metrics report as 0 when none
+// are counted.
+var (
+	sagaStatuses = []string{string(ordercore.SagaPrepared), string(ordercore.SagaTrying), string(ordercore.SagaRunning),
+		string(ordercore.SagaConfirming), string(ordercore.SagaCompensating), string(ordercore.SagaCompleted),
+		string(ordercore.SagaCompensated), string(ordercore.SagaDeadLetter)}
+	reviewKinds = []string{ordercore.ReviewAmountMismatch, ordercore.ReviewSyncExhausted, ordercore.ReviewRefundFailed,
+		ordercore.ReviewRefundAbnormal, ordercore.ReviewRefundExhausted, ordercore.ReviewOrphan, ordercore.ReviewReconAmount,
+		ordercore.ReviewReconMissing, ordercore.ReviewReconRefundStatus, ordercore.ReviewReconUnrecorded}
+)
 
 func committerStats(s engine.Stats) telemetry.Committer {
 	return telemetry.Committer{Batches: s.Batches, Commands: s.Commands, Overloaded: s.Rejected, BatchSizes: s.BatchSizes,

@@ -106,6 +106,17 @@ func TestMetricsCountWhatTheAPIDid(t *testing.T) {
 	if got := counter("ordercore_sagas", map[string]string{"status": "completed"}); got != 1 {
 		t.Errorf("ordercore_sagas{status=completed} = %v, want 1", got)
 	}
+	// A status or kind with none reads 0, not missing, so an alert sees it go back to 0.
+	for name, label := range map[string][2]string{"ordercore_sagas": {"status", "dead_letter"},
+		"ordercore_review_items_open": {"kind", "orphan_notification"}} {
+		found := false
+		for _, m := range families[name].GetMetric() {
+			found = found || hasLabels(m, map[string]string{label[0]: label[1]}) && m.GetGauge().GetValue() == 0
+		}
+		if !found {
+			t.Errorf("%s{%s=%q} is not served as 0", name, label[0], label[1])
+		}
+	}
 	if got := counter("ordercore_instance_info", map[string]string{"role": "single", "version": "test-1"}); got != 1 {
 		t.Errorf("ordercore_instance_info{role=single,version=test-1} = %v, want 1", got)
 	}

@@ -40,8 +40,11 @@ type Sources struct {
 	// stale, orphan, or the code they were rejected with).
 	Notifications func() map[string]map[string]int64
 	// SagaCounts counts the sagas per status; OpenReviews the open review items per kind.
-	SagaCounts  func(context.Context) (map[string]int64, error)
-	OpenReviews func(context.Context) (map[string]int64, error)
+	// SagaStatuses and ReviewKinds are every value they may count: one with none reads
+	// 0 rather than missing, so that an alert on it sees it go back to zero.
+	SagaCounts                countsFunc
+	OpenReviews               countsFunc
+	SagaStatuses, ReviewKinds []string
 	// NextExpiry is the earliest deadline of an unpaid order, if any.
 	NextExpiry func(context.Context) (time.Time, bool, error)
 	Now        func() time.Time
@@ -50,6 +53,8 @@ type Sources struct {
 	Version string
 	Logger  *slog.Logger
 }
+
+type countsFunc = func(context.Context) (map[string]int64, error)
 
 // Metrics holds the registry and the request instruments.
 type Metrics struct {
@@ -80,10 +85,14 @@ func New(src Sources) *Metrics {
 		Help: "Time from a request's headers to its answer, by route.", Buckets: durationBuckets}, []string{"route"})
 	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ordercore_http_requests_in_flight",
 		Help: "HTTP requests being served now."})
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ordercore_metrics_source_errors_total",
+		Help: "Scrapes whose store read failed, by source; that source's gauges are left out of the scrape."}, []string{"source"})
+	for _, source := range []string{"sagas", "review_items", "orders_expiry"} {
+		errs.WithLabelValues(source) // 0 until the first failure
+	}
 	m.reg.MustRegister(m.requests, m.duration, m.inFlight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&collector{src: src, errs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ordercore_metrics_source_errors_total",
-			Help: "Scrapes whose store read failed, by source; that source's gauges are left out of the scrape."}, []string{"source"})})
+		&collector{src: src, errs: errs})
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError,
 		ErrorLog: slogPrinter{src.Logger}, Timeout: scrapeTimeout + time.Second})
 	return m
@@ -207,8 +216,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
-	c.collectCounts(ctx, ch, "sagas", descSagas, c.src.SagaCounts)
-	c.collectCounts(ctx, ch, "review_items", descReviews, c.src.OpenReviews)
+	c.collectCounts(ctx, ch, "sagas", descSagas, c.src.SagaCounts, c.src.SagaStatuses)
+	c.collectCounts(ctx, ch, "review_items", descReviews, c.src.OpenReviews, c.src.ReviewKinds)
 	if c.src.NextExpiry != nil {
 		next, ok, err := c.src.NextExpiry(ctx)
 		switch {
@@ -252,7 +261,7 @@ func (c *collector) collectCommitter(ch chan<- prometheus.Metric, s Committer) {
 
 // collectCounts emits one gauge per key of what read returns, or counts its failure.
 func (c *collector) collectCounts(ctx context.Context, ch chan<- prometheus.Metric, source string, d *prometheus.Desc,
-	read func(context.Context) (map[string]int64, error)) {
+	read countsFunc, known []string) {
 	if read == nil {
 		return
 	}
@@ -260,6 +269,11 @@ func (c *collector) collectCounts(ctx context.Context, ch chan<- prometheus.Metr
 	if err != nil {
 		c.fail(source, err)
 		return
+	}
+	for _, k := range known {
+		if _, ok := counts[k]; !ok {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, 0, k)
+		}
 	}
 	for k, n := range counts {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(n), k)
