@@ -36,9 +36,9 @@ SIGINT or SIGTERM stops it gracefully; SIGKILL loses nothing that was answered 2
 
 Scaled out: with --db postgres://... any number of instances share one database, and
 all of them serve the API. The background work (expiry sweep, payment sync, reconciliation,
-pruning and the event relay) runs on one instance at a time, the holder of a lease row in the
-database; when it dies another takes over within --lease-ttl plus a second, and at once
-when it stops gracefully. GET /healthz names this instance's role: single (SQLite),
+pruning, webhook deliveries and the event relay) runs on one instance at a time, the
+holder of a lease row in the database; when it dies another takes over within
+--lease-ttl plus a second, and at once when it stops gracefully. GET /healthz names this instance's role: single (SQLite),
 leader or standby.
 
 Daily statement reconciliation: from --recon-hour (UTC) on, the statement of the day
@@ -63,6 +63,9 @@ some more memory (GOMEMLIMIT, if set, still bounds it).`,
 				return err
 			}
 			cfg.Logger, cfg.Version = l, Version
+			if cfg.BatchMax < 1 || cfg.BatchMax > limit.BatchCommandsMax {
+				return fmt.Errorf("--batch-max %d: want 1 to %d", cfg.BatchMax, limit.BatchCommandsMax)
+			}
 			if cfg.BatchDelay < 0 || cfg.BatchDelay > limit.BatchDelayMax {
 				return fmt.Errorf("--batch-delay %s: want 0 to %s", cfg.BatchDelay, time.Duration(limit.BatchDelayMax))
 			}
@@ -135,7 +138,7 @@ func parseRate(s string) (float64, int, error) {
 	n, unit, ok := strings.Cut(s, "/")
 	per := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}[unit]
 	count, err := strconv.Atoi(n)
-	if !ok || per == 0 || err != nil || count < 1 || count > 1_000_000 {
+	if !ok || per == 0 || err != nil || count < 1 || count > 1_000_000 || n[0] == '+' {
 		return 0, 0, errors.New("want N/s, N/m or N/h with N from 1 to 1,000,000, e.g. 30/m")
 	}
 	return float64(count) / per.Seconds(), count, nil

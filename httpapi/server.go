@@ -101,24 +101,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// An empty or repeated Idempotency-Key would otherwise read as no key at all, and
 	// the request would run unprotected by the key its client meant to send.
 	if ks, ok := r.Header["Idempotency-Key"]; ok && (len(ks) != 1 || ks[0] == "") {
-		writeProblem(w, problemOf(ordercore.Errorf(ordercore.EInvalidIdemKey, "Idempotency-Key must be sent once, with a value")))
+		s.refuse(w, r, ordercore.Errorf(ordercore.EInvalidIdemKey, "Idempotency-Key must be sent once, with a value"))
 		return
 	}
 	// No resource is named by a path that is not UTF-8 text: every id is validated as
 	// text when it is created. Answered here, such a path never reaches a store, where
 	// PostgreSQL would refuse the bytes with an error instead of finding nothing.
 	if p := r.URL.Path; !utf8.ValidString(p) || strings.ContainsRune(p, 0) {
-		writeProblem(w, problemOf(ordercore.Errorf(ordercore.ENOTFOUND, "no resource at a path that is not UTF-8 text")))
+		s.refuse(w, r, ordercore.Errorf(ordercore.ENOTFOUND, "no resource at a path that is not UTF-8 text"))
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != strings.ToLower(ct) {
 		r.Header.Set("Content-Type", strings.ToLower(ct)) // media types are case-insensitive (RFC 9110 8.3.1)
 	}
 	if err := checkUTF8Body(r); err != nil {
-		writeProblem(w, problemOf(err))
+		s.refuse(w, r, err)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// refuse answers a request turned away before the mux, naming the route it was for on
+// the request as the mux would (the metrics count it under that route).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	if _, pattern := s.mux.Handler(r); pattern != "/" {
+		r.Pattern = pattern
+	}
+	writeProblem(w, problemOf(err))
 }
 
 // checkUTF8Body refuses a JSON body that is not UTF-8: Go's decoder would take each
