@@ -217,11 +217,10 @@ func TestDTMWaitResultAnswersPastTheWriteTimeout(t *testing.T) {
 	}
 }
 
-// TestWaitSecondsAnswersPastTheWriteTimeout: POST /v1/sagas?wait_seconds= answers when
-// the saga ends, even after the server's WriteTimeout: its participant takes longer than
-// that to answer.
-func TestWaitSecondsAnswersPastTheWriteTimeout(t *testing.T) {
-	t.Parallel()
+// serveSagas serves the API with a saga coordinator running, on a fresh SQLite file,
+// with the server's WriteTimeout (none when 0).
+func serveSagas(t *testing.T, writeTimeout time.Duration) *bundle {
+	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -231,23 +230,32 @@ func TestWaitSecondsAnswersPastTheWriteTimeout(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { coord.Run(ctx); close(stopped) }()
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		time.Sleep(1500 * time.Millisecond) // past the API's WriteTimeout
-	}))
 	srv := httptest.NewUnstartedServer(httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}, Sagas: coord}))
-	srv.Config.WriteTimeout = time.Second
+	srv.Config.WriteTimeout = writeTimeout
 	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
-		slow.Close()
 		cancel()
 		<-stopped
 		eng.Close()
 		db.Close()
 	})
+	return &bundle{url: srv.URL, db: db, eng: eng}
+}
+
+// TestWaitSecondsAnswersPastTheWriteTimeout: POST /v1/sagas?wait_seconds= answers when
+// the saga ends, even after the server's WriteTimeout: its participant takes longer than
+// that to answer.
+func TestWaitSecondsAnswersPastTheWriteTimeout(t *testing.T) {
+	t.Parallel()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(1500 * time.Millisecond) // past the API's WriteTimeout
+	}))
+	t.Cleanup(slow.Close)
+	srv := serveSagas(t, time.Second)
 
 	body := strings.ReplaceAll(sagaBody("ws-1", ""), "http://p.test", slow.URL)
-	resp, err := http.Post(srv.URL+"/v1/sagas?wait_seconds=20", "application/json", strings.NewReader(body))
+	resp, err := http.Post(srv.url+"/v1/sagas?wait_seconds=20", "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("no answer: %v", err)
 	}
@@ -265,26 +273,9 @@ func TestWaitSecondsAnswersPastTheWriteTimeout(t *testing.T) {
 // it was submitted.
 func TestWaitSecondsAnswers(t *testing.T) {
 	t.Parallel()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := engine.New(db, ordercore.SystemClock{}, engine.Config{})
-	coord := &saga.Coordinator{Claim: eng.ClaimSagasFor, Record: eng.RecordSaga, Wake: eng.WakeSagasAt, Poll: 20 * time.Millisecond}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { coord.Run(ctx); close(stopped) }()
 	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) }))
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}, Sagas: coord}))
-	t.Cleanup(func() {
-		srv.Close()
-		failing.Close()
-		cancel()
-		<-stopped
-		eng.Close()
-		db.Close()
-	})
-	b := &bundle{url: srv.URL, db: db, eng: eng}
+	t.Cleanup(failing.Close)
+	b := serveSagas(t, 0)
 
 	r := b.do(t, "POST", "/v1/sagas?wait_seconds=10", `{"gid":"local-1","kind":"saga","steps":[{"name":"n","action":{"local":"ordercore.notify","payload":{"x":1}}}]}`)
 	var sg struct {
