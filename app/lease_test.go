@@ -2,60 +2,18 @@ package app_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"ordercore/app"
+	"ordercore/internal/pgtest"
 )
 
 // pgSchemaURL names a fresh schema of the test database (the first instance that opens it
 // creates it) and drops it when the test ends.
-func pgSchemaURL(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("ORDERCORE_TEST_PG")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL at %s is not reachable under CI: %v", dsn, err)
-		}
-		t.Skipf("no PostgreSQL at %s (set ORDERCORE_TEST_PG): %v", dsn, err)
-	}
-	conn.Close(ctx)
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "apptest_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
-	return dsn + sep + "schema=" + schema
-}
+func pgSchemaURL(t *testing.T) string { return pgtest.URL(t, "apptest_") }
 
 func role(t *testing.T, a *app.App) string {
 	t.Helper()

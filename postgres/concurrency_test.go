@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"ordercore"
+	"ordercore/internal/pgtest"
 	"ordercore/postgres"
 )
 
@@ -21,7 +22,7 @@ func TestInstancesShareOneSKU(t *testing.T) {
 	t.Parallel()
 	const stock, writers = 40, 8
 	db := newDB(t)
-	other, err := postgres.Open(context.Background(), testDSN(), postgres.Options{Schema: db.Schema})
+	other, err := postgres.Open(context.Background(), pgtest.DSN(), postgres.Options{Schema: db.Schema})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func TestInstancesShareTheEndpointCount(t *testing.T) {
 	t.Parallel()
 	const bound, writers, tries = 30, 8, 6
 	db := newDB(t)
-	other, err := postgres.Open(context.Background(), testDSN(), postgres.Options{Schema: db.Schema})
+	other, err := postgres.Open(context.Background(), pgtest.DSN(), postgres.Options{Schema: db.Schema})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,13 +2,10 @@ package engine_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,11 +14,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/jackc/pgx/v5"
 
 	"ordercore"
 	"ordercore/barrier"
 	"ordercore/internal/engine"
+	"ordercore/internal/pgtest"
 	"ordercore/internal/verify"
 	"ordercore/postgres"
 )
@@ -645,39 +642,5 @@ func concurrentTryCancel(t *testing.T, engines []*engine.Engine, r ordercore.Rea
 	checkVerify(t, d)
 }
 
-// pgSchema returns the test database and a fresh schema in it, dropped at the end; it
-// skips the test when PostgreSQL is unreachable, or fails it under CI=true.
-func pgSchema(t *testing.T) (dsn, schema string) {
-	t.Helper()
-	dsn = os.Getenv("ORDERCORE_TEST_PG")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL at ORDERCORE_TEST_PG (%s) is unreachable under CI=true: %v", dsn, err)
-		}
-		t.Skipf("PostgreSQL at ORDERCORE_TEST_PG (%s) is unreachable, skipping (set CI=true to fail instead): %v", dsn, err)
-	}
-	conn.Close(ctx)
-	var b [8]byte
-	rand.Read(b[:])
-	schema = "ordercore_test_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return dsn, schema
-}
+// pgSchema names a fresh schema of the test database, dropped when the test ends.
+func pgSchema(t *testing.T) (dsn, schema string) { return pgtest.Schema(t, "ordercore_test_") }

@@ -2,22 +2,18 @@ package recon
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"ordercore"
 	"ordercore/internal/engine"
 	"ordercore/internal/limit"
+	"ordercore/internal/pgtest"
 	"ordercore/postgres"
 	"ordercore/sqlite"
 )
@@ -379,38 +375,16 @@ func capturedPayments(t *testing.T, eng *engine.Engine, db ordercore.Reader, clk
 // TestRunsOfADayTakeTurnsAcrossInstances: two instances on one PostgreSQL schema run the
 // same day at once, several times each: every discrepancy has exactly one review item.
 func TestRunsOfADayTakeTurnsAcrossInstances(t *testing.T) {
-	dsn := os.Getenv("ORDERCORE_TEST_PG")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
+	dsn, schema := pgtest.Schema(t, "recon_test_")
 	ctx := context.Background()
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "recon_test_" + hex.EncodeToString(b[:])
 	open := func() *postgres.DB {
 		db, err := postgres.Open(ctx, dsn, postgres.Options{Schema: schema})
 		if err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("PostgreSQL at %s: %v", dsn, err)
-			}
-			t.Skipf("PostgreSQL at %s is unreachable: %v", dsn, err)
+			t.Fatal(err)
 		}
 		return db
 	}
 	db1 := open()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
 	db2 := open()
 	defer db1.Close()
 	defer db2.Close()
