@@ -21,6 +21,9 @@ const (
 	PathCeiling = "ceiling" // a hand-written batched loop writing the same rows to SQLite
 	PathHTTP    = "http"    // POST /v1/orders against a real ordercore server
 	PathTrivial = "trivial" // POST to a handler that only decodes JSON: the HTTP ceiling
+	// PathHTTPCeiling is the trivial handler's decode followed by a hand-written group
+	// commit of the ceiling's rows: the least a server that writes them durably spends.
+	PathHTTPCeiling = "http-ceiling"
 )
 
 // PostgreSQL-only path names (Config.DB set): how several committers share one database.
@@ -37,10 +40,10 @@ const (
 
 // Paths lists every path in the order Run measures them within a scenario. The ceiling
 // follows the engine because it writes batches of the engine's observed mean size.
-var Paths = []string{PathEngine, PathNaive, PathCeiling, PathHTTP, PathTrivial}
+var Paths = []string{PathEngine, PathNaive, PathCeiling, PathHTTP, PathHTTPCeiling, PathTrivial}
 
 // PGPaths lists the paths Run measures on PostgreSQL (Config.DB set), in order. The
-// ceiling, http and trivial paths are SQLite only.
+// ceiling, http, http-ceiling and trivial paths are SQLite only.
 var PGPaths = []string{PathEngine, PathNaive, PathNaivePool, PathEngine3}
 
 // Scenario selectors for Config.Scenarios.
@@ -94,15 +97,15 @@ type Config struct {
 	// Paths is the subset of Paths to run; empty runs all.
 	Paths []string
 	// Scenarios is the subset of ScenarioHot and ScenarioMany to run; empty runs both.
-	// The trivial path does not depend on the scenario and runs once.
+	// The trivial and http-ceiling paths run on the hot SKU only.
 	Scenarios []string
 	// Progress receives progress while running: a progress bar on a terminal, one line per
 	// path otherwise. Nil discards it.
 	Progress io.Writer
-	// Rounds is how many pairs of the http path and the trivial handler run on the hot
-	// SKU, one right after the other: the machine's pace drifts by tens of percent within
-	// minutes, so the HTTP targets are judged on the median over the pairs. The first
-	// pair is the table's; 0 means RoundsDefault.
+	// Rounds is how many rounds of the http path, the http-ceiling server and the trivial
+	// handler run on the hot SKU, one right after the other: the machine's pace drifts by
+	// tens of percent within minutes, so the HTTP targets are judged on the median over
+	// the rounds. The first round is the table's; 0 means RoundsDefault.
 	Rounds int
 	// HTTP starts an ordercore server with its data in the fresh directory dir. Nil skips
 	// the http path.
@@ -214,8 +217,8 @@ type Result struct {
 	// lock waits included.
 	TxMean time.Duration
 	// Activity is what the path's PostgreSQL sessions were doing in the window, sampled;
-	// CPU is how busy the machine was in the window (also on SQLite's http and trivial
-	// paths).
+	// CPU is how busy the machine was in the window (also on SQLite's http, http-ceiling
+	// and trivial paths).
 	Activity *Activity
 	CPU      *CPU
 	// Schema is the PostgreSQL schema the path wrote (dropped after it unless
@@ -257,8 +260,9 @@ type Report struct {
 	Machine Machine
 	Config  Summary
 	Results []Result
-	// Rounds are the pairs of the http path and the trivial handler on the hot SKU, each
-	// run right after the other (Config.Rounds); the first is also in Results.
+	// Rounds are the rounds of the http path, the http-ceiling server and the trivial
+	// handler on the hot SKU, each run right after the other (Config.Rounds); the first
+	// is also in Results.
 	Rounds []Round
 	At     time.Time
 	// Postgres is the server a PostgreSQL run measured; nil for SQLite.
@@ -287,7 +291,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.DB != "" {
 		return runPostgres(ctx, cfg, rep, out)
 	}
-	trivialDone := false
+	roundsDone := false
 	for _, sc := range scenarios(cfg) {
 		var engineRun *Result
 		for _, path := range []string{PathEngine, PathNaive, PathCeiling, PathHTTP} {
@@ -306,47 +310,82 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if path == PathEngine {
 				engineRun = &res
 			}
-			if path == PathHTTP && sc.name == ScenarioHot && cfg.wants(PathTrivial) {
-				// The trivial handler right after, then the further pairs.
+			if path == PathHTTP && sc.name == ScenarioHot && (cfg.wants(PathHTTPCeiling) || cfg.wants(PathTrivial)) {
+				// The http-ceiling server and the trivial handler right after, then the
+				// further rounds.
 				if err := runRounds(ctx, cfg, out, rep, res); err != nil {
 					return rep, err
 				}
-				trivialDone = true
+				roundsDone = true
 			}
 		}
 	}
-	if cfg.wants(PathTrivial) && !trivialDone {
-		res, err := runTrivial(ctx, cfg, out, hotScenario())
-		if err != nil {
-			return rep, fmt.Errorf("bench %s: %w", PathTrivial, err)
+	if !roundsDone {
+		for _, path := range []string{PathHTTPCeiling, PathTrivial} {
+			if !cfg.wants(path) {
+				continue
+			}
+			res, err := runHot(ctx, cfg, out, path)
+			if err != nil {
+				return rep, err
+			}
+			rep.Results = append(rep.Results, res)
 		}
-		rep.Results = append(rep.Results, res)
 	}
 	return rep, nil
 }
 
-// Round is a pair of the http path and the trivial handler on the hot SKU.
-type Round struct{ HTTP, Trivial Result }
+// Round is the http path, the http-ceiling server and the trivial handler on the hot SKU,
+// run one right after the other; a path not requested has a zero Result.
+type Round struct{ HTTP, HTTPCeiling, Trivial Result }
 
-// runRounds measures the trivial handler right after first, the http path's hot run,
-// then Config.Rounds-1 further pairs.
+// runHot measures the http-ceiling server or the trivial handler on the hot SKU.
+func runHot(ctx context.Context, cfg Config, out *progress, path string) (Result, error) {
+	var res Result
+	var err error
+	if path == PathHTTPCeiling {
+		res, err = runHTTPCeiling(ctx, cfg, out, hotScenario())
+	} else {
+		res, err = runTrivial(ctx, cfg, out, hotScenario())
+	}
+	if err != nil {
+		return res, fmt.Errorf("bench %s: %w", path, err)
+	}
+	return res, nil
+}
+
+// runRounds measures the requested ones of the http-ceiling server and the trivial
+// handler right after first, the http path's hot run, then Config.Rounds-1 further
+// rounds of the three.
 func runRounds(ctx context.Context, cfg Config, out *progress, rep *Report, first Result) error {
 	hot := hotScenario()
-	t, err := runTrivial(ctx, cfg, out, hot)
-	if err != nil {
-		return fmt.Errorf("bench %s: %w", PathTrivial, err)
-	}
-	rep.Results = append(rep.Results, t)
-	rep.Rounds = append(rep.Rounds, Round{HTTP: first, Trivial: t})
-	for range cfg.Rounds - 1 {
-		h, err := runHTTP(ctx, cfg, out, hot)
-		if err != nil {
-			return fmt.Errorf("bench %s/%s: %w", PathHTTP, hot.name, err)
+	for i := range cfg.Rounds {
+		round := Round{HTTP: first}
+		if i > 0 {
+			h, err := runHTTP(ctx, cfg, out, hot)
+			if err != nil {
+				return fmt.Errorf("bench %s/%s: %w", PathHTTP, hot.name, err)
+			}
+			round.HTTP = h
 		}
-		if t, err = runTrivial(ctx, cfg, out, hot); err != nil {
-			return fmt.Errorf("bench %s: %w", PathTrivial, err)
+		for _, path := range []string{PathHTTPCeiling, PathTrivial} {
+			if !cfg.wants(path) {
+				continue
+			}
+			res, err := runHot(ctx, cfg, out, path)
+			if err != nil {
+				return err
+			}
+			if i == 0 {
+				rep.Results = append(rep.Results, res)
+			}
+			if path == PathHTTPCeiling {
+				round.HTTPCeiling = res
+			} else {
+				round.Trivial = res
+			}
 		}
-		rep.Rounds = append(rep.Rounds, Round{HTTP: h, Trivial: t})
+		rep.Rounds = append(rep.Rounds, round)
 	}
 	return nil
 }
@@ -389,7 +428,7 @@ func summarize(cfg Config) Summary {
 		}
 	}
 	if cfg.DB != "" && len(cfg.Paths) == 0 {
-		other = []string{PathCeiling, PathHTTP, PathTrivial} // "all paths" includes them
+		other = []string{PathCeiling, PathHTTP, PathHTTPCeiling, PathTrivial} // "all paths" includes them
 	}
 	if len(other) > 0 {
 		s.Skipped = append(s.Skipped, strings.Join(other, ", ")+": "+why)

@@ -29,7 +29,7 @@ import (
 func TestRunWritesWhatItCounts(t *testing.T) {
 	t.Parallel()
 	const skus = 100
-	paths := []string{bench.PathEngine, bench.PathNaive, bench.PathCeiling, bench.PathTrivial}
+	paths := []string{bench.PathEngine, bench.PathNaive, bench.PathCeiling, bench.PathHTTPCeiling, bench.PathTrivial}
 	var progress bytes.Buffer
 	rep, err := bench.Run(context.Background(), bench.Config{
 		Dir: t.TempDir(), Duration: 300 * time.Millisecond, Clients: 8, SKUs: skus, Paths: paths, Progress: &progress,
@@ -40,8 +40,8 @@ func TestRunWritesWhatItCounts(t *testing.T) {
 	many := "100" // the many-SKU scenario is named by its SKU count
 	for _, path := range paths {
 		scenarios := []string{bench.ScenarioHot, many}
-		if path == bench.PathTrivial {
-			scenarios = []string{bench.ScenarioHot} // it does not depend on the scenario
+		if path == bench.PathTrivial || path == bench.PathHTTPCeiling {
+			scenarios = []string{bench.ScenarioHot} // they run on the hot SKU only
 		}
 		for _, sc := range scenarios {
 			res, ok := rep.Result(path, sc)
@@ -213,7 +213,7 @@ func TestRunHTTPPath(t *testing.T) {
 	}
 	const clients = 8
 	rep, err := bench.Run(context.Background(), bench.Config{Dir: t.TempDir(), Duration: 300 * time.Millisecond,
-		Clients: clients, Paths: []string{bench.PathHTTP, bench.PathTrivial}, Scenarios: []string{bench.ScenarioHot}, HTTP: start})
+		Clients: clients, Paths: []string{bench.PathHTTP, bench.PathHTTPCeiling, bench.PathTrivial}, Scenarios: []string{bench.ScenarioHot}, HTTP: start})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,26 +244,53 @@ func TestRunHTTPPath(t *testing.T) {
 	if !strings.Contains(line, "the engine held an order") || !strings.Contains(line, "busy in the window") {
 		t.Errorf("what limits http/hot: %q; want the engine's share of an order's time and how busy the cores were", line)
 	}
-	// The rounds: http runs, each on a server of its own, paired with trivial runs; the
-	// targets take their medians.
+	// The rounds: http runs, each on a server of its own, each followed by an
+	// http-ceiling run and a trivial run; the targets take their medians.
 	if len(rep.Rounds) != bench.RoundsDefault || len(dbPaths) != bench.RoundsDefault || rep.Rounds[0].HTTP.OrdersTotal != res.OrdersTotal {
 		t.Fatalf("%d rounds on %d servers; want %d, the first the table's http run", len(rep.Rounds), len(dbPaths), bench.RoundsDefault)
 	}
 	for i, r := range rep.Rounds {
-		if r.HTTP.Orders <= 0 || r.Trivial.Orders <= 0 || r.HTTP.Errors+r.Trivial.Errors != 0 {
-			t.Errorf("round %d: http %d orders, trivial %d, errors %d", i+1, r.HTTP.Orders, r.Trivial.Orders, r.HTTP.Errors+r.Trivial.Errors)
+		if r.HTTP.Orders <= 0 || r.HTTPCeiling.Orders <= 0 || r.Trivial.Orders <= 0 || r.HTTP.Errors+r.HTTPCeiling.Errors+r.Trivial.Errors != 0 {
+			t.Errorf("round %d: http %d orders, http-ceiling %d, trivial %d, errors %d", i+1, r.HTTP.Orders, r.HTTPCeiling.Orders, r.Trivial.Orders,
+				r.HTTP.Errors+r.HTTPCeiling.Errors+r.Trivial.Errors)
 		}
 		checkStore(t, fmt.Sprintf("http/hot round %d", i+1), bench.Result{DB: dbPaths[i], OrdersTotal: r.HTTP.OrdersTotal}, true, 0)
-	}
-	ratios := make([]float64, len(rep.Rounds))
-	for i, r := range rep.Rounds {
-		ratios[i] = r.HTTP.PerSecond / r.Trivial.PerSecond
-	}
-	slices.Sort(ratios)
-	for _, c := range rep.Checks() {
-		if strings.HasPrefix(c.Name, "http / trivial, hot") && (c.Value != ratios[len(ratios)/2] || !strings.Contains(c.Measured, fmt.Sprintf("median of %d pairs", bench.RoundsDefault))) {
-			t.Errorf("check %s: %v, measured %q; want the median over the pairs, %v", c.Name, c.Value, c.Measured, ratios[len(ratios)/2])
+		// Every 201 of the http-ceiling server is an order in its database, as the
+		// engine writes it.
+		checkStore(t, fmt.Sprintf("http-ceiling/hot round %d", i+1), r.HTTPCeiling, true, 0)
+		if r.HTTPCeiling.BatchMean < 1 || r.HTTPCeiling.BatchMax > clients || r.HTTPCeiling.Held <= 0 {
+			t.Errorf("http-ceiling round %d: batch mean %.1f max %d held %s; want its writer's batches of 1..%d",
+				i+1, r.HTTPCeiling.BatchMean, r.HTTPCeiling.BatchMax, r.HTTPCeiling.Held, clients)
 		}
+	}
+	medianOf := func(f func(bench.Round) float64) float64 {
+		v := make([]float64, len(rep.Rounds))
+		for i, r := range rep.Rounds {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	want := map[string]float64{
+		"http / trivial, hot":         medianOf(func(r bench.Round) float64 { return r.HTTP.PerSecond / r.Trivial.PerSecond }),
+		"http-ceiling / trivial, hot": medianOf(func(r bench.Round) float64 { return r.HTTPCeiling.PerSecond / r.Trivial.PerSecond }),
+		"http / http-ceiling, hot":    medianOf(func(r bench.Round) float64 { return r.HTTP.PerSecond / r.HTTPCeiling.PerSecond }),
+	}
+	for _, c := range rep.Checks() {
+		w, ok := want[c.Name]
+		if !ok {
+			continue
+		}
+		delete(want, c.Name)
+		if c.Value != w || !strings.Contains(c.Measured, fmt.Sprintf("median of %d rounds", bench.RoundsDefault)) {
+			t.Errorf("check %s: %v, measured %q; want the median over the rounds, %v", c.Name, c.Value, c.Measured, w)
+		}
+		if c.HasTarget != (c.Name == "http / trivial, hot") {
+			t.Errorf("check %s: has a target %v; only http / trivial has one", c.Name, c.HasTarget)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("checks %v missing from %+v", want, rep.Checks())
 	}
 }
 

@@ -34,35 +34,15 @@ func runCeiling(ctx context.Context, cfg Config, out *progress, sc scenario, eng
 	n, why := ceilingBatch(cfg, engineRun)
 	res.BatchP50, res.BatchMax, res.BatchMean = n, n, float64(n)
 	res.Note = fmt.Sprintf("batches of %d (%s); latency per batch", n, why)
-	dir, err := mkdir(cfg, PathCeiling, sc)
-	if err != nil {
-		return res, err
-	}
-	res.DB = filepath.Join(dir, "ordercore.db")
-	out.linef("%s/%s: creating %d SKU(s)", PathCeiling, sc.name, len(sc.skus))
-	if err := seed(ctx, res.DB, sc); err != nil {
-		return res, err
-	}
-	db, err := sql.Open("sqlite", ceilingDSN(res.DB))
-	if err != nil {
-		return res, fmt.Errorf("open %s: %w", res.DB, err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1) // one writer, as in the store
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxLifetime(0)
-	db.SetConnMaxIdleTime(0)
-	// The store's checkpointer, so that the loop writes the WAL as the store does.
-	ckpt, err := sqlite.NewCheckpointer(res.DB, sqlite.Options{})
-	if err != nil {
-		return res, err
-	}
-	defer ckpt.Close()
-	w, err := newCeilingWriter(ctx, db, sc, n, ckpt)
+	w, err := openCeiling(ctx, cfg, out, &res, sc)
 	if err != nil {
 		return res, err
 	}
 	defer w.close()
+	if _, err := w.statements(ctx, n); err != nil { // prepared before the clock starts
+		return res, err
+	}
+	orders := make([]ceilingOrder, n)
 
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	rec := recorder{samples: make([]time.Duration, 0, ceilingSamplesMax), rng: rng}
@@ -88,7 +68,10 @@ func runCeiling(ctx context.Context, cfg Config, out *progress, sc scenario, eng
 			lastTick = now
 		}
 		began := time.Now()
-		if err := w.batch(ctx, rng); err != nil {
+		for i := range orders {
+			orders[i] = ceilingOrder{id: ordercore.NewID(began), sku: sc.pick(rng)}
+		}
+		if err := w.batch(ctx, orders); err != nil {
 			bar.abort()
 			return res, err // every batch of the ceiling must commit; a failure is a bug here
 		}
@@ -103,6 +86,41 @@ func runCeiling(ctx context.Context, cfg Config, out *progress, sc scenario, eng
 	bar.finish()
 	out.done(res)
 	return res, nil
+}
+
+// openCeiling creates res's database in a fresh directory, with the scenario's SKUs,
+// and opens the hand-written writer on it; closing the writer closes the database.
+func openCeiling(ctx context.Context, cfg Config, out *progress, res *Result, sc scenario) (*ceilingWriter, error) {
+	dir, err := mkdir(cfg, res.Path, sc)
+	if err != nil {
+		return nil, err
+	}
+	res.DB = filepath.Join(dir, "ordercore.db")
+	out.linef("%s/%s: creating %d SKU(s)", res.Path, sc.name, len(sc.skus))
+	if err := seed(ctx, res.DB, sc); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", ceilingDSN(res.DB))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", res.DB, err)
+	}
+	db.SetMaxOpenConns(1) // one writer, as in the store
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	// The store's checkpointer, so that the loop writes the WAL as the store does.
+	ckpt, err := sqlite.NewCheckpointer(res.DB, sqlite.Options{})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	w, err := newCeilingWriter(ctx, db, ckpt)
+	if err != nil {
+		ckpt.Close()
+		db.Close()
+		return nil, err
+	}
+	return w, nil
 }
 
 // ceilingBatch is the batch size of the ceiling: the engine's mean batch on the same
@@ -144,17 +162,15 @@ func ceilingDSN(path string) string {
 	return "file:" + path + "?" + q.Encode()
 }
 
-// ceilingWriter writes batches of n orders with statements prepared once.
+// ceilingOrder is an order the hand-written writer writes: 1 unit of sku.
+type ceilingOrder struct{ id, sku string }
+
+// ceilingWriter writes batches of orders with statements prepared once per batch size.
 type ceilingWriter struct {
-	db     *sql.DB
-	ckpt   *sqlite.Checkpointer
-	sc     scenario
-	n      int
-	orders insertStmt
-	lines  insertStmt
-	ledger insertStmt
-	events insertStmt
-	update *sql.Stmt
+	db      *sql.DB
+	ckpt    *sqlite.Checkpointer
+	inserts map[int]*[4]insertStmt // orders, lines, ledger, events; by batch size
+	update  *sql.Stmt
 	// Reused between batches.
 	orderArgs, lineArgs, ledgerArgs, eventArgs []any
 	deltas                                     map[string]int64
@@ -166,59 +182,79 @@ const stockUpdate = `UPDATE skus SET total = total + ?1, reserved = reserved + ?
 	version = version + 1, updated_at = ?4
 	WHERE id = ?5 AND (total + ?1) - (reserved + ?2) - (sold + ?3) >= 0 AND reserved + ?2 >= 0 AND sold + ?3 >= 0`
 
-func newCeilingWriter(ctx context.Context, db *sql.DB, sc scenario, n int, ckpt *sqlite.Checkpointer) (*ceilingWriter, error) {
-	w := &ceilingWriter{db: db, ckpt: ckpt, sc: sc, n: n, deltas: map[string]int64{},
-		orderArgs: make([]any, 0, 10*n), lineArgs: make([]any, 0, 7*n),
-		ledgerArgs: make([]any, 0, 8*n), eventArgs: make([]any, 0, 6*n)}
+// ceilingInserts are the multi-row INSERTs of one order's rows, in the store's order.
+var ceilingInserts = [4]struct {
+	head string
+	cols int
+}{
+	{"INSERT INTO orders (id, user_id, status, currency, amount, expires_at, version, cancel_reason, created_at, updated_at)", 10},
+	{"INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price, amount, reservation)", 7},
+	{"INSERT INTO stock_ledger (sku, movement, d_total, d_reserved, d_sold, order_id, line_no, at)", 8},
+	{"INSERT INTO events (id, type, aggregate_type, aggregate_id, time, data)", 6},
+}
+
+func newCeilingWriter(ctx context.Context, db *sql.DB, ckpt *sqlite.Checkpointer) (*ceilingWriter, error) {
+	w := &ceilingWriter{db: db, ckpt: ckpt, inserts: map[int]*[4]insertStmt{}, deltas: map[string]int64{}}
 	var err error
-	prep := func(s *insertStmt, head string, cols int) {
-		if err == nil {
-			*s, err = prepareInsert(ctx, db, head, cols, n)
-		}
-	}
-	prep(&w.orders, "INSERT INTO orders (id, user_id, status, currency, amount, expires_at, version, cancel_reason, created_at, updated_at)", 10)
-	prep(&w.lines, "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price, amount, reservation)", 7)
-	prep(&w.ledger, "INSERT INTO stock_ledger (sku, movement, d_total, d_reserved, d_sold, order_id, line_no, at)", 8)
-	prep(&w.events, "INSERT INTO events (id, type, aggregate_type, aggregate_id, time, data)", 6)
-	if err == nil {
-		w.update, err = db.PrepareContext(ctx, stockUpdate)
-	}
-	if err != nil {
-		w.close()
+	if w.update, err = db.PrepareContext(ctx, stockUpdate); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
 
-func (w *ceilingWriter) close() {
-	for _, s := range []*insertStmt{&w.orders, &w.lines, &w.ledger, &w.events} {
-		s.close()
+// statements returns the INSERTs for batches of n orders, preparing them the first time.
+func (w *ceilingWriter) statements(ctx context.Context, n int) (*[4]insertStmt, error) {
+	if s, ok := w.inserts[n]; ok {
+		return s, nil
 	}
-	if w.update != nil {
-		w.update.Close()
+	s := new([4]insertStmt)
+	for i, ins := range ceilingInserts {
+		var err error
+		if s[i], err = prepareInsert(ctx, w.db, ins.head, ins.cols, n); err != nil {
+			for j := range i {
+				s[j].close()
+			}
+			return nil, err
+		}
 	}
+	w.inserts[n] = s
+	return s, nil
 }
 
-// batch writes n orders in one transaction, each for 1 unit of a SKU of the scenario.
-func (w *ceilingWriter) batch(ctx context.Context, rng *rand.Rand) error {
+// close closes the writer's statements, its checkpointer and its database.
+func (w *ceilingWriter) close() {
+	for _, s := range w.inserts {
+		for i := range s {
+			s[i].close()
+		}
+	}
+	w.update.Close()
+	w.ckpt.Close()
+	w.db.Close()
+}
+
+// batch writes orders in one transaction and returns once it is durable.
+func (w *ceilingWriter) batch(ctx context.Context, orders []ceilingOrder) error {
+	inserts, err := w.statements(ctx, len(orders))
+	if err != nil {
+		return err
+	}
 	now := ordercore.SystemClock{}.Now()
 	at := now.UnixMicro()
 	expires := now.Add(limit.ExpiresInDefault)
 	clear(w.deltas)
 	w.orderArgs, w.lineArgs, w.ledgerArgs, w.eventArgs = w.orderArgs[:0], w.lineArgs[:0], w.ledgerArgs[:0], w.eventArgs[:0]
-	for range w.n {
-		sku := w.sc.pick(rng)
-		w.deltas[sku]++
-		id := ordercore.NewID(now)
-		line := ordercore.Line{SKU: sku, Quantity: 1, UnitPrice: price, Amount: price, Reservation: ordercore.ReservationReserved}
+	for _, o := range orders {
+		w.deltas[o.sku]++
+		line := ordercore.Line{SKU: o.sku, Quantity: 1, UnitPrice: price, Amount: price, Reservation: ordercore.ReservationReserved}
 		data := ordercore.OrderPlaced{UserID: userID, Amount: price,
 			Lines: []ordercore.Line{line}, ExpiresAt: expires, Version: 1}.AppendJSON(make([]byte, 0, 320))
-		w.orderArgs = append(w.orderArgs, id, userID, string(ordercore.OrderPendingPayment), string(price.Currency),
+		w.orderArgs = append(w.orderArgs, o.id, userID, string(ordercore.OrderPendingPayment), string(price.Currency),
 			price.Amount, expires.UnixMicro(), int64(1), "", at, at)
-		w.lineArgs = append(w.lineArgs, id, 1, sku, int64(1), price.Amount, price.Amount, string(ordercore.ReservationReserved))
-		w.ledgerArgs = append(w.ledgerArgs, sku, string(ordercore.MoveReserve), int64(0), int64(1), int64(0), id, 1, at)
+		w.lineArgs = append(w.lineArgs, o.id, 1, o.sku, int64(1), price.Amount, price.Amount, string(ordercore.ReservationReserved))
+		w.ledgerArgs = append(w.ledgerArgs, o.sku, string(ordercore.MoveReserve), int64(0), int64(1), int64(0), o.id, 1, at)
 		w.eventArgs = append(w.eventArgs, ordercore.NewID(now), ordercore.EventOrderPlaced, ordercore.AggregateOrder,
-			id, at, string(data))
+			o.id, at, string(data))
 	}
 	w.touched = w.touched[:0]
 	for sku := range w.deltas {
@@ -230,7 +266,7 @@ func (w *ceilingWriter) batch(ctx context.Context, rng *rand.Rand) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := w.write(ctx, tx, at); err != nil {
+	if err := w.write(ctx, tx, inserts, at); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -242,7 +278,7 @@ func (w *ceilingWriter) batch(ctx context.Context, rng *rand.Rand) error {
 }
 
 // write runs the batch's statements in the order the store's Apply runs them.
-func (w *ceilingWriter) write(ctx context.Context, tx *sql.Tx, at int64) error {
+func (w *ceilingWriter) write(ctx context.Context, tx *sql.Tx, inserts *[4]insertStmt, at int64) error {
 	update := tx.StmtContext(ctx, w.update)
 	for _, sku := range w.touched {
 		r, err := update.ExecContext(ctx, int64(0), w.deltas[sku], int64(0), at, sku)
@@ -253,11 +289,8 @@ func (w *ceilingWriter) write(ctx context.Context, tx *sql.Tx, at int64) error {
 			return fmt.Errorf("conditional stock update of %s matched %d rows", sku, n)
 		}
 	}
-	for _, ins := range []struct {
-		s    *insertStmt
-		args []any
-	}{{&w.orders, w.orderArgs}, {&w.lines, w.lineArgs}, {&w.ledger, w.ledgerArgs}, {&w.events, w.eventArgs}} {
-		if err := ins.s.exec(ctx, tx, ins.args); err != nil {
+	for i, args := range [4][]any{w.orderArgs, w.lineArgs, w.ledgerArgs, w.eventArgs} {
+		if err := inserts[i].exec(ctx, tx, args); err != nil {
 			return err
 		}
 	}

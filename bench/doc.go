@@ -12,7 +12,10 @@
 //   - ceiling: a hand-written loop that writes exactly the rows the engine writes, in batches
 //     of the engine's observed size, straight to SQLite: the best the storage can do;
 //   - trivial: a net/http handler that only decodes the request, the best the HTTP stack
-//     can do with the same client.
+//     can do with the same client;
+//   - http-ceiling: the trivial handler's decode followed by a hand-written group commit of
+//     the ceiling's rows, answering once they are durable: the least any server that
+//     writes these rows durably spends over HTTP (httpceiling.go).
 //
 // With Config.DB (`bench place-order --db postgres://...`) it measures the same path on
 // PostgreSQL instead, each path in a fresh schema that it creates first and drops after,

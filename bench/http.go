@@ -24,7 +24,7 @@ const (
 	// transportErrorPause keeps a client whose requests fail at the transport (the server
 	// died) from spinning on the CPU the rest of the run needs.
 	transportErrorPause = time.Millisecond
-	// shutdownMax bounds the trivial server's graceful shutdown.
+	// shutdownMax bounds the trivial and http-ceiling servers' graceful shutdown.
 	shutdownMax = 5 * time.Second
 )
 
@@ -74,7 +74,7 @@ func runHTTP(ctx context.Context, cfg Config, out *progress, sc scenario) (Resul
 // answers 201: what the HTTP stack and JSON cost on this machine with nothing behind them.
 func runTrivial(ctx context.Context, cfg Config, out *progress, sc scenario) (Result, error) {
 	res := Result{Path: PathTrivial, Scenario: sc.name, Note: "handler only decodes the body and answers 201"}
-	base, stop, err := startTrivial()
+	base, stop, err := serveOrders(trivialOrder)
 	if err != nil {
 		return res, err
 	}
@@ -198,14 +198,14 @@ func createSKUsHTTP(ctx context.Context, client *http.Client, base string, skus 
 	})
 }
 
-// startTrivial serves the trivial handler on a free port of 127.0.0.1.
-func startTrivial() (baseURL string, stop func(), err error) {
+// serveOrders serves order, as POST /v1/orders, on a free port of 127.0.0.1.
+func serveOrders(order http.HandlerFunc) (baseURL string, stop func(), err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, fmt.Errorf("listen: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/orders", trivialOrder)
+	mux.HandleFunc("POST /v1/orders", order)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 1 << 16}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -123,7 +123,7 @@ func TestRunPostgresWritesWhatItCounts(t *testing.T) {
 	var text bytes.Buffer
 	rep.WriteText(&text)
 	md := rep.Markdown()
-	wants := append([]string{"PostgreSQL", "synchronous_commit=", "fsync=", "shared_buffers=", "ceiling, http, trivial: SQLite only",
+	wants := append([]string{"PostgreSQL", "synchronous_commit=", "fsync=", "shared_buffers=", "ceiling, http, http-ceiling, trivial: SQLite only",
 		"row lock", "engine / naive, hot", rep.Machine.GoVersion}, bench.PGPaths...)
 	for _, want := range wants {
 		if !strings.Contains(text.String(), want) || !strings.Contains(md, want) {

@@ -88,7 +88,7 @@ func benchPlaceOrderCmd() *cobra.Command {
 	b := benchRun{dir: &cfg.Dir}
 	c := &cobra.Command{
 		Use:   "place-order",
-		Short: "Orders per second and latency: engine, naive, storage ceiling, HTTP, trivial handler; or on PostgreSQL (--db)",
+		Short: "Orders per second and latency: engine, naive, storage ceiling, HTTP, HTTP ceiling, trivial handler; or on PostgreSQL (--db)",
 		Long: `Measure placing orders, every path in the same run on the same machine:
 
   engine    in-process engine.Submit, group commit with serve's defaults (the product)
@@ -96,12 +96,17 @@ func benchPlaceOrderCmd() *cobra.Command {
   ceiling   a hand-written loop writing the same rows in batches of the engine's size
             straight to SQLite: the best the storage can do
   http      POST /v1/orders over real HTTP against an in-process ordercore server
+  http-ceiling
+            the same HTTP client against a server that decodes JSON as trivial does,
+            writes the ceiling's rows in group commits and answers once they are
+            durable: the least any server writing these rows durably spends
   trivial   the same HTTP client against a handler that only decodes JSON and answers
 
 on two scenarios: one hot SKU ("hot") and orders spread over many SKUs ("many"). On the
-hot SKU the trivial handler runs right after the http path, and --rounds pairs of the
-two run back to back (default 3): the machine's pace drifts within minutes, so the HTTP
-targets are judged on the medians over the pairs.
+hot SKU the http-ceiling server and the trivial handler run right after the http path,
+and --rounds rounds of the three run back to back (default 3): the machine's pace
+drifts within minutes, so the HTTP targets are judged on the medians over the rounds.
+http-ceiling and trivial run on the hot SKU only.
 SQLite runs with synchronous=FULL, as ordercore serve does. Prints the machine, the
 settings, orders/s, latency percentiles and batch sizes; --write updates the
 place-order section of a markdown file (BENCHMARKS.md).
@@ -119,11 +124,11 @@ an error or Ctrl-C (--keep keeps them):
   engine-3    three engines, each with its own pool, on one schema and the same SKUs,
               the clients spread round-robin over them: three serve instances
 
-ceiling, http and trivial are SQLite only: with --db they are skipped, and the report
-says so. The report adds the server's version and synchronous_commit, fsync and
-shared_buffers, what the sessions were doing (pg_stat_activity), how busy the cores
-were, and checks that each schema holds exactly the orders counted; --write updates
-the place-order:postgres section.`,
+ceiling, http, http-ceiling and trivial are SQLite only: with --db they are skipped,
+and the report says so. The report adds the server's version and synchronous_commit,
+fsync and shared_buffers, what the sessions were doing (pg_stat_activity), how busy
+the cores were, and checks that each schema holds exactly the orders counted; --write
+updates the place-order:postgres section.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Progress = cmd.ErrOrStderr()
@@ -138,9 +143,9 @@ the place-order:postgres section.`,
 	f.IntVar(&cfg.Clients, "clients", bench.ClientsDefault, "concurrent submitters or HTTP connections")
 	f.IntVar(&cfg.SKUs, "skus", bench.SKUsDefault, "SKUs of the many-SKU scenario")
 	f.StringSliceVar(&cfg.Paths, "paths", nil, fmt.Sprintf("paths to run (default all of %v; with --db all of %v)", bench.Paths, bench.PGPaths))
-	f.StringVar(&cfg.DB, "db", "", "measure on PostgreSQL at this postgres:// URL instead of SQLite (paths engine, naive, naive-pool, engine-3; ceiling, http and trivial are SQLite only and skipped)")
+	f.StringVar(&cfg.DB, "db", "", "measure on PostgreSQL at this postgres:// URL instead of SQLite (paths engine, naive, naive-pool, engine-3; ceiling, http, http-ceiling and trivial are SQLite only and skipped)")
 	f.StringSliceVar(&cfg.Scenarios, "scenarios", nil, "scenarios to run: hot, many (default both)")
-	f.IntVar(&cfg.Rounds, "rounds", bench.RoundsDefault, fmt.Sprintf("pairs of the http path and the trivial handler on the hot SKU, run back to back (1..%d)", bench.RoundsMax))
+	f.IntVar(&cfg.Rounds, "rounds", bench.RoundsDefault, fmt.Sprintf("rounds of the http path, the http-ceiling server and the trivial handler on the hot SKU, run back to back (1..%d)", bench.RoundsMax))
 	b.flags(f, "place-order")
 	return c
 }
