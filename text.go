@@ -22,6 +22,20 @@ func ValidText(s string) bool {
 	return true
 }
 
+// CutRunes cuts s to its first n characters: for a channel field whose bound counts
+// characters, where ordercore's own text may be longer (a refund reason to a channel that
+// takes fewer).
+func CutRunes(s string, n int) string {
+	seen := 0
+	for i := range s {
+		if seen == n {
+			return s[:i]
+		}
+		seen++
+	}
+	return s
+}
+
 // CleanText makes text that comes from outside and is only recorded (a participant's
 // answer, a webhook receiver's error) storable: invalid UTF-8 becomes U+FFFD, control
 // characters other than tab, line feed and carriage return become spaces, and the result

@@ -65,3 +65,22 @@ func FuzzCleanText(f *testing.F) {
 		}
 	})
 }
+
+func TestCutRunes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"", 3, ""},
+		{"abc", 3, "abc"},
+		{"abcd", 3, "abc"},
+		{"退货退款", 2, "退货"},
+		{"é退a", 0, ""},
+		{"aé", 5, "aé"},
+	} {
+		if got := ordercore.CutRunes(tc.in, tc.n); got != tc.want {
+			t.Errorf("CutRunes(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}

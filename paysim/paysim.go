@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"ordercore"
+	"ordercore/channel/sim"
 )
 
 // Bounds of the simulator. It keeps everything in memory, so everything is capped; a
@@ -40,7 +41,7 @@ const (
 	listLimitMax        = 1000
 	outTradeNoBytesMax  = 64
 	descriptionBytesMax = 256
-	reasonBytesMax      = 256
+	reasonBytesMax      = sim.RefundReasonBytesMax
 	urlBytesMax         = 2048
 	ackBytesMax         = 64 << 10 // what is read of a merchant's answer to a notification
 )

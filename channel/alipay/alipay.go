@@ -301,6 +301,10 @@ func (c *Channel) ClosePayment(ctx context.Context, outTradeNo string) error {
 	return c.refusal(res)
 }
 
+// refundReasonRunesMax is refund_reason's bound in alipay.trade.refund (String(256)):
+// ordercore's reasons may be longer, and the reason is only a note to the shopper.
+const refundReasonRunesMax = 256
+
 // refundBiz is the biz_content of alipay.trade.refund.
 type refundBiz struct {
 	OutTradeNo   string `json:"out_trade_no"`
@@ -330,7 +334,7 @@ func (c *Channel) Refund(ctx context.Context, req ordercore.RefundRequest) (orde
 	if err != nil {
 		return ordercore.ChannelRefund{}, err
 	}
-	biz := refundBiz{OutTradeNo: req.OutTradeNo, RefundAmount: amount, OutRequestNo: req.OutRefundNo, RefundReason: req.Reason}
+	biz := refundBiz{OutTradeNo: req.OutTradeNo, RefundAmount: amount, OutRequestNo: req.OutRefundNo, RefundReason: ordercore.CutRunes(req.Reason, refundReasonRunesMax)}
 	var a refundAnswer
 	res, err := c.call(ctx, methodRefund, biz, &a)
 	if err != nil {

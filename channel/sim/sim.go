@@ -115,7 +115,7 @@ func (c *Channel) ClosePayment(ctx context.Context, outTradeNo string) error {
 
 // Refund asks for req.Amount back; the answer is usually pending, settled later.
 func (c *Channel) Refund(ctx context.Context, req ordercore.RefundRequest) (ordercore.ChannelRefund, error) {
-	body := RefundRequest{OutRefundNo: req.OutRefundNo, Amount: req.Amount, Reason: req.Reason, NotifyURL: req.NotifyURL}
+	body := RefundRequest{OutRefundNo: req.OutRefundNo, Amount: req.Amount, Reason: ordercore.CleanText(req.Reason, RefundReasonBytesMax), NotifyURL: req.NotifyURL}
 	var rf Refund
 	if err := c.call(ctx, http.MethodPost, "/v1/trades/"+url.PathEscape(req.OutTradeNo)+"/refunds", body, &rf); err != nil {
 		return ordercore.ChannelRefund{}, fmt.Errorf("sim: refund %s of trade %s: %w", req.OutRefundNo, req.OutTradeNo, err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,8 +119,14 @@ func TestPaymentRoundTrip(t *testing.T) {
 	if r2, err := b.ch.Refund(bg, rr); err != nil || r2.RefundID != r.RefundID {
 		t.Errorf("repeated refund: %+v, %v; want the same refund", r2, err)
 	}
+	// ordercore takes reasons longer than the simulator does (an automatic refund's reason
+	// names the error that caused it): the channel sends the first 256 bytes.
+	long := ordercore.RefundRequest{OutTradeNo: "t1", OutRefundNo: "r-long", Amount: usd(1), Total: usd(1999), Reason: strings.Repeat("é", 250)}
+	if r, err := b.ch.Refund(bg, long); err != nil || r.Status != ordercore.RefundPending {
+		t.Errorf("refund with a %d-byte reason: %+v, %v; want it sent, cut to %d bytes", len(long.Reason), r, err, sim.RefundReasonBytesMax)
+	}
 	if _, err := b.ch.Refund(bg, ordercore.RefundRequest{OutTradeNo: "t1", OutRefundNo: "r2", Amount: usd(1001)}); channelCode(err) != sim.CodeRefundExceeds {
-		t.Errorf("refund over the rest: %v, want %s", err, sim.CodeRefundExceeds)
+		t.Errorf("refund over the rest: %v, want %s", err, sim.CodeRefundExceeds) // 1999 paid, 999 + 1 refunded
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for r.Status == ordercore.RefundPending && time.Now().Before(deadline) {

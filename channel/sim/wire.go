@@ -92,6 +92,9 @@ type Trade struct {
 	ExpiresAt   time.Time       `json:"expires_at"`
 }
 
+// RefundReasonBytesMax bounds RefundRequest.Reason: the simulator refuses a longer one.
+const RefundReasonBytesMax = 256
+
 // RefundRequest is the body of POST /v1/trades/{out_trade_no}/refunds. An empty NotifyURL
 // sends the refund's notification to the trade's notify_url.
 type RefundRequest struct {

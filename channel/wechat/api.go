@@ -363,6 +363,10 @@ func (c *Channel) ClosePayment(ctx context.Context, outTradeNo string) error {
 	return unexpected(op, a)
 }
 
+// refundReasonRunesMax is reason's bound in the domestic refund request (string[1,80]):
+// ordercore's reasons may be longer, and the reason is only a note to the shopper.
+const refundReasonRunesMax = 80
+
 // refundRequest asks for a domestic refund.
 type refundRequest struct {
 	OutTradeNo  string `json:"out_trade_no"`
@@ -441,7 +445,7 @@ func (c *Channel) Refund(ctx context.Context, req ordercore.RefundRequest) (orde
 	body := refundRequest{
 		OutTradeNo:  req.OutTradeNo,
 		OutRefundNo: req.OutRefundNo,
-		Reason:      req.Reason,
+		Reason:      ordercore.CutRunes(req.Reason, refundReasonRunesMax),
 		NotifyURL:   req.NotifyURL,
 		Amount:      amount{Refund: &req.Amount.Amount, Total: &req.Total.Amount, Currency: string(currency)},
 	}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -519,6 +520,15 @@ func TestRefund(t *testing.T) {
 	// The same out_refund_no is the same refund, not a second one.
 	if again, err := c.Refund(ctx, req); err != nil || again != got {
 		t.Errorf("repeated Refund = %+v, %v; want %+v", again, err, got)
+	}
+	// WeChat Pay takes a reason of at most 80 characters; ordercore's may be longer.
+	long := req
+	long.OutRefundNo, long.Reason = "RF-LONG", strings.Repeat("退", 120)
+	if _, err := c.Refund(ctx, long); err != nil {
+		t.Fatalf("Refund with a 120-character reason: %v", err)
+	}
+	if sent, _ := f.body("/v3/refund/domestic/refunds")["reason"].(string); sent != strings.Repeat("退", 80) {
+		t.Errorf("reason sent: %d characters; want the first 80", utf8.RuneCountInString(sent))
 	}
 	for _, tt := range []struct {
 		status string

@@ -147,7 +147,7 @@ func (b *batch) fulfilmentEnded(s *ordercore.Saga) {
 	}
 	err := b.transition(o, order.RequestRefund, "", nil)
 	limit.Assert(err == nil, "fulfilment refund of order %s: %v", o.cur.ID, err)
-	r := b.refund(p, ordercore.RefundRequested, rest, "fulfilment failed: "+s.Reason)
+	r := b.refund(p, ordercore.RefundRequested, rest, ordercore.CleanText("fulfilment failed: "+s.Reason, limit.ReasonBytesMax))
 	// The fulfilment was undone (its shipment cancelled by its compensation): the units
 	// go back on the shelf once the refund is paid, but for lines another refund
 	// returns already.

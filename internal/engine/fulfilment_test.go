@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
 	"ordercore"
 	"ordercore/internal/engine"
+	"ordercore/internal/limit"
 	"ordercore/internal/saga"
 )
 
@@ -19,8 +21,9 @@ var fulfilment = &engine.Fulfilment{Steps: []ordercore.SagaStep{
 	{Name: "notify", Action: ordercore.SagaCall{Local: saga.LocalNotify, Payload: json.RawMessage(`{"template":"shipped"}`)}},
 }}
 
-// record answers the call a saga waits for, as the coordinator would.
-func record(t *testing.T, b payBundle, gid string, o saga.Outcome) ordercore.Saga {
+// record answers the call a saga waits for, as the coordinator would; errText, if
+// given, is the call's error.
+func record(t *testing.T, b payBundle, gid string, o saga.Outcome, errText ...string) ordercore.Saga {
 	t.Helper()
 	s, err := b.db.Saga(context.Background(), gid)
 	if err != nil {
@@ -30,7 +33,11 @@ func record(t *testing.T, b payBundle, gid string, o saga.Outcome) ordercore.Sag
 	if !ok {
 		t.Fatalf("saga %s (%s) waits for no call", gid, s.Status)
 	}
-	v, err := b.submit(engine.SagaOutcome{GID: gid, Version: s.Version, Call: c, Outcome: o, Err: "x"})
+	e := "x"
+	if len(errText) > 0 {
+		e = errText[0]
+	}
+	v, err := b.submit(engine.SagaOutcome{GID: gid, Version: s.Version, Call: c, Outcome: o, Err: e})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +81,11 @@ func TestFulfilment(t *testing.T) {
 
 	bad := paid("mug")
 	gid := engine.FulfilmentGID(bad.ID)
-	record(t, b, gid, saga.OutcomeOK)   // points awarded
-	record(t, b, gid, saga.OutcomeFail) // the warehouse refuses for good
-	record(t, b, gid, saga.OutcomeOK)   // shipment's compensation (a null compensation at the warehouse)
+	record(t, b, gid, saga.OutcomeOK) // points awarded
+	// The warehouse refuses for good, with a long error: the refund's reason, which names
+	// it, stays within what a refund reason may be.
+	record(t, b, gid, saga.OutcomeFail, "HTTP 422 from http://warehouse.test/ship?gid="+gid+": "+strings.Repeat("out of boxes; ", 80))
+	record(t, b, gid, saga.OutcomeOK) // shipment's compensation (a null compensation at the warehouse)
 	if s = record(t, b, gid, saga.OutcomeOK); s.Status != ordercore.SagaCompensated {
 		t.Fatalf("after the compensations: %s", s.Status)
 	}
@@ -87,6 +96,9 @@ func TestFulfilment(t *testing.T) {
 	_, refunds, err := b.db.OrderPayments(context.Background(), bad.ID)
 	if err != nil || len(refunds) != 1 || refunds[0].Amount != bad.Amount || !slices.Equal(refunds[0].RestockLines, []int{1}) {
 		t.Fatalf("refunds %+v %v, want one of %s restocking line 1 (nothing was shipped)", refunds, err, bad.Amount)
+	}
+	if r := refunds[0].Reason; !strings.HasPrefix(r, "fulfilment failed: ") || len(r) > limit.ReasonBytesMax {
+		t.Errorf("refund reason of %d bytes: %.80q...; want \"fulfilment failed: \" and the saga's reason, at most %d bytes", len(r), r, limit.ReasonBytesMax)
 	}
 	evs, err := b.db.AggregateEvents(context.Background(), bad.ID, 100)
 	if err != nil {
