@@ -150,7 +150,7 @@ func (s *Server) dtmHandler(fn func(context.Context, *dtmTrans) (any, error)) ht
 			return
 		}
 		if t.WaitResult {
-			extendWriteDeadline(w, dtmWaitMax)
+			extendDeadlines(w, dtmWaitMax)
 		}
 		out, err := fn(r.Context(), &t)
 		if err != nil {

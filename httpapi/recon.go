@@ -46,6 +46,7 @@ func (s *Server) runRecon(ctx context.Context, in *runReconInput) (*reconOutput,
 	if s.cfg.Recon == nil {
 		return nil, problemOf(ordercore.Errorf(ordercore.EUnknownChannel, "no payment channel is configured"))
 	}
+	extendWait(ctx, limit.ReconRunMax) // a day of many payments takes a while
 	ctx, cancel := context.WithTimeout(ctx, limit.ReconRunMax)
 	defer cancel()
 	rep, err := s.cfg.Recon.Reconcile(ctx, in.Body.Channel, day)

@@ -148,7 +148,9 @@ func (s *Server) submitSaga(ctx context.Context, in *submitSagaInput) (*sagaOutp
 		}
 		return out, nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, time.Duration(in.WaitSeconds)*time.Second)
+	wait := time.Duration(in.WaitSeconds) * time.Second
+	extendWait(ctx, wait)
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	done, err := s.cfg.Sagas.Wait(wctx, out.Body.GID, w, s.cfg.Reader.Saga)
 	if err != nil {

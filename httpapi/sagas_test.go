@@ -217,9 +217,31 @@ func TestDTMWaitResultAnswersPastTheWriteTimeout(t *testing.T) {
 	}
 }
 
+// TestDTMWaitResultSucceedsPastTheReadTimeout: wait_result answers SUCCESS for a
+// transaction whose participant takes longer than the server's ReadTimeout and
+// WriteTimeout.
+func TestDTMWaitResultSucceedsPastTheReadTimeout(t *testing.T) {
+	t.Parallel()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(1500 * time.Millisecond) // past the API's ReadTimeout and WriteTimeout
+	}))
+	t.Cleanup(slow.Close)
+	srv := serveSagas(t, time.Second)
+	body := strings.Replace(strings.ReplaceAll(dtmSaga("wr-2"), "http://p.test", slow.URL), `"gid"`, `"wait_result":true,"gid"`, 1)
+	resp, err := http.Post(srv.url+"/api/dtmsvr/submit", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(text), "SUCCESS") {
+		t.Fatalf("wait_result of a transaction that succeeds after 1.5 s: %d %s, want 200 SUCCESS", resp.StatusCode, text)
+	}
+}
+
 // serveSagas serves the API with a saga coordinator running, on a fresh SQLite file,
-// with the server's WriteTimeout (none when 0).
-func serveSagas(t *testing.T, writeTimeout time.Duration) *bundle {
+// with the server's ReadTimeout and WriteTimeout (none when 0).
+func serveSagas(t *testing.T, timeout time.Duration) *bundle {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{})
 	if err != nil {
@@ -231,7 +253,7 @@ func serveSagas(t *testing.T, writeTimeout time.Duration) *bundle {
 	stopped := make(chan struct{})
 	go func() { coord.Run(ctx); close(stopped) }()
 	srv := httptest.NewUnstartedServer(httpapi.New(httpapi.Config{Engine: eng, Reader: db, Clock: ordercore.SystemClock{}, Sagas: coord}))
-	srv.Config.WriteTimeout = writeTimeout
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = timeout, timeout
 	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
@@ -244,12 +266,13 @@ func serveSagas(t *testing.T, writeTimeout time.Duration) *bundle {
 }
 
 // TestWaitSecondsAnswersPastTheWriteTimeout: POST /v1/sagas?wait_seconds= answers when
-// the saga ends, even after the server's WriteTimeout: its participant takes longer than
-// that to answer.
+// the saga ends, even after the server's WriteTimeout and the 5 s read deadline huma sets
+// for reading a body (net/http cancels a request's context when the connection's read
+// deadline passes while the handler runs): its participant takes longer than both.
 func TestWaitSecondsAnswersPastTheWriteTimeout(t *testing.T) {
 	t.Parallel()
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		time.Sleep(1500 * time.Millisecond) // past the API's WriteTimeout
+		time.Sleep(6 * time.Second) // past the API's WriteTimeout and huma's body read deadline
 	}))
 	t.Cleanup(slow.Close)
 	srv := serveSagas(t, time.Second)

@@ -179,26 +179,40 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 	writeProblem(w, problemOf(ordercore.Errorf(ordercore.EMethodNotAllowed, "%s takes %s, not %s", r.URL.Path, strings.Join(allow, ", "), r.Method)))
 }
 
-// waitSecondsMax is the schema's maximum of POST /v1/sagas's wait_seconds.
-const waitSecondsMax = 60
-
-// extendWriteDeadline lets a request that waits for a saga (wait_seconds, DTM's
-// wait_result), or for a reconciliation, answer after its wait. The server's WriteTimeout stays short for every other
-// request, so a slow reader still cannot hold a connection long; only these requests,
-// whose wait the API bounds, get their own deadline: the wait and a margin for the last
-// read and the answer. Without it the connection was cut at WriteTimeout, with no answer.
-func extendWriteDeadline(w http.ResponseWriter, wait time.Duration) {
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + writeMargin)) // not every writer supports it
+// extendDeadlines lets a request that waits for a saga (wait_seconds, DTM's
+// wait_result), or for a reconciliation, answer after its wait. The server's timeouts stay
+// short for every other request, so a slow client still cannot hold a connection long;
+// only these requests, whose wait the API bounds, get deadlines of their own: the wait and
+// a margin for the answer. Both deadlines matter: without the write deadline the
+// connection was cut at WriteTimeout with no answer, and when the read deadline (huma's
+// 5 s for reading a body, the server's ReadTimeout) passes while the handler waits,
+// net/http cancels the request's context, which ended every wait after 5 s. It must be
+// called once the body has been read.
+func extendDeadlines(w http.ResponseWriter, wait time.Duration) {
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(wait + writeMargin)
+	_ = rc.SetReadDeadline(deadline) // not every writer supports them
+	_ = rc.SetWriteDeadline(deadline)
 }
 
-// sagaWaitDeadline gives a submit that waits for its saga (wait_seconds, within the
-// schema's bound) the write deadline of its wait.
-func sagaWaitDeadline(ctx huma.Context, next func(huma.Context)) {
-	if n, err := strconv.Atoi(ctx.Query("wait_seconds")); err == nil && n > 0 && n <= waitSecondsMax {
-		_, w := humago.Unwrap(ctx)
-		extendWriteDeadline(w, time.Duration(n)*time.Second)
+// waitKey holds, in the context of an operation that may wait, the function that gives
+// its connection the deadlines of a wait (waitDeadlines).
+type waitKey struct{}
+
+// waitDeadlines is the middleware of the operations that may wait: huma reads the body
+// after the middlewares, so the handler extends the deadlines (extendWait) once it has its
+// input.
+func waitDeadlines(ctx huma.Context, next func(huma.Context)) {
+	_, w := humago.Unwrap(ctx)
+	next(huma.WithValue(ctx, waitKey{}, func(wait time.Duration) { extendDeadlines(w, wait) }))
+}
+
+// extendWait gives the request of ctx the deadlines of a wait of at most wait; it does
+// nothing outside waitDeadlines.
+func extendWait(ctx context.Context, wait time.Duration) {
+	if f, ok := ctx.Value(waitKey{}).(func(time.Duration)); ok {
+		f(wait)
 	}
-	next(ctx)
 }
 
 // writeMargin is added to a wait for the answer that follows it.
@@ -242,11 +256,7 @@ func (s *Server) routes() {
 		"other difference opens a recon_* review item once. Errors: 404 unknown_channel; 422 statements_unsupported, invalid_request " +
 		"(a day not begun, or more than 400 days before today); 400 invalid_idempotency_key (the operation takes no key); 503 " +
 		"channel_unavailable (the statement or a query got no answer: no report is recorded, what was applied stands) or unavailable."
-	runRecon.Middlewares = huma.Middlewares{func(ctx huma.Context, next func(huma.Context)) {
-		_, w := humago.Unwrap(ctx)
-		extendWriteDeadline(w, limit.ReconRunMax) // a day of many payments takes a while
-		next(ctx)
-	}}
+	runRecon.Middlewares = huma.Middlewares{waitDeadlines}
 	huma.Register(s.api, runRecon, s.runRecon)
 	getRecon := get("get-reconciliation", "/v1/reconciliations/{channel}/{day}", "The latest reconciliation of a channel's day")
 	getRecon.Description = "The report of the day's latest run (the data of its reconciliation.completed event). " +
@@ -254,7 +264,7 @@ func (s *Server) routes() {
 	huma.Register(s.api, getRecon, s.getRecon)
 	huma.Register(s.api, get("list-events", "/v1/events", "The event feed, in commit order"), s.listEvents)
 	submitSaga := post("submit-saga", "/v1/sagas", "Submit a saga or TCC transaction of HTTP or in-process steps", http.StatusCreated)
-	submitSaga.Middlewares = huma.Middlewares{sagaWaitDeadline}
+	submitSaga.Middlewares = huma.Middlewares{waitDeadlines}
 	huma.Register(s.api, submitSaga, s.submitSaga)
 	huma.Register(s.api, get("list-saga-locals", "/v1/sagas/locals", "In-process operations saga steps may call"), s.listLocals)
 	huma.Register(s.api, get("get-saga", "/v1/sagas/{gid}", "Read a saga with its steps and event timeline"), s.getSaga)
