@@ -22,6 +22,12 @@ type WriteTx interface {
 	SKUs(ctx context.Context, ids []string) (map[string]SKU, error)
 	Orders(ctx context.Context, ids []string) (map[string]Order, error)
 	Idempotency(ctx context.Context, keys []string) (map[string]IdemRecord, error)
+	// PaymentOrders returns the orders of the payment attempts and refunds with the
+	// given ids, locking nothing: a batch first finds every order its commands touch,
+	// then loads (on PostgreSQL, locks) all their attempts and refunds in one statement
+	// each, so that every batch takes those locks in one order (locking the named rows
+	// first, then the rest of their orders', deadlocked two instances).
+	PaymentOrders(ctx context.Context, paymentIDs, refundIDs []string) ([]string, error)
 	// Payments loads the payment attempts with the given ids and every attempt of the
 	// given orders; Refunds does the same for refunds.
 	Payments(ctx context.Context, ids, orderIDs []string) (map[string]Payment, error)

@@ -89,6 +89,18 @@ func queryReviews(ctx context.Context, q querier, query string, args ...any) ([]
 	return out, err
 }
 
+// PaymentOrders reads the orders of the attempts and refunds named, locking nothing.
+func (w *writeTx) PaymentOrders(ctx context.Context, paymentIDs, refundIDs []string) ([]string, error) {
+	if len(paymentIDs)+len(refundIDs) == 0 {
+		return nil, nil
+	}
+	return collect(ctx, w.tx, "orders of payments", "SELECT order_id FROM payments WHERE id = ANY($1) UNION SELECT order_id FROM refunds WHERE id = ANY($2)",
+		[]any{paymentIDs, refundIDs}, func(r pgx.Rows) (string, error) {
+			var id string
+			return id, r.Scan(&id)
+		})
+}
+
 // Payments loads and locks the attempts named and every attempt of the orders named, in
 // id order (one statement, so one lock order whichever list named a row).
 func (w *writeTx) Payments(ctx context.Context, ids, orderIDs []string) (map[string]ordercore.Payment, error) {

@@ -177,6 +177,39 @@ func byIDsOrOrders(ids, orderIDs []string, fn func(where string, args []any) err
 	return nil
 }
 
+func (w *writeTx) PaymentOrders(ctx context.Context, paymentIDs, refundIDs []string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for _, set := range []struct {
+		table string
+		ids   []string
+	}{{"payments", paymentIDs}, {"refunds", refundIDs}} {
+		err := chunks(set.ids, func(part []string) error {
+			in, args := inList(part)
+			rows, err := w.QueryContext(ctx, "SELECT order_id FROM "+set.table+" WHERE id IN ("+in+")", args...)
+			if err != nil {
+				return fmt.Errorf("sqlite: query orders of %s: %w", set.table, err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					return fmt.Errorf("sqlite: scan orders of %s: %w", set.table, err)
+				}
+				if !seen[id] {
+					seen[id] = true
+					out = append(out, id)
+				}
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 func (w *writeTx) Payments(ctx context.Context, ids, orderIDs []string) (map[string]ordercore.Payment, error) {
 	out := map[string]ordercore.Payment{}
 	err := byIDsOrOrders(ids, orderIDs, func(where string, args []any) error {

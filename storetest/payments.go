@@ -216,6 +216,19 @@ func testPaymentRoundTrip(t *testing.T, s Store) {
 		if diff := cmp.Diff(map[string]ordercore.Payment{paidA.ID: paidA, closedA.ID: closedA}, ps); diff != "" {
 			t.Errorf("tx.Payments of order 1 (-want +got):\n%s", diff)
 		}
+		// The orders of attempts and refunds named by id: each once, none for an id
+		// that names nothing.
+		orders, err := tx.PaymentOrders(ctx, []string{paidA.ID, closedA.ID, pendingB.ID, id(199)}, []string{done.ID, id(299)})
+		if err != nil {
+			return err
+		}
+		slices.Sort(orders)
+		if diff := cmp.Diff([]string{id(1), id(2)}, orders); diff != "" {
+			t.Errorf("tx.PaymentOrders (-want +got):\n%s", diff)
+		}
+		if orders, err := tx.PaymentOrders(ctx, nil, nil); err != nil || len(orders) != 0 {
+			t.Errorf("tx.PaymentOrders of nothing: %v, %v", orders, err)
+		}
 		rs, err := tx.Refunds(ctx, []string{done.ID, id(299)}, []string{id(1)})
 		if err != nil {
 			return err

@@ -277,25 +277,23 @@ func (b *batch) loadPayments(ctx context.Context, tx ordercore.WriteTx, k *keySe
 			}
 		}
 	}
-	refunds, err := tx.Refunds(ctx, list(k.refunds), nil)
+	// The orders of the attempts and refunds named first, unlocked; then every attempt
+	// and refund of those orders, locked in one statement each: every batch takes these
+	// locks in the same order (ordercore.WriteTx.PaymentOrders).
+	named, err := tx.PaymentOrders(ctx, list(k.payments), list(k.refunds))
 	if err != nil {
-		return fmt.Errorf("load refunds: %w", err)
+		return fmt.Errorf("find orders of payments: %w", err)
 	}
-	for _, r := range refunds {
-		k.payOrder(r.OrderID)
-	}
-	payments, err := tx.Payments(ctx, list(k.payments), nil)
-	if err != nil {
-		return fmt.Errorf("load payments: %w", err)
-	}
-	for _, p := range payments {
-		k.payOrder(p.OrderID)
+	for _, id := range named {
+		k.payOrder(id)
 	}
 	orders := list(k.payOrders)
-	if payments, err = tx.Payments(ctx, nil, orders); err != nil {
+	payments, err := tx.Payments(ctx, nil, orders)
+	if err != nil {
 		return fmt.Errorf("load payments of orders: %w", err)
 	}
-	if refunds, err = tx.Refunds(ctx, nil, orders); err != nil {
+	refunds, err := tx.Refunds(ctx, nil, orders)
+	if err != nil {
 		return fmt.Errorf("load refunds of orders: %w", err)
 	}
 	for _, p := range payments {

@@ -274,12 +274,8 @@ func (e *Engine) commit(calls []*call) {
 	started := time.Now()
 	if err := e.transact(calls); err != nil {
 		e.cfg.Logger.Error("batch failed; nothing in it was committed", "commands", len(calls), "err", err)
-		if len(calls) == 1 {
-			failed(calls, err)
-		} else {
-			budget := isolateBudget(len(calls))
-			e.isolate(calls, &budget)
-		}
+		budget := isolateBudget(len(calls))
+		e.isolate(calls, &budget)
 	}
 	ended := time.Now()
 	var held time.Duration
@@ -326,13 +322,21 @@ func (e *Engine) transact(calls []*call) error {
 
 // isolate runs the calls of a failed transaction again in halves, and the halves of a
 // half that fails, so that a command the store refuses (a row the commands' checks did
-// not foresee) fails alone instead of failing every command it was batched with. Each
-// retry spends one of budget's transactions: a store that refuses everything (a full
-// disk, a lost connection) costs a few more failed transactions, not one per command,
-// and the calls left when budget runs out fail as unavailable, to be retried.
+// not foresee) fails alone instead of failing every command it was batched with; a
+// failed batch of one command runs once more on its own. A command therefore always gets
+// a transaction of its own before it fails: on PostgreSQL, a row another instance
+// created meanwhile (the same new SKU id or saga gid, which no lock could cover before it
+// existed) fails the first transaction, and the second reads the row and answers
+// sku_exists or saga_exists instead of unavailable. Each retry spends one of budget's
+// transactions: a store that refuses everything (a full disk, a lost connection) costs a
+// few more failed transactions, not one per command, and the calls left when budget runs
+// out fail as unavailable, to be retried.
 func (e *Engine) isolate(calls []*call, budget *int) {
 	half := len(calls) / 2
 	for _, part := range [][]*call{calls[:half], calls[half:]} {
+		if len(part) == 0 {
+			continue // a batch of one: runs once more, whole
+		}
 		if *budget <= 0 {
 			failed(part, errors.New("isolation budget spent"))
 			continue
