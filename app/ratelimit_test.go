@@ -64,6 +64,12 @@ func TestUserOrderRateLimit(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
+	// A malformed key fails the API's own checks: 400, and it costs nothing.
+	for range 3 {
+		if st := keyed("has space"); st != 400 {
+			t.Fatalf("u3's order under a malformed key: %d, want 400", st)
+		}
+	}
 	for i := range 4 {
 		if st := keyed("cart-1"); st != 201 {
 			t.Fatalf("u3's order under cart-1, try %d: %d, want 201 (replayed after the first)", i+1, st)

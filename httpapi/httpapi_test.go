@@ -24,6 +24,7 @@ import (
 	"ordercore"
 	"ordercore/httpapi"
 	"ordercore/internal/engine"
+	"ordercore/internal/limit"
 	"ordercore/sqlite"
 )
 
@@ -576,5 +577,26 @@ func TestHealthzNamesItsProcess(t *testing.T) {
 	r.json(t, &h)
 	if r.status != 200 || h.Status != "ok" || h.PID != strconv.Itoa(os.Getpid()) {
 		t.Fatalf("GET /healthz: %d %s; want ok and pid %d", r.status, r.body, os.Getpid())
+	}
+}
+
+// TestBodyOfExactlyTheLimit: bodies of up to 1 MiB are read, one byte more is 413
+// body_too_large, and the answer names the limit.
+func TestBodyOfExactlyTheLimit(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	b.mustSKU(t, "a", "USD", 10)
+	padded := func(n int) string {
+		body := `{"quantity":1}`
+		return body + strings.Repeat(" ", n-len(body))
+	}
+	if r := b.do(t, "POST", "/v1/skus/a/restock", padded(limit.RequestBodyBytesMax)); r.status != 200 {
+		t.Errorf("a body of exactly %d bytes: %d %.200s, want 200", limit.RequestBodyBytesMax, r.status, r.body)
+	}
+	r := b.do(t, "POST", "/v1/skus/a/restock", padded(limit.RequestBodyBytesMax+1))
+	var p struct{ Code, Detail string }
+	r.json(t, &p)
+	if r.status != 413 || p.Code != ordercore.EBodyTooLarge || !strings.Contains(p.Detail, fmt.Sprint(limit.RequestBodyBytesMax)) {
+		t.Errorf("a body of %d bytes: %d %+v, want 413 body_too_large naming %d", limit.RequestBodyBytesMax+1, r.status, p, limit.RequestBodyBytesMax)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"ordercore"
 	"ordercore/internal/engine"
+	"ordercore/internal/idem"
 	"ordercore/internal/limit"
 	"ordercore/internal/order"
 )
@@ -42,6 +43,11 @@ func (s *Server) placeOrder(ctx context.Context, in *placeOrderInput) (*orderOut
 	}
 	if err := cmd.Validate(); err != nil {
 		return nil, problemOf(err)
+	}
+	if in.IdemKey != "" {
+		if err := idem.ValidKey(in.IdemKey); err != nil { // before the limit: it costs nothing
+			return nil, problemOf(err)
+		}
 	}
 	giveBack := func() {}
 	if s.cfg.UserOrders != nil {

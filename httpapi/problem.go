@@ -128,6 +128,11 @@ func humaError(status int, msg string, errs ...error) huma.StatusError {
 	if code == ordercore.EInvalidIdemKey {
 		status = statusOf(code) // a malformed header, as idem.ValidKey answers it
 	}
+	if code == ordercore.EBodyTooLarge {
+		// huma counts a body at its limit as too large: operations take a limit one
+		// byte over the API's (bodyBytesMax), and the answer names the API's.
+		msg = fmt.Sprintf("the body exceeds %d bytes", limit.RequestBodyBytesMax)
+	}
 	if code == ordercore.EINVALID && len(details) > 0 && (details[0].Location == "path.id" || details[0].Location == "path.gid") {
 		// An id longer than any id is the id of nothing: not found, as any unknown id.
 		code, status, msg, details = ordercore.ENOTFOUND, http.StatusNotFound, "no resource has that id", nil

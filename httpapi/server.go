@@ -221,10 +221,14 @@ const writeMargin = 10 * time.Second
 // API exposes the huma API (for the OpenAPI document in tests and docs).
 func (s *Server) API() huma.API { return s.api }
 
+// bodyBytesMax is the MaxBodyBytes of every operation: huma refuses a body that fills
+// its limit, and a body of exactly limit.RequestBodyBytesMax is allowed.
+const bodyBytesMax = limit.RequestBodyBytesMax + 1
+
 func (s *Server) routes() {
 	post := func(id, path, summary string, status int) huma.Operation {
 		return huma.Operation{OperationID: id, Method: http.MethodPost, Path: path, Summary: summary,
-			DefaultStatus: status, MaxBodyBytes: limit.RequestBodyBytesMax}
+			DefaultStatus: status, MaxBodyBytes: bodyBytesMax}
 	}
 	get := func(id, path, summary string) huma.Operation {
 		return huma.Operation{OperationID: id, Method: http.MethodGet, Path: path, Summary: summary}
