@@ -600,3 +600,24 @@ func TestBodyOfExactlyTheLimit(t *testing.T) {
 		t.Errorf("a body of %d bytes: %d %+v, want 413 body_too_large naming %d", limit.RequestBodyBytesMax+1, r.status, p, limit.RequestBodyBytesMax)
 	}
 }
+
+// TestManualPaymentOfTheLargestOrders: a payment may be as large as an order can come to,
+// beyond the most a price may be (limit.PriceMinorMax); past that it is refused.
+func TestManualPaymentOfTheLargestOrders(t *testing.T) {
+	t.Parallel()
+	b := setup(t, engine.Config{})
+	top := fmt.Sprint(int64(limit.PriceMinorMax))
+	if r := b.do(t, "POST", "/v1/skus", `{"id":"gold","name":"Gold","price":{"amount":`+top+`,"currency":"USD"},"stock":1000}`); r.status != 201 {
+		t.Fatalf("create sku: %d %s", r.status, r.body)
+	}
+	o := b.mustOrder(t, `{"user_id":"u1","lines":[{"sku":"gold","quantity":999}]}`)
+	if r := b.do(t, "POST", "/v1/orders/"+o.ID+"/payments/manual", fmt.Sprintf(`{"amount":{"amount":%d,"currency":"USD"},"reference":"wire-1"}`, limit.OrderAmountMax+1)); r.status != 422 {
+		t.Errorf("a payment over the largest order amount: %d %s, want 422", r.status, r.body)
+	}
+	r := b.do(t, "POST", "/v1/orders/"+o.ID+"/payments/manual", fmt.Sprintf(`{"amount":{"amount":%d,"currency":"USD"},"reference":"wire-1"}`, o.Amount.Amount))
+	var paid ordercore.Order
+	r.json(t, &paid)
+	if r.status != 200 || paid.Status != ordercore.OrderPaid {
+		t.Fatalf("manual payment of an order of %d: %d %s, want 200 paid", o.Amount.Amount, r.status, r.body)
+	}
+}

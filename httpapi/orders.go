@@ -191,8 +191,8 @@ type manualPaymentInput struct {
 	ID      string `path:"id" maxLength:"36"`
 	IdemKey string `header:"Idempotency-Key" maxLength:"255"`
 	Body    struct {
-		Amount    MoneyBody `json:"amount" doc:"Must equal the order's amount"`
-		Reference string    `json:"reference" minLength:"1" maxLength:"200" doc:"Bank transfer or receipt reference"`
+		Amount    AmountBody `json:"amount" doc:"Must equal the order's amount"`
+		Reference string     `json:"reference" minLength:"1" maxLength:"200" doc:"Bank transfer or receipt reference"`
 	}
 }
 

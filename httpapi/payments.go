@@ -98,9 +98,9 @@ type refundInput struct {
 	ID      string `path:"id" maxLength:"36"`
 	IdemKey string `header:"Idempotency-Key" maxLength:"255" doc:"A retry with the same key returns the same refund"`
 	Body    struct {
-		Amount       MoneyBody `json:"amount" doc:"At most what remains refundable of the order's payment"`
-		Reason       string    `json:"reason,omitempty" maxLength:"500"`
-		RestockLines []int     `json:"restock_lines,omitempty" maxItems:"100" doc:"Line numbers (from 1) whose units go back on the shelf when the refund succeeds"`
+		Amount       AmountBody `json:"amount" doc:"At most what remains refundable of the order's payment"`
+		Reason       string     `json:"reason,omitempty" maxLength:"500"`
+		RestockLines []int      `json:"restock_lines,omitempty" maxItems:"100" doc:"Line numbers (from 1) whose units go back on the shelf when the refund succeeds"`
 	}
 }
 

@@ -28,9 +28,16 @@ func skuView(s ordercore.SKU) SKU {
 		Available: s.Available(), Version: s.Version, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
 }
 
-// MoneyBody is an amount in minor units of an ISO-4217 currency.
+// MoneyBody is a price in minor units of an ISO-4217 currency.
 type MoneyBody struct {
 	Amount   int64  `json:"amount" minimum:"0" maximum:"1000000000000" doc:"Minor units (cents for USD, yen for JPY)"`
+	Currency string `json:"currency" pattern:"^[A-Z]{3}$" doc:"ISO-4217 code"`
+}
+
+// AmountBody is a payment's or a refund's amount: up to what an order can come to
+// (limit.OrderAmountMax, 999 units of 100 lines at the highest price), more than a price.
+type AmountBody struct {
+	Amount   int64  `json:"amount" minimum:"0" maximum:"99900000000000000" doc:"Minor units (cents for USD, yen for JPY)"`
 	Currency string `json:"currency" pattern:"^[A-Z]{3}$" doc:"ISO-4217 code"`
 }
 

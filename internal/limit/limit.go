@@ -67,6 +67,9 @@ const (
 	StockMax = 1_000_000_000
 	// PriceMinorMax bounds a unit price: QuantityMax*LinesPerOrderMax*PriceMinorMax < 2^63.
 	PriceMinorMax = 1_000_000_000_000
+	// OrderAmountMax is the most an order can come to, and so the most a payment or a
+	// refund of one can be.
+	OrderAmountMax = QuantityMax * LinesPerOrderMax * PriceMinorMax
 
 	// ExpiresInDefault is the time an order may stay unpaid; ExpiresInMin/Max bound what
 	// a request may ask for.
