@@ -33,6 +33,8 @@ const (
 	EInvalidCursor     = "invalid_cursor"     // 400
 	EUnavailable       = "unavailable"        // 503, storage failed; nothing was acknowledged
 	EMethodNotAllowed  = "method_not_allowed" // 405, with Allow: the path takes other methods
+	// 415: a body declared as another media type than JSON
+	EUnsupportedMediaType = "unsupported_media_type"
 
 	// Payment notifications: each is rejected before any state is read.
 	EInvalidSignature      = "invalid_signature"      // 401: missing, forged or probe signature
@@ -58,8 +60,9 @@ const (
 	// 422: the gid begins with a prefix only ordercore gives its own sagas (fulfilment-)
 	ESagaGIDReserved = "saga_gid_reserved"
 
-	// Stock as a TCC participant (DTM answers them as 409 FAILURE).
-	EInvalidBranch = "invalid_branch" // 422: gid, branch_id, trans_type or op unusable
+	// Stock as a TCC participant: the branches answer every refusal as 409 with
+	// dtm_result FAILURE, the way DTM reads it (httpapi/tcc.go).
+	EInvalidBranch = "invalid_branch" // gid, branch_id, trans_type or op unusable
 	EHangingTry    = "hanging_try"    // 409: the branch was cancelled before its try came
 	EHoldState     = "hold_state"     // 409: the hold's status forbids the operation
 

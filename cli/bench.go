@@ -39,7 +39,11 @@ type benchReport interface {
 
 func (b *benchRun) flags(f *pflag.FlagSet, what string) {
 	f.StringVar(b.dir, "dir", "", "scratch directory for the data (default a temporary one, removed after)")
-	f.BoolVar(&b.keep, "keep", false, "keep the temporary scratch directory (and, with --db, the PostgreSQL schemas)")
+	keep := "keep the temporary scratch directory"
+	if what == "place-order" {
+		keep += " (and, with --db, the PostgreSQL schemas)"
+	}
+	f.BoolVar(&b.keep, "keep", false, keep)
 	f.StringVar(&b.write, "write", "", "update the "+what+" section of this markdown file, e.g. BENCHMARKS.md")
 	f.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof reads it)")
 	f.StringVar(&b.section, "section", "", "name of the section --write replaces, so runs with other settings keep their own")

@@ -196,9 +196,9 @@ func codeOf(status int, msg string, details []*huma.ErrorDetail) string {
 	case http.StatusNotFound:
 		return ordercore.ENOTFOUND
 	case http.StatusUnsupportedMediaType:
-		return "unsupported_media_type"
+		return ordercore.EUnsupportedMediaType
 	case http.StatusNotAcceptable:
-		return "not_acceptable"
+		return "not_acceptable" // huma's content negotiation; it writes JSON for any Accept
 	case http.StatusUnprocessableEntity:
 	default:
 		if status >= 500 {
