@@ -493,6 +493,26 @@ func TestOpenAPIDocument(t *testing.T) {
 	if !bytes.Contains(r.body, []byte(`"Idempotency-Key"`)) {
 		t.Error("OpenAPI document does not document Idempotency-Key")
 	}
+	// POST /v1/sagas answers 201 for a saga still running and 200 for one that ended,
+	// with the same body.
+	var sagas struct {
+		Paths map[string]struct {
+			Post struct {
+				Responses map[string]struct {
+					Content map[string]struct {
+						Schema struct {
+							Ref string `json:"$ref"`
+						} `json:"schema"`
+					} `json:"content"`
+				} `json:"responses"`
+			} `json:"post"`
+		} `json:"paths"`
+	}
+	r.json(t, &sagas)
+	res := sagas.Paths["/v1/sagas"].Post.Responses
+	if ok, created := res["200"].Content["application/json"].Schema.Ref, res["201"].Content["application/json"].Schema.Ref; ok == "" || ok != created {
+		t.Errorf("POST /v1/sagas: 200 schema %q, 201 schema %q; want both, the same", ok, created)
+	}
 }
 
 // gatedStore holds every write transaction until the test opens the gate, so a test can

@@ -270,6 +270,12 @@ func (s *Server) routes() {
 	submitSaga := post("submit-saga", "/v1/sagas", "Submit a saga or TCC transaction of HTTP or in-process steps", http.StatusCreated)
 	submitSaga.Middlewares = huma.Middlewares{waitDeadlines}
 	huma.Register(s.api, submitSaga, s.submitSaga)
+	// A saga that ended within its submit (steps in process only) or within wait_seconds
+	// answers 200 with the same body as the 201 of one still running.
+	if op := s.api.OpenAPI().Paths["/v1/sagas"].Post; op != nil && op.Responses["201"] != nil {
+		op.Responses["200"] = &huma.Response{Description: "The saga ended within the submit or its wait_seconds",
+			Headers: op.Responses["201"].Headers, Content: op.Responses["201"].Content}
+	}
 	huma.Register(s.api, get("list-saga-locals", "/v1/sagas/locals", "In-process operations saga steps may call"), s.listLocals)
 	huma.Register(s.api, get("get-saga", "/v1/sagas/{gid}", "Read a saga with its steps and event timeline"), s.getSaga)
 	huma.Register(s.api, get("list-sagas", "/v1/sagas", "List sagas, newest first, with counts per status"), s.listSagas)
