@@ -9,11 +9,14 @@ import (
 
 	"ordercore"
 	"ordercore/internal/engine"
+	"ordercore/internal/limit"
 )
 
 // fulfilmentFile is the format of `serve --fulfilment FILE`: the steps of the saga every
-// paid order gets, as POST /v1/sagas takes them, and its policy.
+// paid order gets, as POST /v1/sagas takes them, and its policy. A kind, if given, must
+// be saga; deadline_seconds counts from the moment the order is paid.
 type fulfilmentFile struct {
+	Kind   string               `json:"kind"`
 	Steps  []ordercore.SagaStep `json:"steps"`
 	Policy struct {
 		StepTimeoutMs         int64 `json:"step_timeout_ms"`
@@ -21,6 +24,7 @@ type fulfilmentFile struct {
 		BackoffMinMs          int64 `json:"backoff_min_ms"`
 		BackoffMaxMs          int64 `json:"backoff_max_ms"`
 		CompensateAttemptsMax int   `json:"compensate_attempts_max"`
+		DeadlineSeconds       int64 `json:"deadline_seconds"`
 	} `json:"policy"`
 }
 
@@ -46,10 +50,16 @@ func LoadFulfilment(path string) (*engine.Fulfilment, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("--fulfilment %s: %w", path, err)
 	}
+	if f.Kind != "" && f.Kind != string(ordercore.SagaKindSaga) {
+		return nil, fmt.Errorf("--fulfilment %s: kind %q: a fulfilment is a saga (actions with compensations)", path, f.Kind)
+	}
+	if d := f.Policy.DeadlineSeconds; d < 0 || d > limit.SagaDeadlineSecondsMax {
+		return nil, fmt.Errorf("--fulfilment %s: policy.deadline_seconds must be 0..%d", path, limit.SagaDeadlineSecondsMax)
+	}
 	ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
 	out := &engine.Fulfilment{Steps: f.Steps, Policy: ordercore.SagaPolicy{StepTimeout: ms(f.Policy.StepTimeoutMs),
 		RetriesMax: f.Policy.RetriesMax, BackoffMin: ms(f.Policy.BackoffMinMs), BackoffMax: ms(f.Policy.BackoffMaxMs),
-		CompensateAttemptsMax: f.Policy.CompensateAttemptsMax}}
+		CompensateAttemptsMax: f.Policy.CompensateAttemptsMax}, Deadline: time.Duration(f.Policy.DeadlineSeconds) * time.Second}
 	for i := range out.Steps {
 		out.Steps[i].Status, out.Steps[i].Attempts, out.Steps[i].Called, out.Steps[i].LastError = "", 0, false, ""
 		if out.Steps[i].Confirm != nil {

@@ -43,7 +43,7 @@ type PolicyBody struct {
 	BackoffMinMs          int64 `json:"backoff_min_ms,omitempty" minimum:"0" maximum:"3600000" doc:"First wait between attempts, doubled each time (default 200), with jitter"`
 	BackoffMaxMs          int64 `json:"backoff_max_ms,omitempty" minimum:"0" maximum:"3600000" doc:"Longest wait between attempts (default 60,000)"`
 	CompensateAttemptsMax int   `json:"compensate_attempts_max,omitempty" minimum:"0" maximum:"100000" doc:"Attempts of a compensation or confirm before the saga waits in dead_letter for an operator (default 1,440: about a day)"`
-	DeadlineSeconds       int64 `json:"deadline_seconds,omitempty" minimum:"0" maximum:"604800" doc:"After this long, an action that still fails is failed for good"`
+	DeadlineSeconds       int64 `json:"deadline_seconds,omitempty" minimum:"0" maximum:"604800" doc:"After this long, an action that still fails is failed for good (at most limit.SagaDeadlineSecondsMax, a week)"`
 }
 
 func (p PolicyBody) policy() ordercore.SagaPolicy {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"ordercore"
 	"ordercore/internal/limit"
@@ -20,6 +21,9 @@ import (
 type Fulfilment struct {
 	Steps  []ordercore.SagaStep
 	Policy ordercore.SagaPolicy
+	// Deadline, when set, is how long after the order is paid an action that still
+	// fails is failed for good (POST /v1/sagas's policy.deadline_seconds).
+	Deadline time.Duration
 }
 
 // fulfilmentPrefix begins the gid of every fulfilment saga. Only the engine makes sagas
@@ -93,6 +97,9 @@ func (b *batch) fulfil() {
 			continue // an order is paid once; its saga exists already
 		}
 		s := ordercore.Saga{GID: gid, Kind: ordercore.SagaKindSaga, OrderID: id, Policy: saga.Defaults(f.Policy)}
+		if f.Deadline > 0 {
+			s.Deadline = b.now.Add(f.Deadline)
+		}
 		for _, st := range f.Steps {
 			st.Action.Payload = fulfilmentPayload(o.cur, st.Action.Payload)
 			if st.Compensate != nil {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"ordercore"
 	"ordercore/internal/engine"
@@ -135,4 +136,24 @@ func TestSkipRunsTheNextInProcessStep(t *testing.T) {
 		t.Fatalf("after skipping the HTTP step: %s due %v, want completed (the notify step runs at once)", got.Status, got.NextRunAt)
 	}
 	b.finish()
+}
+
+// TestFulfilmentDeadline: a fulfilment's deadline counts from the moment its order is
+// paid.
+func TestFulfilmentDeadline(t *testing.T) {
+	f := *fulfilment
+	f.Deadline = 2 * time.Hour
+	b := payBundle{newMatrixWorkerWith(t, 0, engine.Config{Fulfilment: &f}), t}
+	t.Cleanup(b.close)
+	o := b.order("clock", 10, 1)
+	b.clock.Advance(time.Minute)
+	a := b.attempt(o.ID)
+	b.notify("e-clock", &ordercore.ChannelPayment{OutTradeNo: a, Status: ordercore.PaymentSucceeded, Amount: o.Amount}, nil)
+	s, err := b.db.Saga(context.Background(), engine.FulfilmentGID(o.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := b.clock.Now().Add(2 * time.Hour); !s.Deadline.Equal(want) {
+		t.Errorf("fulfilment deadline %s, want %s (2h after the payment)", s.Deadline, want)
+	}
 }

@@ -147,6 +147,9 @@ const (
 	// NotificationBytesMax bounds a channel notification's body.
 	NotificationBytesMax = 64 << 10
 
+	// SagaDeadlineSecondsMax bounds a saga's policy.deadline_seconds (a week).
+	SagaDeadlineSecondsMax = 7 * 24 * 3600
+
 	// SagaStepsMax bounds the steps (or TCC branches) of one saga.
 	SagaStepsMax = 32
 	// SagaPayloadBytesMax bounds one call's payload; SagaURLBytesMax its URL.
