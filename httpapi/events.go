@@ -2,14 +2,17 @@ package httpapi
 
 import (
 	"context"
+	"strconv"
 
 	"ordercore"
 	"ordercore/internal/limit"
 )
 
 type listEventsInput struct {
-	After int64 `query:"after" minimum:"0" doc:"Return events with a sequence number above this; start at 0"`
-	Limit int   `query:"limit" minimum:"1" maximum:"500" default:"100"`
+	// A string, read here: a cursor that is not a sequence number is 400 invalid_cursor,
+	// as every other cursor of the API, not a schema violation.
+	After string `query:"after" doc:"Return events with a sequence number above this (an integer, 0 or more; start at 0). Anything else is 400 invalid_cursor"`
+	Limit int    `query:"limit" minimum:"1" maximum:"500" default:"100"`
 }
 
 type listEventsOutput struct {
@@ -27,13 +30,21 @@ func (s *Server) listEvents(ctx context.Context, in *listEventsInput) (*listEven
 	if n <= 0 {
 		n = limit.FeedPageDefault
 	}
-	evs, err := s.cfg.Reader.Events(ctx, in.After, n)
+	var after int64
+	if in.After != "" {
+		v, err := strconv.ParseInt(in.After, 10, 64)
+		if err != nil || v < 0 || in.After[0] == '+' {
+			return nil, problemOf(ordercore.Errorf(ordercore.EInvalidCursor, "after must be a sequence number, 0 or more, as next_after gives it"))
+		}
+		after = v
+	}
+	evs, err := s.cfg.Reader.Events(ctx, after, n)
 	if err != nil {
 		return nil, problemOf(err)
 	}
 	out := &listEventsOutput{}
 	out.Body.Events = make([]ordercore.CloudEvent, len(evs))
-	out.Body.NextAfter = in.After
+	out.Body.NextAfter = after
 	for i, e := range evs {
 		out.Body.Events[i] = e.Envelope()
 		out.Body.NextAfter = e.Seq

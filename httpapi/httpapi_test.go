@@ -471,6 +471,12 @@ func TestListOrdersAndEventFeedPaginate(t *testing.T) {
 			t.Fatalf("feed out of order: %v", seqs)
 		}
 	}
+	// A cursor that is not a sequence number is invalid_cursor, as on the order list.
+	for _, bad := range []string{"abc", "-1", "1.5", "+3", "99999999999999999999"} {
+		if r := b.do(t, "GET", "/v1/events?after="+bad, ""); r.status != 400 || r.code(t) != ordercore.EInvalidCursor {
+			t.Errorf("after=%s: %d %s, want 400 invalid_cursor", bad, r.status, r.body)
+		}
+	}
 }
 
 func TestOpenAPIDocument(t *testing.T) {
