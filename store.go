@@ -197,6 +197,8 @@ type Reader interface {
 	Events(ctx context.Context, after int64, limit int) ([]Event, error)
 	// AggregateEvents lists the events of one aggregate in Seq order.
 	AggregateEvents(ctx context.Context, aggregateID string, limit int) ([]Event, error)
+	// RecentAggregateEvents lists the last limit events of one aggregate, in Seq order.
+	RecentAggregateEvents(ctx context.Context, aggregateID string, limit int) ([]Event, error)
 	// LastAggregateEvent returns the latest event of the type on one aggregate, if any.
 	LastAggregateEvent(ctx context.Context, aggregateID, typ string) (Event, bool, error)
 	// ExpiredOrders lists pending_payment orders with ExpiresAt <= now, oldest first.

@@ -82,7 +82,18 @@ type TimelineEvent struct {
 // OrderDetail is an order with its event timeline.
 type OrderDetail struct {
 	ordercore.Order
-	Timeline []TimelineEvent `json:"timeline"`
+	Timeline          []TimelineEvent `json:"timeline"`
+	TimelineTruncated bool            `json:"timeline_truncated,omitempty" doc:"The order has more events than the timeline shows (its latest 200): the feed (GET /v1/events) has them all"`
+}
+
+// recentTimeline reads the latest limit.TimelineEventsMax events of an aggregate, and
+// whether it has older ones: what a timeline shows is where it stands now.
+func (s *Server) recentTimeline(ctx context.Context, id string) ([]ordercore.Event, bool, error) {
+	evs, err := s.cfg.Reader.RecentAggregateEvents(ctx, id, limit.TimelineEventsMax+1)
+	if err != nil || len(evs) <= limit.TimelineEventsMax {
+		return evs, false, err
+	}
+	return evs[1:], true, nil
 }
 
 type orderDetailOutput struct {
@@ -97,11 +108,11 @@ func (s *Server) getOrder(ctx context.Context, in *orderIDInput) (*orderDetailOu
 	if err != nil {
 		return nil, problemOf(err)
 	}
-	evs, err := s.cfg.Reader.AggregateEvents(ctx, in.ID, limit.TimelineEventsMax)
+	evs, truncated, err := s.recentTimeline(ctx, in.ID)
 	if err != nil {
 		return nil, problemOf(err)
 	}
-	d := OrderDetail{Order: o, Timeline: make([]TimelineEvent, len(evs))}
+	d := OrderDetail{Order: o, Timeline: make([]TimelineEvent, len(evs)), TimelineTruncated: truncated}
 	for i, e := range evs {
 		d.Timeline[i] = TimelineEvent{Seq: e.Seq, Type: e.Type, Time: e.Time, Data: e.Data}
 	}

@@ -21,6 +21,7 @@ import (
 	"ordercore/channel/sim"
 	"ordercore/httpapi"
 	"ordercore/internal/engine"
+	"ordercore/internal/limit"
 	"ordercore/paysim"
 	"ordercore/sqlite"
 )
@@ -1233,4 +1234,29 @@ func TestManualPaymentClosesTheOpenAttempt(t *testing.T) {
 		t.Fatalf("order %s, want paid by its channel payment", d.Status)
 	}
 	b.quiesce(t)
+}
+
+// TestTimelineShowsTheLatestEvents: an order with more events than a timeline holds
+// shows its latest ones, the last state change among them, and says it left older
+// ones out.
+func TestTimelineShowsTheLatestEvents(t *testing.T) {
+	t.Parallel()
+	b := setupPay(t, paysim.Faults{})
+	o := b.mustOrder(t, orderBody)
+	var last ordercore.Payment
+	for range 70 { // each new attempt closes the one before: about 3 events each
+		last, _ = b.startPayment(t, o.ID)
+	}
+	b.shopperPays(t, last.ID)
+	d := b.waitStatus(t, o.ID, ordercore.OrderPaid)
+	types := timelineTypes(d)
+	if len(d.Timeline) != limit.TimelineEventsMax || !d.TimelineTruncated || !slices.Contains(types, "order.paid") || slices.Contains(types, "order.placed") {
+		t.Fatalf("timeline of %d events (truncated %v), types ending %v; want the latest %d with order.paid, not order.placed, marked truncated",
+			len(d.Timeline), d.TimelineTruncated, types[max(0, len(types)-3):], limit.TimelineEventsMax)
+	}
+	for i := 1; i < len(d.Timeline); i++ {
+		if d.Timeline[i].Seq <= d.Timeline[i-1].Seq {
+			t.Fatalf("timeline out of order at %d", i)
+		}
+	}
 }

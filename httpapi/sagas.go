@@ -8,7 +8,6 @@ import (
 
 	"ordercore"
 	"ordercore/internal/engine"
-	"ordercore/internal/limit"
 	"ordercore/internal/saga"
 )
 
@@ -92,6 +91,8 @@ type SagaView struct {
 	CreatedAt time.Time            `json:"created_at"`
 	UpdatedAt time.Time            `json:"updated_at"`
 	Timeline  []TimelineEvent      `json:"timeline,omitempty"`
+	// TimelineTruncated: the saga has more events than Timeline shows (its latest 200).
+	TimelineTruncated bool `json:"timeline_truncated,omitempty" doc:"The saga has more events than the timeline shows (its latest 200): the feed (GET /v1/events) has them all"`
 }
 
 func viewOf(s ordercore.Saga) SagaView {
@@ -200,11 +201,12 @@ func (s *Server) getSaga(ctx context.Context, in *gidInput) (*sagaOutput, error)
 	if err != nil {
 		return nil, problemOf(err)
 	}
-	evs, err := s.cfg.Reader.AggregateEvents(ctx, in.GID, limit.TimelineEventsMax)
+	evs, truncated, err := s.recentTimeline(ctx, in.GID)
 	if err != nil {
 		return nil, problemOf(err)
 	}
 	v := viewOf(sg)
+	v.TimelineTruncated = truncated
 	for _, e := range evs {
 		if e.AggregateType == ordercore.AggregateSaga {
 			v.Timeline = append(v.Timeline, TimelineEvent{Seq: e.Seq, Type: e.Type, Time: e.Time, Data: e.Data})

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -84,6 +85,14 @@ func (db *DB) Events(ctx context.Context, after int64, limit int) ([]ordercore.E
 }
 
 // AggregateEvents reads one aggregate's timeline.
+// RecentAggregateEvents reads the end of one aggregate's timeline, backwards over the
+// events_aggregate index.
+func (db *DB) RecentAggregateEvents(ctx context.Context, id string, limit int) ([]ordercore.Event, error) {
+	evs, err := queryEvents(ctx, db.pool, "WHERE aggregate_id = $1 ORDER BY seq DESC LIMIT $2", id, limit)
+	slices.Reverse(evs)
+	return evs, err
+}
+
 func (db *DB) AggregateEvents(ctx context.Context, id string, limit int) ([]ordercore.Event, error) {
 	return queryEvents(ctx, db.pool, "WHERE aggregate_id = $1 ORDER BY seq LIMIT $2", id, limit)
 }

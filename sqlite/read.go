@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"ordercore"
@@ -71,6 +72,14 @@ func queryEvents(ctx context.Context, q querier, where string, args ...any) ([]o
 // numbers in commit order, so no gap can fill in later behind a reader's cursor.
 func (db *DB) Events(ctx context.Context, after int64, limit int) ([]ordercore.Event, error) {
 	return queryEvents(ctx, db.read, "WHERE seq > ? ORDER BY seq LIMIT ?", after, limit)
+}
+
+// RecentAggregateEvents reads the end of one aggregate's timeline, backwards over the
+// events_aggregate index.
+func (db *DB) RecentAggregateEvents(ctx context.Context, id string, limit int) ([]ordercore.Event, error) {
+	evs, err := queryEvents(ctx, db.read, "WHERE aggregate_id = ? ORDER BY seq DESC LIMIT ?", id, limit)
+	slices.Reverse(evs)
+	return evs, err
 }
 
 // AggregateEvents reads one aggregate's timeline.

@@ -418,6 +418,13 @@ func testEventFeed(t *testing.T, s Store) {
 			t.Fatalf("timeline out of order or mixed: %+v", tl)
 		}
 	}
+	recent, err := s.RecentAggregateEvents(context.Background(), id(1), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(tl[len(tl)-3:], recent); diff != "" {
+		t.Fatalf("RecentAggregateEvents of %s, 3: want the timeline's last 3 in order (-want +got):\n%s", id(1), diff)
+	}
 	last, found, err := s.LastAggregateEvent(context.Background(), id(1), tl[0].Type)
 	if err != nil || !found || last.Seq != tl[len(tl)-1].Seq || last.ID != tl[len(tl)-1].ID {
 		t.Fatalf("LastAggregateEvent of %s: %+v %v %v, want the timeline's last %+v", id(1), last, found, err, tl[len(tl)-1])
