@@ -2,8 +2,15 @@ package ordercore
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrCommitUnknown is wrapped by a Write that cannot tell whether its transaction
+// committed: the connection to the database was lost after the COMMIT was sent, and the
+// database could not be asked since. Nothing about the transaction may be assumed: it
+// must not be run again (it may have committed), nor answered as applied.
+var ErrCommitUnknown = errors.New("the commit's outcome is unknown")
 
 // Store is a database holding ordercore's state. Writes happen only through Write, which
 // only the engine's committer calls (one write path); reads never queue behind writes.

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -28,6 +30,10 @@ const (
 	poolConnLifetime = time.Hour
 	poolConnIdleTime = 5 * time.Minute
 	poolHealthCheck  = time.Minute
+	// A write whose COMMIT got no answer asks the server what became of it every
+	// commitResolvePoll, at most commitResolveMax, before it gives up as unknown.
+	commitResolvePoll = 50 * time.Millisecond
+	commitResolveMax  = 30 * time.Second
 	// A second instance migrating the same schema at once waits for the first, polling
 	// every migrateLockPoll, at most migrateLockTimeout.
 	migrateLockPoll    = time.Second
@@ -53,7 +59,18 @@ type Options struct {
 	// Schema holds every table, goose's version table included; Open creates it if
 	// missing. Empty means "public". It must be a plain lower-case identifier.
 	Schema string
+	// IdleInTransactionTimeout is the sessions' idle_in_transaction_session_timeout
+	// (IdleInTransactionTimeoutDefault when zero), unless the DSN sets it.
+	IdleInTransactionTimeout time.Duration
 }
+
+// IdleInTransactionTimeoutDefault bounds how long a write transaction may sit between
+// statements before the server ends its session and releases its row locks. A batch's
+// statements follow each other within milliseconds; an instance that stops in the middle
+// of one (its process frozen, its host cut off) would otherwise hold the rows it locked,
+// a hot SKU's among them, and every other instance's writes would wait on it until the
+// connection died, which over a network partition takes hours.
+const IdleInTransactionTimeoutDefault = 5 * time.Second
 
 // schemaName is what Options.Schema may be: it goes into search_path and goose's table
 // name unquoted, so it must never need quoting.
@@ -88,6 +105,13 @@ func Open(ctx context.Context, dsn string, o Options) (*DB, error) {
 	// custom plans the same statement uses the primary key (checked with EXPLAIN EXECUTE
 	// after ANALYZE of an empty table). The loads are simple; planning them is cheap
 	// next to such a scan.
+	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		idle := o.IdleInTransactionTimeout
+		if idle <= 0 {
+			idle = IdleInTransactionTimeoutDefault
+		}
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = fmt.Sprint(idle.Milliseconds())
+	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
 		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	}
@@ -186,11 +210,48 @@ func (db *DB) Write(ctx context.Context, fn func(ordercore.WriteTx) error) error
 		t.rollback(ctx)
 		return err
 	}
-	if err := t.commit(ctx); err != nil {
-		t.rollback(ctx) // a statement of Apply's batch failed: the transaction is still open
-		return fmt.Errorf("postgres: commit: %w", err)
+	sent, err := t.commit(ctx)
+	if err == nil {
+		return nil
 	}
-	return nil
+	var answered *pgconn.PgError
+	if sent && !errors.As(err, &answered) {
+		// The COMMIT went out and no answer of the server's came back (the connection
+		// was lost, the server restarted): it may have committed.
+		return db.commitOutcome(t.xid, err)
+	}
+	t.rollback(ctx) // a statement of Apply's batch failed: the transaction is still open
+	return fmt.Errorf("postgres: commit: %w", err)
+}
+
+// commitOutcome asks the server, on another connection, what became of transaction xid
+// whose COMMIT got no answer: nil if it committed, the commit's error if it was rolled
+// back, and an error wrapping ordercore.ErrCommitUnknown if the server cannot tell or
+// cannot be asked within commitResolveMax. A transaction whose session is still being
+// torn down reads "in progress" for a moment, and is asked again.
+func (db *DB) commitOutcome(xid string, cause error) error {
+	if xid == "" {
+		return fmt.Errorf("postgres: commit: %w (no transaction id to ask about: %v)", ordercore.ErrCommitUnknown, cause)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commitResolveMax)
+	defer cancel()
+	for {
+		var status *string
+		err := db.pool.QueryRow(ctx, "SELECT pg_xact_status($1::xid8)", xid).Scan(&status)
+		switch {
+		case err == nil && status != nil && *status == "committed":
+			return nil
+		case err == nil && status != nil && *status == "aborted":
+			return fmt.Errorf("postgres: commit (transaction %s rolled back): %w", xid, cause)
+		case err == nil && status == nil:
+			return fmt.Errorf("postgres: commit: %w (transaction %s is too old to ask about: %v)", ordercore.ErrCommitUnknown, xid, cause)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postgres: commit: %w (transaction %s, asked for %s: %v; first: %v)", ordercore.ErrCommitUnknown, xid, commitResolveMax, err, cause)
+		case <-time.After(commitResolvePoll):
+		}
+	}
 }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }

@@ -22,7 +22,15 @@ type lazyTx struct {
 	// pending is Apply's batch, not sent yet; fold says whether its COMMIT may go with it.
 	pending *pgx.Batch
 	fold    bool
+	// xid is the transaction's id (pg_current_xact_id), read with its BEGIN: if the
+	// connection is lost once the COMMIT was sent, another connection asks the server
+	// what became of it (DB.commitOutcome). Empty when the COMMIT went in the very
+	// batch that began the transaction and no answer came back.
+	xid string
 }
+
+// xidQuery reads the transaction's id; queued right after BEGIN, it costs no round trip.
+const xidQuery = "SELECT pg_current_xact_id()::text"
 
 // apply holds b back until the next statement or the commit (see lazyTx).
 func (t *lazyTx) apply(ctx context.Context, b *pgx.Batch, fold bool) error {
@@ -84,12 +92,17 @@ func (t *lazyTx) Exec(ctx context.Context, query string, args ...any) error {
 func (t *lazyTx) begin(ctx context.Context, query string, args []any) (pgx.BatchResults, error) {
 	b := &pgx.Batch{}
 	b.BeginTx(t.opts)
+	b.Queue(xidQuery)
 	b.Queue(query, args...)
 	br := t.conn.SendBatch(ctx, b)
 	t.tx = br.Tx()
 	if _, err := br.Exec(); err != nil {
 		br.Close()
 		return nil, fmt.Errorf("begin: %w", err)
+	}
+	if err := br.QueryRow().Scan(&t.xid); err != nil {
+		br.Close()
+		return nil, fmt.Errorf("begin: transaction id: %w", err)
 	}
 	return br, nil
 }
@@ -105,6 +118,7 @@ func (t *lazyTx) SendBatch(ctx context.Context, b *pgx.Batch) error {
 	}
 	withBegin := &pgx.Batch{}
 	withBegin.BeginTx(t.opts)
+	withBegin.Queue(xidQuery).QueryRow(func(row pgx.Row) error { return row.Scan(&t.xid) })
 	withBegin.QueuedQueries = append(withBegin.QueuedQueries, b.QueuedQueries...)
 	br := t.conn.SendBatch(ctx, withBegin)
 	t.tx = br.Tx()
@@ -114,24 +128,26 @@ func (t *lazyTx) SendBatch(ctx context.Context, b *pgx.Batch) error {
 // commit sends what is pending and commits; a transaction that sent nothing has nothing
 // to commit. With fold, the COMMIT ends the pending batch: if a statement of it fails,
 // the server skips the rest, COMMIT included, and the transaction is left for rollback.
-func (t *lazyTx) commit(ctx context.Context) error {
+// sent says whether the COMMIT went out: an error after that, other than the server's
+// own answer, leaves the outcome unknown.
+func (t *lazyTx) commit(ctx context.Context) (sent bool, err error) {
 	if t.pending != nil && t.fold {
 		b := t.pending
 		t.pending = nil
 		b.Queue("COMMIT")
 		if err := t.SendBatch(ctx, b); err != nil {
-			return err
+			return true, err
 		}
 		t.tx = nil // over: nothing is left to commit or roll back
-		return nil
+		return true, nil
 	}
 	if err := t.flush(ctx); err != nil {
-		return err
+		return false, err
 	}
 	if t.tx == nil {
-		return nil
+		return false, nil
 	}
-	return t.tx.Commit(ctx)
+	return true, t.tx.Commit(ctx)
 }
 
 // rollback ends a transaction that is still open (BEGIN sent, no COMMIT); pgx closes a

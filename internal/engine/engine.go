@@ -272,7 +272,11 @@ func (e *Engine) fill(batch []*call) []*call {
 func (e *Engine) commit(calls []*call) {
 	limit.Assert(len(calls) > 0 && len(calls) <= e.cfg.BatchMax, "batch of %d commands", len(calls))
 	started := time.Now()
-	if err := e.transact(calls); err != nil {
+	if err := e.transact(calls); errors.Is(err, ordercore.ErrCommitUnknown) {
+		// It may have committed: running any of it again could apply it twice.
+		e.cfg.Logger.Error("batch's commit outcome is unknown; nothing of it is run again", "commands", len(calls), "err", err)
+		unknown(calls, err)
+	} else if err != nil {
 		e.cfg.Logger.Error("batch failed; nothing in it was committed", "commands", len(calls), "err", err)
 		budget := isolateBudget(len(calls))
 		e.isolate(calls, &budget)
@@ -345,6 +349,9 @@ func (e *Engine) isolate(calls []*call, budget *int) {
 		err := e.transact(part)
 		switch {
 		case err == nil:
+		case errors.Is(err, ordercore.ErrCommitUnknown):
+			unknown(part, err)
+			*budget = 0 // and nothing more is run: the store is in doubt
 		case len(part) == 1:
 			e.cfg.Logger.Error("command failed in a transaction of its own; nothing of it was committed", "command", fmt.Sprintf("%T", part[0].cmd), "err", err)
 			failed(part, err)
@@ -358,6 +365,16 @@ func (e *Engine) isolate(calls []*call, budget *int) {
 // calls: enough to find one refused command by halving (two halves a level), and a few
 // more.
 func isolateBudget(n int) int { return 2*bits.Len(uint(n)) + 4 }
+
+// unknown answers calls whose transaction may or may not have committed as unavailable,
+// saying so: a retry under the same Idempotency-Key is answered as the first was if it
+// committed, and applied if not; a retry without one may apply the command twice.
+func unknown(calls []*call, err error) {
+	for _, c := range calls {
+		c.res, c.err = Result{}, fmt.Errorf("commit batch: %w", errors.Join(err, &ordercore.Error{Code: ordercore.EUnavailable,
+			Message: "the connection to the database was lost while committing, and whether this was applied is unknown: retry with the same Idempotency-Key, or read it back"}))
+	}
+}
 
 // failed answers calls with err as unavailable: nothing of them was committed, and a
 // retry may succeed.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,5 +151,49 @@ func TestCommandFailingAloneRunsOnceMore(t *testing.T) {
 	}
 	if s, err := db.SKU(context.Background(), "cap"); err != nil || s.Total != 3 {
 		t.Errorf("sku %+v, %v; want the other instance's", s, err)
+	}
+}
+
+// commitInDoubt commits its first write and then reports its outcome unknown, as the
+// PostgreSQL store does when the answer to a COMMIT is lost and the server cannot be
+// asked.
+type commitInDoubt struct {
+	*sqlite.DB
+	writes atomic.Int64
+}
+
+func (s *commitInDoubt) Write(ctx context.Context, fn func(ordercore.WriteTx) error) error {
+	err := s.DB.Write(ctx, fn)
+	if s.writes.Add(1) == 1 && err == nil {
+		return fmt.Errorf("postgres: commit: %w", ordercore.ErrCommitUnknown)
+	}
+	return err
+}
+
+// TestCommitInDoubtRunsNothingAgain: a batch whose commit outcome is unknown is not run
+// again, whole or in halves (it may have committed: its restocks would count twice), and
+// its callers are told the outcome is unknown.
+func TestCommitInDoubtRunsNothingAgain(t *testing.T) {
+	t.Parallel()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ordercore.db"), sqlite.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &commitInDoubt{DB: db}
+	store.writes.Store(-1) // the SKU's creation below commits as usual
+	eng := engine.New(store, &manualClock{now: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}, engine.Config{})
+	t.Cleanup(func() { eng.Close(); db.Close() })
+	if _, err := eng.Submit(context.Background(), engine.CreateSKU{ID: "cup", Name: "cup", Price: ordercore.Money{Amount: 100, Currency: "USD"}, Stock: 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = eng.Submit(context.Background(), engine.Restock{SKU: "cup", Quantity: 5}, nil)
+	if ordercore.ErrorCode(err) != ordercore.EUnavailable || !strings.Contains(err.Error(), "unknown") {
+		t.Fatalf("restock in a batch whose commit is in doubt: %v, want unavailable, saying the outcome is unknown", err)
+	}
+	if n := store.writes.Load(); n != 1 {
+		t.Errorf("%d transactions after the one in doubt, want none", n-1)
+	}
+	if s, err := db.SKU(context.Background(), "cup"); err != nil || s.Total != 6 {
+		t.Errorf("sku %+v, %v; want 6 units: restocked once", s, err)
 	}
 }
