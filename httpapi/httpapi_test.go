@@ -647,3 +647,22 @@ func TestManualPaymentOfTheLargestOrders(t *testing.T) {
 		t.Fatalf("manual payment of an order of %d: %d %s, want 200 paid", o.Amount.Amount, r.status, r.body)
 	}
 }
+
+// TestSlowCommitIsAnsweredWhenDone: a request whose batch takes longer than huma's 5 s
+// body read deadline (a row lock held elsewhere, a slow disk) is answered with its
+// outcome once the batch commits. The deadline stayed on the connection, and when it
+// passed net/http cancelled the request's context: the client got 500 and the order was
+// placed anyway.
+func TestSlowCommitIsAnsweredWhenDone(t *testing.T) {
+	t.Parallel()
+	b, g := setupGated(t, engine.Config{})
+	go func() {
+		<-g.entered
+		time.Sleep(6 * time.Second)
+		close(g.gate)
+	}()
+	r := b.do(t, "POST", "/v1/skus", `{"id":"slow","name":"Slow","price":{"amount":1,"currency":"USD"},"stock":10}`)
+	if r.status != 201 {
+		t.Fatalf("a create whose commit took 6 s: %d %s, want 201", r.status, r.body)
+	}
+}

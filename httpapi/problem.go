@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -76,6 +77,11 @@ func statusOf(code string) int {
 // problemOf turns an error from the engine or a store into a problem. Only application
 // errors carry their message out; anything else is "internal".
 func problemOf(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// The request ended while its command waited for its batch: the command may
+		// still commit. Not an internal error, and not "nothing happened".
+		err = ordercore.Errorf(ordercore.EUnavailable, "the request ended before its outcome was known, and it may still be applied: retry with the same Idempotency-Key, or read it back")
+	}
 	code := ordercore.ErrorCode(err)
 	p := newProblem(statusOf(code), code, ordercore.ErrorMessage(err), nil)
 	if p.Status == http.StatusServiceUnavailable {

@@ -114,7 +114,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ct := r.Header.Get("Content-Type"); ct != strings.ToLower(ct) {
 		r.Header.Set("Content-Type", strings.ToLower(ct)) // media types are case-insensitive (RFC 9110 8.3.1)
 	}
-	if err := checkUTF8Body(r); err != nil {
+	if err := checkUTF8Body(w, r); err != nil {
 		s.refuse(w, r, err)
 		return
 	}
@@ -137,7 +137,10 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error) {
 // bytes, and their channel's decoder judges them. So are DTM's endpoints and the stock's
 // TCC branches, whose callers read refusals in DTM's shape (409 FAILURE), not as
 // problems; the ids they take from a body are checked there.
-func checkUTF8Body(r *http.Request) error {
+//
+// Once the handler has read the body put back to its end, the connection's read
+// deadline is lifted (liftingBody).
+func checkUTF8Body(w http.ResponseWriter, r *http.Request) error {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
 	}
@@ -153,11 +156,31 @@ func checkUTF8Body(r *http.Request) error {
 	if len(body) <= limit.RequestBodyBytesMax && !utf8.Valid(body) {
 		return ordercore.Errorf(ordercore.EMalformedJSON, "the body is not valid UTF-8")
 	}
-	r.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+	r.Body = &liftingBody{Reader: io.MultiReader(bytes.NewReader(body), r.Body), Closer: r.Body, w: w}
 	return nil
+}
+
+// liftingBody is a request body that lifts the connection's read deadline once it has
+// been read to its end. huma sets a read deadline of 5 s for reading a body and leaves
+// it; once the body is read, net/http reads the connection in the background to notice
+// a client that goes away, and when that read's deadline passes it cancels the request's
+// context. A request whose answer took longer than 5 s (a batch waiting on a row lock,
+// a slow commit) was then answered 500 while its command went on to commit. With
+// nothing left to read, there is no slow client to guard against.
+type liftingBody struct {
+	io.Reader
+	io.Closer
+	w      http.ResponseWriter
+	lifted bool
+}
+
+func (b *liftingBody) Read(p []byte) (int, error) {
+	n, err := b.Reader.Read(p)
+	if err == io.EOF && !b.lifted {
+		b.lifted = true
+		_ = http.NewResponseController(b.w).SetReadDeadline(time.Time{}) // not every writer supports it
+	}
+	return n, err
 }
 
 // noRoute answers what no route takes as a problem too: 405 with Allow when the path
