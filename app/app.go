@@ -163,7 +163,10 @@ func openRelay(ctx context.Context, cfg Config, r ordercore.Reader) (*natsbus.Re
 		}
 		nc, err = emb.Connect(nats.Name("ordercore"))
 	} else {
-		nc, err = nats.Connect(url, nats.Name("ordercore"), nats.MaxReconnects(-1))
+		// NATS only receives a copy of the event log: a server that is down must not
+		// keep ordercore from starting. The connection is retried in the background, and
+		// the relay catches up from the stream's cursor once it is up.
+		nc, err = nats.Connect(url, nats.Name("ordercore"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
 	}
 	if err != nil {
 		emb.Close()
@@ -179,6 +182,12 @@ func openRelay(ctx context.Context, cfg Config, r ordercore.Reader) (*natsbus.Re
 		return nil, nil, nil, fmt.Errorf("--nats %s: jetstream: %w", url, err)
 	}
 	relay := natsbus.NewRelay(natsbus.Config{Reader: r, JS: js, Stream: cfg.NATSStream, SubjectPrefix: cfg.NATSSubjects})
+	if !nc.IsConnected() {
+		cfg.Logger.Warn("NATS is not reachable; the event relay creates its stream and catches up once it is", "nats", url)
+		return relay, nc, emb, nil
+	}
+	// Reachable: a stream that cannot be made as configured (its subjects taken by
+	// another stream, say) is an error to report now, not to retry for ever.
 	if err := relay.EnsureStream(ctx); err != nil {
 		closeAll()
 		return nil, nil, nil, fmt.Errorf("--nats %s: %w", url, err)

@@ -177,13 +177,20 @@ func (r *Relay) position(ctx context.Context) (position, error) {
 func (r *Relay) Run(ctx context.Context) error {
 	backoff := RetryBackoffMin
 	var pos position
-	synced := false
+	synced, ensured := false, false
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
 		var err error
-		if !synced {
+		if !ensured {
+			// NATS may have been down when the relay started: the stream is made
+			// (or brought to StreamConfig) once it answers.
+			if err = r.EnsureStream(ctx); err == nil {
+				ensured = true
+			}
+		}
+		if err == nil && !synced {
 			pos, err = r.position(ctx)
 			if errors.Is(err, ErrCursorLost) {
 				return err
