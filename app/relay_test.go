@@ -55,20 +55,7 @@ func TestServeRelaysEventsToNATS(t *testing.T) {
 	go func() { a.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	base := "http://" + a.Addr()
-	for _, req := range []struct{ path, body string }{
-		{"/v1/skus", `{"id":"tea","name":"Tea","price":{"amount":450,"currency":"EUR"},"stock":5}`},
-		{"/v1/orders", `{"user_id":"u1","lines":[{"sku":"tea","quantity":1}]}`},
-	} {
-		resp, err := http.Post(base+req.path, "application/json", strings.NewReader(req.body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("POST %s: %d", req.path, resp.StatusCode)
-		}
-	}
+	skuAndOrder(t, "http://"+a.Addr())
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s, err := js.Stream(context.Background(), name)
@@ -114,20 +101,7 @@ func TestServeStartsWhileNATSIsDown(t *testing.T) {
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	base := "http://" + a.Addr()
-	for _, req := range []struct{ path, body string }{
-		{"/v1/skus", `{"id":"tea","name":"Tea","price":{"amount":450,"currency":"EUR"},"stock":5}`},
-		{"/v1/orders", `{"user_id":"u1","lines":[{"sku":"tea","quantity":1}]}`},
-	} {
-		resp, err := http.Post(base+req.path, "application/json", strings.NewReader(req.body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("POST %s with NATS down: %d", req.path, resp.StatusCode)
-		}
-	}
+	skuAndOrder(t, "http://"+a.Addr()) // with NATS down
 
 	srv, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
 	if err != nil {
@@ -159,5 +133,23 @@ func TestServeStartsWhileNATSIsDown(t *testing.T) {
 			t.Fatalf("the stream did not get the 2 events once NATS was up (err %v)", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// skuAndOrder creates a SKU and places an order of it: two events.
+func skuAndOrder(t *testing.T, base string) {
+	t.Helper()
+	for _, req := range []struct{ path, body string }{
+		{"/v1/skus", `{"id":"tea","name":"Tea","price":{"amount":450,"currency":"EUR"},"stock":5}`},
+		{"/v1/orders", `{"user_id":"u1","lines":[{"sku":"tea","quantity":1}]}`},
+	} {
+		resp, err := http.Post(base+req.path, "application/json", strings.NewReader(req.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST %s: %d", req.path, resp.StatusCode)
+		}
 	}
 }
