@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -518,6 +520,30 @@ func TestOpenAPIDocument(t *testing.T) {
 	res := sagas.Paths["/v1/sagas"].Post.Responses
 	if ok, created := res["200"].Content["application/json"].Schema.Ref, res["201"].Content["application/json"].Schema.Ref; ok == "" || ok != created {
 		t.Errorf("POST /v1/sagas: 200 schema %q, 201 schema %q; want both, the same", ok, created)
+	}
+	// The problems an operation answers are listed, each as problem+json.
+	var ops struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]struct {
+				Content map[string]any `json:"content"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	r.json(t, &ops)
+	for _, tc := range []struct {
+		path, method string
+		want         []string
+	}{
+		{"/v1/orders", "post", []string{"400", "409", "413", "415", "422", "429", "500", "503"}},
+		{"/v1/orders/{id}", "get", []string{"400", "404", "422", "500", "503"}},
+		{"/v1/orders/{id}/refunds", "post", []string{"400", "404", "409", "413", "415", "422", "502", "503"}},
+	} {
+		got := ops.Paths[tc.path][tc.method].Responses
+		for _, code := range tc.want {
+			if _, ok := got[code].Content["application/problem+json"]; !ok {
+				t.Errorf("%s %s: no %s problem+json answer listed; responses %v", strings.ToUpper(tc.method), tc.path, code, slices.Collect(maps.Keys(got)))
+			}
+		}
 	}
 }
 

@@ -244,6 +244,22 @@ const writeMargin = 10 * time.Second
 // API exposes the huma API (for the OpenAPI document in tests and docs).
 func (s *Server) API() huma.API { return s.api }
 
+// errorStatuses are the problem answers the OpenAPI document lists for an operation
+// (huma adds 422 and 500): any request may be 400 (a repeated Idempotency-Key, a
+// malformed cursor or body) or 503 (overloaded, storage unavailable); one that names a
+// resource in its path may be 404; a POST may also be 409 (idempotency_key_in_use, and
+// its operation's own conflicts), 413 and 415. Operations with more add them.
+func errorStatuses(method, path string) []int {
+	out := []int{http.StatusBadRequest, http.StatusServiceUnavailable}
+	if strings.Contains(path, "{") {
+		out = append(out, http.StatusNotFound)
+	}
+	if method == http.MethodPost {
+		out = append(out, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType)
+	}
+	return out
+}
+
 // bodyBytesMax is the MaxBodyBytes of every operation: huma refuses a body that fills
 // its limit, and a body of exactly limit.RequestBodyBytesMax is allowed.
 const bodyBytesMax = limit.RequestBodyBytesMax + 1
@@ -251,15 +267,17 @@ const bodyBytesMax = limit.RequestBodyBytesMax + 1
 func (s *Server) routes() {
 	post := func(id, path, summary string, status int) huma.Operation {
 		return huma.Operation{OperationID: id, Method: http.MethodPost, Path: path, Summary: summary,
-			DefaultStatus: status, MaxBodyBytes: bodyBytesMax}
+			DefaultStatus: status, MaxBodyBytes: bodyBytesMax, Errors: errorStatuses(http.MethodPost, path)}
 	}
 	get := func(id, path, summary string) huma.Operation {
-		return huma.Operation{OperationID: id, Method: http.MethodGet, Path: path, Summary: summary}
+		return huma.Operation{OperationID: id, Method: http.MethodGet, Path: path, Summary: summary, Errors: errorStatuses(http.MethodGet, path)}
 	}
 	huma.Register(s.api, post("create-sku", "/v1/skus", "Create a SKU with its initial stock", http.StatusCreated), s.createSKU)
 	huma.Register(s.api, get("get-sku", "/v1/skus/{id}", "Read a SKU and its stock balance"), s.getSKU)
 	huma.Register(s.api, post("restock-sku", "/v1/skus/{id}/restock", "Add stock to a SKU", http.StatusOK), s.restock)
-	huma.Register(s.api, post("place-order", "/v1/orders", "Place an order and reserve its stock", http.StatusCreated), s.placeOrder)
+	placeOrder := post("place-order", "/v1/orders", "Place an order and reserve its stock", http.StatusCreated)
+	placeOrder.Errors = append(placeOrder.Errors, http.StatusTooManyRequests) // serve --user-order-rate
+	huma.Register(s.api, placeOrder, s.placeOrder)
 	huma.Register(s.api, get("get-order", "/v1/orders/{id}", "Read an order with its event timeline"), s.getOrder)
 	huma.Register(s.api, get("list-orders", "/v1/orders", "List a user's orders, newest first"), s.listOrders)
 	huma.Register(s.api, post("cancel-order", "/v1/orders/{id}/cancel", "Cancel an unpaid order and release its stock", http.StatusOK), s.transition(orderCancel))
@@ -268,15 +286,22 @@ func (s *Server) routes() {
 	if s.cfg.ManualPayments {
 		huma.Register(s.api, post("manual-payment", "/v1/orders/{id}/payments/manual", "Record a payment received outside any channel", http.StatusOK), s.manualPayment)
 	}
-	huma.Register(s.api, post("pay-order", "/v1/orders/{id}/payments", "Open a payment attempt at a channel", http.StatusCreated), s.pay)
+	pay := post("pay-order", "/v1/orders/{id}/payments", "Open a payment attempt at a channel", http.StatusCreated)
+	pay.Errors = append(pay.Errors, http.StatusBadGateway) // channel_refused
+	huma.Register(s.api, pay, s.pay)
 	huma.Register(s.api, get("list-order-payments", "/v1/orders/{id}/payments", "An order's payment attempts and refunds"), s.orderPayments)
-	huma.Register(s.api, post("refund-order", "/v1/orders/{id}/refunds", "Refund part or all of an order's payment", http.StatusCreated), s.requestRefund)
+	refund := post("refund-order", "/v1/orders/{id}/refunds", "Refund part or all of an order's payment", http.StatusCreated)
+	refund.Errors = append(refund.Errors, http.StatusBadGateway) // channel_refused
+	huma.Register(s.api, refund, s.requestRefund)
 	huma.Register(s.api, get("list-review-items", "/v1/review-items", "Cases waiting for an operator, newest first"), s.listReviews)
 	huma.Register(s.api, get("get-review-item", "/v1/review-items/{id}", "Read one review item with its evidence"), s.getReview)
 	huma.Register(s.api, post("resolve-review-item", "/v1/review-items/{id}/resolve", "Resolve a review item (audited)", http.StatusOK), s.resolveReview)
 	huma.Register(s.api, get("list-channels", "/v1/channels", "Configured payment channels and their notification counts"), s.listChannels)
 	s.mux.HandleFunc("POST /v1/channels/{channel}/notify", s.notify)
 	runRecon := post("run-reconciliation", "/v1/reconciliations", "Reconcile a channel's daily statement now (safe to repeat)", http.StatusCreated)
+	// The channel is named in the body (404 unknown_channel); the run takes no key, and
+	// repeating it is safe (no 409).
+	runRecon.Errors = []int{http.StatusBadRequest, http.StatusNotFound, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusServiceUnavailable}
 	runRecon.Description = "Fetches the channel's statement of the day and matches it with ordercore's records both ways: " +
 		"money ordercore missed is applied through the channel's own path (repaired), money on trades or refunds it does not know opens an " +
 		"orphan_notification review item, money it recorded that the statement does not list is asked about at the channel, and every " +
