@@ -286,6 +286,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		code                     string
 	}{
 		{"MalformedJSON", "POST", "/v1/orders", `{"user_id":"u1","lines":[`, nil, 400, ordercore.EMalformedJSON},
+		{"DuplicateName", "POST", "/v1/orders", `{"user_id":"u1","lines":[{"sku":"a","quantity":1}],"user_id":"u2"}`, nil, 400, ordercore.EMalformedJSON},
+		{"DuplicateNameInALine", "POST", "/v1/orders", `{"user_id":"u1","lines":[{"sku":"a","quantity":1,"quantity":2}]}`, nil, 400, ordercore.EMalformedJSON},
 		{"NotAnObject", "POST", "/v1/orders", `[1,2]`, nil, 422, ordercore.EINVALID},
 		{"UnknownField", "POST", "/v1/orders", `{"user_id":"u1","lines":[{"sku":"a","quantity":1}],"price":1}`, nil, 422, ordercore.EUnknownField},
 		{"UnknownLineField", "POST", "/v1/orders", `{"user_id":"u1","lines":[{"sku":"a","quantity":1,"unit_price":1}]}`, nil, 422, ordercore.EUnknownField},

@@ -156,6 +156,11 @@ func checkUTF8Body(w http.ResponseWriter, r *http.Request) error {
 	if len(body) <= limit.RequestBodyBytesMax && !utf8.Valid(body) {
 		return ordercore.Errorf(ordercore.EMalformedJSON, "the body is not valid UTF-8")
 	}
+	if len(body) <= limit.RequestBodyBytesMax {
+		if name, dup := duplicateKey(body); dup {
+			return ordercore.Errorf(ordercore.EMalformedJSON, "the name %q appears twice in one object: which one is meant is ambiguous", name)
+		}
+	}
 	r.Body = &liftingBody{Reader: io.MultiReader(bytes.NewReader(body), r.Body), Closer: r.Body, w: w}
 	return nil
 }
