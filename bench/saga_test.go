@@ -39,7 +39,7 @@ func TestRunSaga(t *testing.T) {
 		go func() { a.Run(rctx); close(done) }()
 		return bench.SagaServer{Base: "http://" + a.Addr(), PID: os.Getpid(), Stop: func() error { cancel(); <-done; return nil }}, nil
 	}
-	rep, err := bench.RunSaga(context.Background(), bench.SagaConfig{Clients: 8, Duration: 300 * time.Millisecond, Backlog: 200,
+	rep, err := bench.RunSaga(context.Background(), bench.SagaConfig{Clients: 8, Duration: time.Second, Backlog: 200,
 		PG: pgURL(), Dir: filepath.Join(dir, "scratch"), Serve: serve})
 	if err != nil {
 		t.Fatal(err)
@@ -55,10 +55,18 @@ func TestRunSaga(t *testing.T) {
 	}
 	for _, p := range []string{bench.SagaPathDirect, bench.SagaPathSaga} {
 		r, _ := rep.Result(p)
-		// The per-process counters and the machine's are read at 10 ms ticks, apart: allow
-		// them a tenth of slack against each other.
-		if c := r.CPU; c == nil || c.Busy <= 0 || c.Bench <= 0 || 10*(c.Bench+c.Postgres+c.Others) > 11*(c.Busy+c.Idle) {
-			t.Errorf("path %s: CPU split %+v", p, c)
+		// The per-process counters and the machine's are read apart, in 10 ms ticks, and
+		// every PostgreSQL process's count is rounded down to its tick: allow them a tenth
+		// of slack against each other, and a few ticks for each source over the window's
+		// sagas (on a loaded machine a 300 ms window read 21% over, 12 ticks in 93 sagas).
+		c := r.CPU
+		if c == nil || r.Sagas <= 0 {
+			t.Errorf("path %s: no CPU split (%d sagas)", p, r.Sagas)
+			continue
+		}
+		ticks := 16 * (10 * time.Millisecond) / time.Duration(r.Sagas)
+		if c.Busy <= 0 || c.Bench <= 0 || 10*(c.Bench+c.Postgres+c.Others) > 11*(c.Busy+c.Idle)+10*ticks {
+			t.Errorf("path %s: CPU split %+v over %d sagas", p, c, r.Sagas)
 		}
 	}
 	if r, _ := rep.Result(bench.SagaPathSaga); r.CPU != nil && !r.CPU.CoordinatorInBench {
