@@ -8,11 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
 
 	"ordercore/barrier"
+	"ordercore/internal/pgtest"
 )
 
 // env is one real database with the barrier table and the test's business tables.
@@ -102,47 +101,15 @@ func openSQLite(t testing.TB, dir string) *sql.DB {
 	return db
 }
 
-// testDSN is the database the PostgreSQL tests create their schemas in, as in
-// postgres/postgres_test.go.
-func testDSN() string {
-	if dsn := os.Getenv("ORDERCORE_TEST_PG"); dsn != "" {
-		return dsn
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
-var reachable = sync.OnceValue(func() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	db, err := sql.Open("pgx", testDSN())
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.PingContext(ctx)
-})
-
-// requirePG skips the test when PostgreSQL is unreachable, or fails it under CI=true,
-// where the services are meant to be up.
-func requirePG(t *testing.T) {
-	t.Helper()
-	if err := reachable(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL at ORDERCORE_TEST_PG (%s) is unreachable under CI=true: %v", testDSN(), err)
-		}
-		t.Skipf("PostgreSQL at ORDERCORE_TEST_PG (%s) is unreachable, skipping (set CI=true to fail instead): %v", testDSN(), err)
-	}
-}
-
 // openPostgres opens a pool whose search_path is a schema of the test's own, dropped when
 // the test ends, so tests run in parallel against one database.
 func openPostgres(t *testing.T) *sql.DB {
 	t.Helper()
-	requirePG(t)
+	pgtest.Require(t)
 	var b [8]byte
 	rand.Read(b[:])
 	schema := "barrier_test_" + hex.EncodeToString(b[:])
-	admin, err := sql.Open("pgx", testDSN())
+	admin, err := sql.Open("pgx", pgtest.DSN())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +124,7 @@ func openPostgres(t *testing.T) *sql.DB {
 			t.Errorf("drop schema %s: %v", schema, err)
 		}
 	})
-	db, err := sql.Open("pgx", withSearchPath(testDSN(), schema))
+	db, err := sql.Open("pgx", withSearchPath(pgtest.DSN(), schema))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -15,16 +14,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"ordercore/bench"
+	"ordercore/internal/pgtest"
 	"ordercore/postgres"
 )
-
-// pgURL is the PostgreSQL the tests measure on (ORDERCORE_TEST_PG overrides).
-func pgURL() string {
-	if u := os.Getenv("ORDERCORE_TEST_PG"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
 
 // connectPG connects to the test PostgreSQL. An unreachable server fails the test: these
 // tests exist to measure a real one.
@@ -32,9 +24,9 @@ func connectPG(t *testing.T) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, pgURL())
+	conn, err := pgx.Connect(ctx, pgtest.DSN())
 	if err != nil {
-		t.Fatalf("PostgreSQL at %s (ORDERCORE_TEST_PG) is unreachable: %v", pgURL(), err)
+		t.Fatalf("PostgreSQL at %s (ORDERCORE_TEST_PG) is unreachable: %v", pgtest.DSN(), err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
@@ -77,7 +69,7 @@ func TestRunPostgresWritesWhatItCounts(t *testing.T) {
 	})
 	const skus = 50
 	var progress bytes.Buffer
-	rep, err := bench.Run(context.Background(), bench.Config{Dir: t.TempDir(), DB: pgURL(), SchemaPrefix: prefix, KeepSchemas: true,
+	rep, err := bench.Run(context.Background(), bench.Config{Dir: t.TempDir(), DB: pgtest.DSN(), SchemaPrefix: prefix, KeepSchemas: true,
 		Duration: 200 * time.Millisecond, Clients: 8, SKUs: skus, Progress: &progress})
 	if err != nil {
 		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
@@ -103,7 +95,7 @@ func TestRunPostgresWritesWhatItCounts(t *testing.T) {
 			if !strings.HasPrefix(res.Schema, prefix) {
 				t.Fatalf("%s wrote schema %q, want a name starting %q", name, res.Schema, prefix)
 			}
-			db, err := postgres.Open(context.Background(), pgURL(), postgres.Options{Schema: res.Schema})
+			db, err := postgres.Open(context.Background(), pgtest.DSN(), postgres.Options{Schema: res.Schema})
 			if err != nil {
 				t.Fatalf("%s: open schema %s: %v", name, res.Schema, err)
 			}
@@ -137,7 +129,7 @@ func TestRunPostgresWritesWhatItCounts(t *testing.T) {
 func TestRunPostgresDropsItsSchemas(t *testing.T) {
 	t.Parallel()
 	cfg := func(prefix string, d time.Duration) bench.Config {
-		return bench.Config{Dir: t.TempDir(), DB: pgURL(), SchemaPrefix: prefix, Duration: d, Clients: 4,
+		return bench.Config{Dir: t.TempDir(), DB: pgtest.DSN(), SchemaPrefix: prefix, Duration: d, Clients: 4,
 			Paths: []string{bench.PathEngine}, Scenarios: []string{bench.ScenarioHot}}
 	}
 	t.Run("after a run", func(t *testing.T) {

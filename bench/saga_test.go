@@ -11,6 +11,7 @@ import (
 
 	"ordercore/app"
 	"ordercore/bench"
+	"ordercore/internal/pgtest"
 )
 
 func mustResult(t *testing.T, rep *bench.SagaReport, path string) bench.SagaResult {
@@ -40,7 +41,7 @@ func TestRunSaga(t *testing.T) {
 		return bench.SagaServer{Base: "http://" + a.Addr(), PID: os.Getpid(), Stop: func() error { cancel(); <-done; return nil }}, nil
 	}
 	rep, err := bench.RunSaga(context.Background(), bench.SagaConfig{Clients: 8, Duration: time.Second, Backlog: 200,
-		PG: pgURL(), Dir: filepath.Join(dir, "scratch"), Serve: serve})
+		PG: pgtest.DSN(), Dir: filepath.Join(dir, "scratch"), Serve: serve})
 	if err != nil {
 		t.Fatal(err)
 	}
